@@ -1,0 +1,50 @@
+"""Sync the code-defined beat schedule (oma.celery.BEAT_SCHEDULE) into django-celery-beat's tables."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from celery.schedules import crontab
+
+
+def beat_schedule_sync() -> list[str]:
+    """Create or update one PeriodicTask per schedule entry; keep the merchant's enabled/paused choice."""
+    from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+    from oma.celery import BEAT_SCHEDULE
+
+    names = []
+    for name, spec in BEAT_SCHEDULE.items():
+        schedule = spec["schedule"]
+        defaults: dict[str, Any] = {
+            "task": spec["task"],
+            "kwargs": json.dumps(spec.get("kwargs", {}), sort_keys=True),
+            "expire_seconds": spec.get("expire_seconds"),
+            "description": spec.get("description", ""),
+            "crontab": None,
+            "interval": None,
+        }
+        if isinstance(schedule, crontab):
+            defaults["crontab"], _ = CrontabSchedule.objects.get_or_create(
+                minute=schedule._orig_minute,
+                hour=schedule._orig_hour,
+                day_of_week=schedule._orig_day_of_week,
+                day_of_month=schedule._orig_day_of_month,
+                month_of_year=schedule._orig_month_of_year,
+                timezone="UTC",
+            )
+        else:
+            defaults["interval"], _ = IntervalSchedule.objects.get_or_create(
+                every=int(schedule), period=IntervalSchedule.SECONDS
+            )
+        PeriodicTask.objects.update_or_create(name=name, defaults=defaults)
+        names.append(name)
+    return names
+
+
+def sync_after_migrate(sender: Any, **kwargs: Any) -> None:
+    # post_migrate fires once per app; sync once, when the beat tables exist.
+    if getattr(sender, "label", None) != "django_celery_beat":
+        return
+    beat_schedule_sync()

@@ -1,0 +1,113 @@
+"""Typed records the Genstore client returns. Plain dataclasses: no Django, no ORM.
+
+Every field except the ids may be None: Genstore filters protected fields and its samples are quirky, so the
+parser leaves a field empty (and notes it in `problems`) rather than dropping the record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class LineItemRecord:
+    id: str
+    product_id: str | None = None
+    variant_id: str | None = None
+    sku: str | None = None
+    title: str | None = None
+    variant_title: str | None = None
+    quantity: int | None = None
+    fulfillable_quantity: int | None = None
+    fulfillment_status: str | None = None
+    requires_shipping: bool | None = None
+    price: Decimal | None = None
+    grams: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FulfillmentLineRecord:
+    id: str
+    quantity: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FulfillmentRecord:
+    fulfill_id: str
+    order_id: str | None = None
+    status: str | None = None
+    shipment_status: str | None = None
+    tracking_number: str | None = None
+    tracking_company: str | None = None
+    tracking_url: str | None = None
+    line_items: tuple[FulfillmentLineRecord, ...] = ()
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRecord:
+    refund_id: str | None
+    order_id: str | None
+    amount: Decimal | None = None
+    currency: str | None = None
+    created_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    order_id: str
+    id: str | None = None
+    name: str | None = None
+    source_name: str | None = None
+    source_identifier: str | None = None
+    financial_status: str | None = None
+    fulfillment_status: str | None = None
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    email: str | None = None
+    total_price: Decimal | None = None
+    subtotal_price: Decimal | None = None
+    currency: str | None = None
+    line_items: tuple[LineItemRecord, ...] = ()
+    fulfillments: tuple[FulfillmentRecord, ...] = ()
+    # True when the payload carried a fulfillments list (so an empty tuple means "none", not "unknown").
+    has_fulfillments: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    # "field: reason" for every value that could not be parsed and was left empty.
+    problems: tuple[str, ...] = ()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancelled_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ShopRecord:
+    id: str | None
+    name: str | None
+    domain: str | None
+    currency: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSubscriptionRecord:
+    id: str
+    address: str
+    topic: str
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitState:
+    used: int
+    capacity: int

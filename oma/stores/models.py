@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from oma.core.crypto import EncryptedTextField
+
+
+class Store(models.Model):
+    """A connected Genstore store. Token and secrets are encrypted at rest (OMA_ENCRYPTION_KEYS)."""
+
+    domain = models.CharField(max_length=255, unique=True, help_text="e.g. shop1.genmystore.com")
+    name = models.CharField(max_length=255, blank=True)
+    api_base_url = models.URLField(
+        blank=True, help_text="The part before /api/{version}/; blank means https://{handle}.genmystore.com"
+    )
+    api_version = models.CharField(max_length=16, default="202412")
+    access_token = EncryptedTextField()
+    client_secret = EncryptedTextField()
+    previous_client_secret = EncryptedTextField(
+        blank=True, default="", help_text="Still accepted on webhooks while a secret rotation completes."
+    )
+    rate_limit_capacity = models.PositiveIntegerField(default=40)
+    rate_limit_refill_per_second = models.FloatField(default=2.0)
+    is_active = models.BooleanField(default=True, help_text="Inactive stores are not swept, polled or pushed.")
+    scopes = models.JSONField(default=list, blank=True)
+    genstore_shop_id = models.CharField(max_length=64, blank=True)
+    # One sweep per store at a time: a lease in the database, taken with a conditional UPDATE.
+    sweep_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    sweep_lease_token = models.CharField(max_length=64, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return self.name or self.domain
+
+    @property
+    def handle(self) -> str:
+        return self.domain.split(".", 1)[0]
+
+    @property
+    def resolved_api_base_url(self) -> str:
+        return (self.api_base_url or f"https://{self.handle}.genmystore.com").rstrip("/")
+
+    @property
+    def rate_limit_label(self) -> str:
+        return f"{self.rate_limit_capacity}/{self.rate_limit_refill_per_second:g}"
+
+
+class StoreMembership(models.Model):
+    """Which staff users may see which stores (tenancy in admin)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="store_memberships")
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="memberships")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "store"], name="store_membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.store}"

@@ -1,0 +1,27 @@
+"""Test settings: the real settings with the databases and brokers the machine has."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("OMA_ENCRYPTION_KEYS", "u6HqWmtyJ5bOVyI1Q4JkQqoWW9cXfC5nCUEO1GJwbQ0=")
+os.environ.setdefault("DEBUG", "0")
+
+from tests.services import HAVE_POSTGRES, HAVE_REDIS, POSTGRES_URL, REDIS_URL
+
+os.environ.setdefault("DATABASE_URL", POSTGRES_URL if HAVE_POSTGRES else "sqlite:///:memory:")
+if HAVE_REDIS:
+    os.environ.setdefault("REDIS_URL", REDIS_URL)
+os.environ.setdefault("CELERY_BROKER_URL", REDIS_URL if HAVE_REDIS else "memory://")
+
+from oma.settings import *  # noqa: F403
+from oma.settings import DATABASES
+
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {}
+    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("OMA_TEST_SQLITE_FILE", "")} if os.environ.get(
+        "OMA_TEST_SQLITE_FILE"
+    ) else {}
+SECURE_SSL_REDIRECT = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+GENSTORE_MAX_RETRIES = 6
