@@ -100,6 +100,27 @@ class GenstoreFulfillment(models.Model):
         return f"{self.fulfill_id} ({self.tracking_number or 'no tracking'})"
 
 
+class Refund(models.Model):
+    """A refund Genstore reported (refunds/create webhook or order details)."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="refunds")
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="refunds", null=True, blank=True)
+    order_id_text = models.CharField(max_length=64, help_text="Genstore orderId (kept before the order is mirrored)")
+    refund_id = models.CharField(max_length=64)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=8, blank=True)
+    genstore_created_at = models.DateTimeField(null=True, blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["store", "refund_id"], name="refund_unique_per_store")]
+
+    def __str__(self) -> str:
+        return f"refund {self.refund_id} of {self.order_id_text}"
+
+
 class SyncRun(models.Model):
     """One order sweep: what it read and what it had to change."""
 

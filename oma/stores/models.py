@@ -25,6 +25,12 @@ class Store(models.Model):
     is_active = models.BooleanField(default=True, help_text="Inactive stores are not swept, polled or pushed.")
     scopes = models.JSONField(default=list, blank=True)
     genstore_shop_id = models.CharField(max_length=64, blank=True)
+    carrier_priority = models.JSONField(
+        default=list, blank=True, help_text='Carrier codes preferred when a number fits several, e.g. ["ups", "usps"]'
+    )
+    notify_customer = models.BooleanField(default=False, help_text="Ask Genstore to email the customer on pushes")
+    # Genstore documents both POST /fulfillments and POST /fulfillment; the client remembers which one answers.
+    fulfillment_create_path = models.CharField(max_length=32, blank=True)
     # One sweep per store at a time: a lease in the database, taken with a conditional UPDATE.
     sweep_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     sweep_lease_token = models.CharField(max_length=64, blank=True, editable=False)
