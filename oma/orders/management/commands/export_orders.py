@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import csv
+import json
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from oma.orders.selectors import orders_export_rows
+from oma.stores.models import Store
+
+CSV_COLUMNS = [
+    "orderId",
+    "sourceName",
+    "sourceIdentifier",
+    "financialStatus",
+    "fulfillmentStatus",
+    "cancelled",
+    "unifiedStatus",
+    "lineItems",
+    "shipments",
+]
+
+
+class Command(BaseCommand):
+    help = "Write one record per mirrored order to stdout (JSON lines or CSV; nested fields as JSON in CSV)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--store", required=True, help="store domain, e.g. shop1.genmystore.com")
+        parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+
+    def handle(self, *args: object, **options: object) -> None:
+        store = Store.objects.filter(domain=str(options["store"]).lower()).first()
+        if store is None:
+            raise CommandError(f"no store {options['store']!r}")
+        rows = orders_export_rows(store=store)
+        if options["format"] == "jsonl":
+            for row in rows:
+                self.stdout.write(json.dumps(row, separators=(",", ":")))
+            return
+        writer = csv.DictWriter(self.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {
+                    key: json.dumps(value, separators=(",", ":")) if isinstance(value, list) else value
+                    for key, value in row.items()
+                }
+            )

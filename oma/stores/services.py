@@ -1,0 +1,139 @@
+"""Connecting stores and building their Genstore clients."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from oma.core.redis import get_redis
+from oma.genstore.client import GenstoreClient
+from oma.genstore.ratelimit import LocalTokenBucket, RedisTokenBucket
+from oma.stores.models import Store
+
+logger = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def _local_bucket() -> LocalTokenBucket:
+    # Embedded mode (no Redis): one bucket per process. Only the worker calls Genstore, so this is enough there.
+    return LocalTokenBucket()
+
+
+def genstore_limiter() -> RedisTokenBucket | LocalTokenBucket:
+    redis_client = get_redis()
+    return RedisTokenBucket(redis_client) if redis_client is not None else _local_bucket()
+
+
+def genstore_client_for(store: Store) -> GenstoreClient:
+    client = GenstoreClient(
+        base_url=store.resolved_api_base_url,
+        api_version=store.api_version,
+        access_token=store.access_token,
+        limiter=genstore_limiter(),
+        limiter_key=f"genstore:{store.domain}",
+        bucket_capacity=store.rate_limit_capacity,
+        bucket_refill_per_second=store.rate_limit_refill_per_second,
+        connect_timeout=settings.GENSTORE_CONNECT_TIMEOUT,
+        read_timeout=settings.GENSTORE_READ_TIMEOUT,
+        max_retries=settings.GENSTORE_MAX_RETRIES,
+    )
+    if store.fulfillment_create_path:
+        client.fulfillment_create_path = store.fulfillment_create_path
+    return client
+
+
+def parse_rate_limit(value: str) -> tuple[int, float]:
+    """'40/2' -> (40, 2.0): bucket capacity / refill per second."""
+    try:
+        capacity_text, refill_text = value.split("/", 1)
+        capacity, refill = int(capacity_text), float(refill_text)
+    except ValueError as exc:
+        raise ValueError(f"rate limit must look like CAPACITY/REFILL, e.g. 40/2 (got {value!r})") from exc
+    if capacity < 1 or refill <= 0:
+        raise ValueError(f"rate limit needs a capacity >= 1 and a refill > 0 (got {value!r})")
+    return capacity, refill
+
+
+@dataclass(frozen=True)
+class ConnectResult:
+    store: Store
+    created: bool
+    verified_shop_name: str | None
+
+
+def store_connect(
+    *,
+    domain: str,
+    access_token: str,
+    client_secret: str,
+    api_base_url: str = "",
+    name: str = "",
+    rate_limit: tuple[int, float] | None = None,
+    verify: bool = True,
+) -> ConnectResult:
+    """Create or update a store; unless told not to, prove the token works with GET /shops/info first.
+
+    Verification happens before anything is saved, so a wrong token never overwrites a working one.
+    A changed client secret is kept as the previous one, so webhooks signed during the switch still verify.
+    """
+    domain = domain.strip().lower()
+    existing = Store.objects.filter(domain=domain).first()
+    store = existing or Store(domain=domain)
+    store.access_token = access_token
+    if existing and existing.client_secret and existing.client_secret != client_secret:
+        store.previous_client_secret = existing.client_secret
+    store.client_secret = client_secret
+    if api_base_url:
+        store.api_base_url = api_base_url.rstrip("/")
+    if rate_limit:
+        store.rate_limit_capacity, store.rate_limit_refill_per_second = rate_limit
+    shop_name = None
+    if verify:
+        shop = genstore_client_for(store).shop_info()  # raises GenstoreAuthError on a bad token
+        shop_name = shop.name
+        store.genstore_shop_id = shop.id or store.genstore_shop_id
+    store.name = name or store.name or shop_name or domain
+    store.is_active = True
+    store.save()
+    logger.info("store connected: %s (created=%s, verified=%s)", domain, existing is None, verify)
+    return ConnectResult(store=store, created=existing is None, verified_shop_name=shop_name)
+
+
+def store_deactivate(*, store: Store, reason: str) -> None:
+    """No more sweeps, polls or pushes for this store; its data is kept."""
+    Store.objects.filter(pk=store.pk).update(is_active=False, updated_at=timezone.now())
+    store.is_active = False
+    logger.warning("store deactivated: %s (%s)", store.domain, reason)
+
+
+# --- one sweep per store at a time: a lease row-field, taken by a conditional UPDATE ---------------
+
+
+def store_sweep_lease_acquire(*, store: Store, ttl: timedelta) -> str | None:
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    with transaction.atomic():
+        taken = (
+            Store.objects.filter(pk=store.pk)
+            .filter(Q(sweep_lease_until__isnull=True) | Q(sweep_lease_until__lt=now))
+            .update(sweep_lease_until=now + ttl, sweep_lease_token=token)
+        )
+    return token if taken else None
+
+
+def store_sweep_lease_renew(*, store: Store, token: str, ttl: timedelta) -> bool:
+    return bool(
+        Store.objects.filter(pk=store.pk, sweep_lease_token=token).update(sweep_lease_until=timezone.now() + ttl)
+    )
+
+
+def store_sweep_lease_release(*, store: Store, token: str) -> None:
+    Store.objects.filter(pk=store.pk, sweep_lease_token=token).update(sweep_lease_until=None, sweep_lease_token="")
