@@ -17,6 +17,9 @@ from oma.settings import *  # noqa: F403
 from oma.settings import DATABASES
 
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    # Several test runs may share one PostgreSQL server (developers, CI): each gets its own test database.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_oma_{os.environ.get('OMA_TEST_DB_SUFFIX') or os.getpid()}"}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {}
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("OMA_TEST_SQLITE_FILE", "")} if os.environ.get(
