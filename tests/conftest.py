@@ -14,7 +14,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    skip_pg = pytest.mark.skip(reason="needs PostgreSQL: not reachable on 127.0.0.1:5432")
+    skip_pg = pytest.mark.skip(reason="needs PostgreSQL (this run uses SQLite: none reachable on 127.0.0.1:5432)")
     skip_redis = pytest.mark.skip(reason="needs Redis: not reachable on 127.0.0.1:6379")
     for item in items:
         if "postgres" in item.keywords and not HAVE_POSTGRES:
