@@ -47,6 +47,8 @@ class FulfillmentRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    # "field: reason" for every value that could not be parsed and was left empty.
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class RefundRecord:
     currency: str | None = None
     created_at: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,8 @@ class OrderRecord:
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     # "field: reason" for every value that could not be parsed and was left empty.
     problems: tuple[str, ...] = ()
+    # Free-form labels; Genstore sends them as "a, b" or ["a", "b"].
+    tags: tuple[str, ...] = ()
 
     @property
     def cancelled(self) -> bool:
@@ -96,6 +101,7 @@ class ShopRecord:
     domain: str | None
     currency: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    timezone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,624 @@
+"""The Genstore Admin REST client: one requests.Session per client, a shared token bucket, retries, typed records.
+
+Plain Python (no Django): the services build a client per store and translate records into models.
+
+Retry policy (a small loop rather than tenacity: the decision depends on the method's write semantics, on
+Retry-After, on penalizing the shared bucket and on counters, which read more plainly as one loop than as tenacity
+callbacks; and `sleep` stays injectable for tests):
+
+* 429: honour Retry-After (seconds or an HTTP date) when present, otherwise exponential backoff with full jitter;
+  the shared bucket is penalized for that long so that the other workers hold back too. A Retry-After longer than
+  `max_retry_after` is not slept out in a worker: GenstoreRateLimited carries it for the caller's countdown.
+* 5xx, timeouts, connection errors: exponential backoff with full jitter, up to `max_retries` retries.
+* Other 4xx: never retried.
+* Exactly-once: the creates (POST fulfillment, POST webhook) have no idempotency key, so they are retried only
+  when Genstore cannot have acted: on 429 and when the connection was never made. After a read timeout, a dropped
+  connection or a 5xx they raise at once with `ambiguous=True`; the caller reads before it writes again.
+  PUTs (update_tracking, cancel), DELETE and GETs are idempotent and retried.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+
+import requests
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from oma.genstore.errors import (
+    GenstoreAuthError,
+    GenstoreClientError,
+    GenstoreError,
+    GenstoreNotFound,
+    GenstoreRateLimited,
+    GenstoreRecordError,
+    GenstoreResponseError,
+    GenstoreServerError,
+    GenstoreTransportError,
+    GenstoreUnprocessable,
+)
+from oma.genstore.parsing import (
+    parse_fulfillment,
+    parse_link_header,
+    parse_order,
+    parse_rate_limit_header,
+    parse_shop,
+    parse_webhook_subscription,
+)
+from oma.genstore.ratelimit import RateLimiter, RateLimiterTimeout
+from oma.genstore.records import (
+    FulfillmentRecord,
+    OrderRecord,
+    RateLimitState,
+    ShopRecord,
+    WebhookSubscriptionRecord,
+)
+from oma.genstore.webhooks import (
+    COMPLIANCE_TOPICS,
+    ORDER_TOPICS,
+    WEBHOOK_TOPICS,
+    compute_webhook_hmac,
+    verify_install_hmac,
+    verify_webhook_hmac,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "COMPLIANCE_TOPICS",
+    "FULFILLMENT_CREATE_PATHS",
+    "MAX_PAGE_SIZE",
+    "ORDER_TOPICS",
+    "RATE_LIMIT_HEADER",
+    "WEBHOOK_TOPICS",
+    "ClientStats",
+    "GenstoreClient",
+    "OrderPage",
+    "compute_webhook_hmac",
+    "verify_install_hmac",
+    "verify_webhook_hmac",
+]
+
+ACCESS_TOKEN_HEADER = "X-Genstore-Access-Token"
+RATE_LIMIT_HEADER = "X-Genstore-Shop-Api-Rate-Limit"
+MAX_PAGE_SIZE = 250
+# Genstore documents both; the first is tried first, and the one that answers is remembered per store.
+FULFILLMENT_CREATE_PATHS: tuple[str, str] = ("/fulfillments", "/fulfillment")
+
+_RETRYABLE_TRANSPORT = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+
+
+@dataclass(slots=True)
+class ClientStats:
+    """Counters since the client was built; a sweep copies `rate_limited` into its SyncRun."""
+
+    requests: int = 0  # HTTP attempts sent, retries included
+    retries: int = 0
+    rate_limited: int = 0  # 429 answers seen
+    server_errors: int = 0  # 5xx answers seen
+    transport_errors: int = 0  # timeouts and connection errors
+    limiter_wait_seconds: float = 0.0  # time spent waiting for a token from the shared bucket
+
+
+@dataclass(slots=True)
+class OrderPage:
+    """One page of GET /orders. `errors`: orders that could not be parsed at all (no usable id), one line each."""
+
+    records: list[OrderRecord]
+    errors: list[str] = field(default_factory=list)
+    page_number: int = 1
+
+
+def _utc_iso(value: datetime) -> str:
+    """ISO 8601 in UTC with a Z (a `+` in a query string is too easily read back as a space). Naive means UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, datetime):
+        return _utc_iso(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def _filters_to_params(filters: Mapping[str, Any]) -> dict[str, str]:
+    """snake_case keywords (financial_status=...) become the API's camelCase parameters; None is left out."""
+    return {_camel(key): _query_value(value) for key, value in filters.items() if value is not None}
+
+
+def _segment(value: str | int) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ValueError("an id used in a path must not be empty")
+    return quote(text, safe="")
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds (a number or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True only when the request cannot have reached Genstore: the connection itself was never made."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError) and exc.args:
+        reason = getattr(exc.args[0], "reason", None)
+        return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+    return False
+
+
+def _error_text(response: requests.Response) -> str | None:
+    """Genstore's `error` string (every non-2xx carries one), or the start of whatever body came instead."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = (response.text or "").strip()
+        return text[:300] or None
+    if isinstance(body, Mapping):
+        error = body.get("error") or body.get("errors") or body.get("message")
+        if error:
+            return error if isinstance(error, str) else str(error)[:300]
+    return None
+
+
+def _error_for_status(method: str, path: str, response: requests.Response) -> GenstoreError:
+    status = response.status_code
+    text = _error_text(response)
+    message = f"Genstore {method} {path} answered {status}" + (f": {text}" if text else "")
+    kwargs: dict[str, Any] = {"status": status, "error_text": text, "url": response.url}
+    if status in (401, 403):
+        return GenstoreAuthError(message, **kwargs)
+    if status == 404:
+        return GenstoreNotFound(message, **kwargs)
+    if status in (400, 422):
+        return GenstoreUnprocessable(message, **kwargs)
+    if 300 <= status < 400:
+        # Redirects are not followed: a custom token header would be forwarded to whatever host they name.
+        location = response.headers.get("Location", "")
+        return GenstoreClientError(f"{message} (unexpected redirect to {location or '?'})", **kwargs)
+    if 400 <= status < 500:
+        return GenstoreClientError(message, **kwargs)
+    return GenstoreResponseError(message, **kwargs)
+
+
+class GenstoreClient:
+    """Talks to one Genstore store. Not thread-safe (one requests.Session); build one per worker/task."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_version: str,
+        access_token: str,
+        limiter: RateLimiter,
+        limiter_key: str,
+        bucket_capacity: int,
+        bucket_refill_per_second: float,
+        connect_timeout: float = 5,
+        read_timeout: float = 30,
+        max_retries: int = 8,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        max_retry_after: float = 60.0,
+        limiter_timeout: float | None = 120.0,
+        fulfillment_create_path: str | None = None,
+    ) -> None:
+        if not base_url:
+            raise ValueError("base_url is required")
+        if not api_version:
+            raise ValueError("api_version is required")
+        self.base_url = base_url.rstrip("/")
+        self.api_version = api_version.strip("/")
+        self._api_root = f"{self.base_url}/api/{self.api_version}"
+        self._limiter = limiter
+        self.limiter_key = limiter_key
+        self.bucket_capacity = bucket_capacity
+        self.bucket_refill_per_second = bucket_refill_per_second
+        self.timeout = (connect_timeout, read_timeout)
+        self.max_retries = max(0, max_retries)
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.max_retry_after = max_retry_after
+        self.limiter_timeout = limiter_timeout
+        self._sleep = sleep
+        self._session = session or requests.Session()
+        self._session.headers.update(
+            {ACCESS_TOKEN_HEADER: access_token, "Accept": "application/json", "User-Agent": "oma-genstore/1"}
+        )
+        # Which create path this store answers on: None/"" = not known yet (try both, remember the one that works).
+        # The caller may preset it from, and persist it to, Store.fulfillment_create_path.
+        self.fulfillment_create_path: str | None = fulfillment_create_path or None
+        self.stats = ClientStats()
+        self.rate_limit: RateLimitState | None = None  # the last X-Genstore-Shop-Api-Rate-Limit seen
+        self._warned_foreign_link = False
+
+    def __repr__(self) -> str:  # never show the token
+        return f"<GenstoreClient {self._api_root} key={self.limiter_key!r}>"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> GenstoreClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- transport --------------------------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return f"{self._api_root}{path}"
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: uniform between 0 and min(cap, base * 2^attempt)."""
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * (2**attempt)))
+
+    def _take_token(self, method: str, path: str) -> None:
+        try:
+            waited = self._limiter.acquire(
+                self.limiter_key,
+                capacity=self.bucket_capacity,
+                refill_per_second=self.bucket_refill_per_second,
+                timeout=self.limiter_timeout,
+            )
+        except RateLimiterTimeout as exc:
+            raise GenstoreRateLimited(
+                f"Genstore {method} {path}: the shared rate limit bucket has no token for {exc.wait:.1f}s",
+                retry_after=exc.wait,
+                url=self._url(path),
+            ) from exc
+        self.stats.limiter_wait_seconds += waited
+
+    def _observe(self, response: requests.Response) -> None:
+        state = parse_rate_limit_header(response.headers.get(RATE_LIMIT_HEADER))
+        if state is not None:
+            self.rate_limit = state
+            self._limiter.observe(self.limiter_key, used=state.used, capacity=state.capacity)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        url: str | None = None,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        create: bool = False,
+    ) -> tuple[Any, requests.Response]:
+        """One logical call with the retry policy above; returns (decoded JSON body, response)."""
+        target = url or self._url(path)
+        attempt = 0
+        while True:
+            self._take_token(method, path)
+            self.stats.requests += 1
+            try:
+                response = self._session.request(
+                    method,
+                    target,
+                    params=params,
+                    json=body,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
+            except requests.RequestException as exc:
+                if not isinstance(exc, _RETRYABLE_TRANSPORT):  # a malformed URL or header: our bug, not the network
+                    raise GenstoreClientError(f"Genstore {method} {path}: {exc}", url=target) from exc
+                self.stats.transport_errors += 1
+                message = f"Genstore {method} {path}: {type(exc).__name__}: {exc}"
+                if create and not _never_sent(exc):
+                    raise GenstoreTransportError(
+                        f"{message} (not retried: the create may have happened; read before writing again)",
+                        url=target,
+                        ambiguous=True,
+                    ) from exc
+                if attempt >= self.max_retries:
+                    raise GenstoreTransportError(f"{message} (after {attempt} retries)", url=target) from exc
+                delay = self._backoff(attempt)
+                logger.info("%s; retry %d in %.2fs", message, attempt + 1, delay)
+            else:
+                self._observe(response)
+                status = response.status_code
+                if 200 <= status < 300:
+                    return self._decode(method, path, response), response
+                if status == 429:
+                    self.stats.rate_limited += 1
+                    retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+                    delay = retry_after if retry_after is not None else self._backoff(attempt)
+                    # Everyone sharing the bucket holds back, not only this worker.
+                    self._limiter.penalize(self.limiter_key, seconds=delay)
+                    if attempt >= self.max_retries or delay > self.max_retry_after:
+                        raise GenstoreRateLimited(
+                            f"Genstore {method} {path} answered 429"
+                            + (f" after {attempt} retries" if attempt else "")
+                            + (f"; Retry-After {retry_after:g}s" if retry_after is not None else ""),
+                            retry_after=delay,
+                            status=429,
+                            error_text=_error_text(response),
+                            url=response.url,
+                        )
+                    logger.info("Genstore %s %s: 429, retry %d in %.2fs", method, path, attempt + 1, delay)
+                elif status >= 500:
+                    self.stats.server_errors += 1
+                    text = _error_text(response)
+                    message = f"Genstore {method} {path} answered {status}" + (f": {text}" if text else "")
+                    if create:
+                        raise GenstoreServerError(
+                            f"{message} (not retried: the create may have happened; read before writing again)",
+                            status=status,
+                            error_text=text,
+                            url=response.url,
+                            ambiguous=True,
+                        )
+                    if attempt >= self.max_retries:
+                        raise GenstoreServerError(
+                            f"{message} (after {attempt} retries)", status=status, error_text=text, url=response.url
+                        )
+                    delay = self._backoff(attempt)
+                    logger.info("%s; retry %d in %.2fs", message, attempt + 1, delay)
+                else:
+                    raise _error_for_status(method, path, response)
+            attempt += 1
+            self.stats.retries += 1
+            self._sleep(delay)
+
+    def _decode(self, method: str, path: str, response: requests.Response) -> Any:
+        if response.status_code == 204 or not response.content.strip():
+            return {}
+        try:
+            return response.json()
+        except ValueError:
+            snippet = response.text[:200]
+            raise GenstoreResponseError(
+                f"Genstore {method} {path} answered {response.status_code} with a body that is not JSON: {snippet!r}",
+                status=response.status_code,
+                url=response.url,
+            ) from None
+
+    @staticmethod
+    def _unwrap_object(data: Any, key: str, method: str, path: str) -> Mapping[str, Any]:
+        """{"order": {...}} -> the object (a bare object without its root key is accepted too)."""
+        if isinstance(data, Mapping):
+            inner = data.get(key)
+            if isinstance(inner, Mapping):
+                return inner
+            if key not in data and data:
+                return data
+        raise GenstoreResponseError(f"Genstore {method} {path}: expected {{{key!r}: {{...}}}}, got {str(data)[:200]}")
+
+    @staticmethod
+    def _unwrap_list(data: Any, key: str, method: str, path: str) -> list[Any]:
+        """{"orders": [...]} -> the list (a bare list, one object instead of a list, or null are accepted)."""
+        inner = data.get(key, ...) if isinstance(data, Mapping) else data
+        if inner is None or (isinstance(inner, str) and inner.strip().lower() == "null"):
+            return []
+        if isinstance(inner, list):
+            return inner
+        if isinstance(inner, Mapping):
+            return [inner]
+        raise GenstoreResponseError(f"Genstore {method} {path}: expected {{{key!r}: [...]}}, got {str(data)[:200]}")
+
+    def _next_page_url(self, link: str, current_url: str) -> str:
+        """The rel=next URL, used exactly as given, except that it must point at this store's API host: the token
+        is never sent elsewhere (the docs' own sample writes the host without its TLD)."""
+        absolute = urljoin(current_url, link)
+        parts, base = urlsplit(absolute), urlsplit(self.base_url)
+        if (parts.scheme, parts.netloc) == (base.scheme, base.netloc):
+            return absolute
+        if not self._warned_foreign_link:
+            self._warned_foreign_link = True
+            logger.warning("Genstore Link header points at %s; following it on %s instead", parts.netloc, base.netloc)
+        api_at = parts.path.find("/api/")
+        if api_at >= 0:
+            return f"{self.base_url}{parts.path[api_at:]}" + (f"?{parts.query}" if parts.query else "")
+        return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+
+    # --- shop ---------------------------------------------------------------------------------------------------
+
+    def shop_info(self) -> ShopRecord:
+        data, _ = self._request("GET", "/shops/info")
+        return parse_shop(self._unwrap_object(data, "shop", "GET", "/shops/info"))
+
+    # --- orders -------------------------------------------------------------------------------------------------
+
+    def count_orders(self, **filters: Any) -> int:
+        """GET /orders/count with the same filters as the list (snake_case keywords or camelCase)."""
+        data, _ = self._request("GET", "/orders/count", params=_filters_to_params(filters))
+        value = data.get("count") if isinstance(data, Mapping) else data
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(str(value).strip().strip('"'))
+        except (TypeError, ValueError):
+            raise GenstoreResponseError(f"Genstore GET /orders/count: no count in {str(data)[:200]}") from None
+
+    def iter_order_pages(
+        self, *, limit: int = MAX_PAGE_SIZE, updated_at_min: datetime | None = None, **filters: Any
+    ) -> Iterator[OrderPage]:
+        """Every page of GET /orders, one at a time (memory stays flat whatever the store's size).
+
+        Filters (`updatedAtMin` and the keywords) go on the first request only; later pages follow the rel=next
+        URL, which carries the pageToken and is never stored. No rel=next: that was the last page.
+        """
+        params = {"limit": str(max(1, min(MAX_PAGE_SIZE, limit))), **_filters_to_params(filters)}
+        if updated_at_min is not None:
+            params["updatedAtMin"] = _utc_iso(updated_at_min)
+        url: str | None = self._url("/orders")
+        query: dict[str, str] | None = params
+        seen: set[str] = set()
+        page_number = 0
+        while url is not None:
+            page_number += 1
+            data, response = self._request("GET", "/orders", url=url, params=query)
+            raw_orders = self._unwrap_list(data, "orders", "GET", "/orders")
+            next_link = parse_link_header(response.headers.get("Link")).get("next")
+            current_url = response.url
+            del data, response
+            records: list[OrderRecord] = []
+            errors: list[str] = []
+            for index, raw in enumerate(raw_orders):
+                try:
+                    records.append(parse_order(raw))
+                except GenstoreRecordError as exc:
+                    errors.append(f"page {page_number}, order {index + 1}: {exc}")
+                    logger.warning("Genstore order list page %d: order %d not usable: %s", page_number, index + 1, exc)
+            yield OrderPage(records=records, errors=errors, page_number=page_number)
+            url, query = None, None
+            if next_link:
+                url = self._next_page_url(next_link, current_url)
+                if url in seen:
+                    raise GenstoreResponseError(f"Genstore GET /orders: rel=next repeats an earlier page ({url})")
+                seen.add(url)
+
+    def iter_orders(self, **kwargs: Any) -> Iterator[OrderRecord]:
+        """Convenience over iter_order_pages for callers that do not count errors per page."""
+        for page in self.iter_order_pages(**kwargs):
+            yield from page.records
+
+    def get_order(self, order_id: str) -> OrderRecord:
+        path = f"/orders/{_segment(order_id)}"
+        data, _ = self._request("GET", path)
+        return parse_order(self._unwrap_object(data, "order", "GET", path))
+
+    # --- fulfillments -------------------------------------------------------------------------------------------
+
+    def list_fulfillments(self, order_id: str) -> list[FulfillmentRecord]:
+        """The order's fulfillments. A fulfillment without an id fails the call (GenstoreRecordError): this list
+        decides whether a create is needed, so it must not quietly miss one."""
+        path = f"/orders/{_segment(order_id)}/fulfillments"
+        data, _ = self._request("GET", path)
+        return [parse_fulfillment(raw) for raw in self._unwrap_list(data, "fulfillments", "GET", path)]
+
+    def create_fulfillment(
+        self,
+        *,
+        order_id: str,
+        line_items: Sequence[tuple[str, int]],
+        tracking_number: str | None,
+        tracking_company: str | None,
+        tracking_url: str | None,
+        notify_customer: bool,
+        location_id: str | None = None,
+    ) -> FulfillmentRecord:
+        """POST the fulfillment (never retried once it may have reached Genstore: see the module docstring)."""
+        if not line_items:
+            raise ValueError("a fulfillment needs at least one line item")
+        lines = []
+        for line_id, quantity in line_items:
+            if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+                raise ValueError(f"line item {line_id}: quantity must be a positive integer, got {quantity!r}")
+            lines.append({"id": str(line_id), "quantity": quantity})
+        payload: dict[str, Any] = {
+            "orderId": str(order_id),
+            "lineItems": lines,
+            "trackingNumber": tracking_number,
+            "trackingCompany": tracking_company,
+            "trackingUrl": tracking_url,
+            "notifyCustomer": bool(notify_customer),
+        }
+        if location_id:
+            payload["locationId"] = str(location_id)
+        body = {"fulfillment": payload}
+
+        known = self.fulfillment_create_path
+        candidates = (known,) if known else FULFILLMENT_CREATE_PATHS
+        for index, path in enumerate(candidates):
+            try:
+                data, _ = self._request("POST", path, body=body, create=True)
+            except GenstoreNotFound:
+                # 404 on the first path may mean "no such route here": try the other documented spelling. A 404
+                # creates nothing, so this cannot duplicate. On the last path, 404 means the order is unknown.
+                if index + 1 < len(candidates):
+                    logger.info("Genstore POST %s answered 404; trying %s", path, candidates[index + 1])
+                    continue
+                raise
+            self.fulfillment_create_path = path
+            return parse_fulfillment(self._unwrap_object(data, "fulfillment", "POST", path))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def update_tracking(
+        self,
+        fulfill_id: str,
+        *,
+        tracking_number: str | None,
+        tracking_company: str | None,
+        tracking_url: str | None,
+        shipment_status: str | None,
+        notify_customer: bool,
+    ) -> FulfillmentRecord:
+        path = f"/fulfillments/{_segment(fulfill_id)}/update_tracking"
+        body = {
+            "fulfillment": {
+                "trackingNumber": tracking_number,
+                "trackingCompany": tracking_company,
+                "trackingUrl": tracking_url,
+                "shipmentStatus": shipment_status,
+                "notifyCustomer": bool(notify_customer),
+            }
+        }
+        data, _ = self._request("PUT", path, body=body)
+        return parse_fulfillment(self._unwrap_object(data, "fulfillment", "PUT", path))
+
+    def cancel_fulfillment(self, fulfill_id: str) -> FulfillmentRecord:
+        path = f"/fulfillments/{_segment(fulfill_id)}/cancel"
+        data, _ = self._request("PUT", path, body={})
+        return parse_fulfillment(self._unwrap_object(data, "fulfillment", "PUT", path))
+
+    # --- webhook subscriptions ----------------------------------------------------------------------------------
+
+    def list_webhooks(self) -> list[WebhookSubscriptionRecord]:
+        """Subscriptions of this app on this store; an entry without an id is logged and left out."""
+        data, _ = self._request("GET", "/app/webhooks")
+        subscriptions = []
+        for raw in self._unwrap_list(data, "webhooks", "GET", "/app/webhooks"):
+            try:
+                subscriptions.append(parse_webhook_subscription(raw))
+            except GenstoreRecordError as exc:
+                logger.warning("Genstore GET /app/webhooks: subscription left out: %s", exc)
+        return subscriptions
+
+    def create_webhook(self, *, address: str, topic: str) -> WebhookSubscriptionRecord:
+        """POST a subscription (not retried once it may have reached Genstore: list before creating again)."""
+        body = {"webhook": {"address": address, "topic": topic}}
+        data, _ = self._request("POST", "/app/webhooks", body=body, create=True)
+        return parse_webhook_subscription(self._unwrap_object(data, "webhook", "POST", "/app/webhooks"))
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        """DELETE a subscription; one that is already gone (404) counts as deleted."""
+        path = f"/app/webhooks/{_segment(webhook_id)}"
+        try:
+            self._request("DELETE", path)
+        except GenstoreNotFound:
+            logger.info("Genstore DELETE %s: already gone", path)
