@@ -32,4 +32,9 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "kwargs": {"kind": "full"},
         "expire_seconds": 6 * 3600,
     },
+    "webhooks: outbox (re-enqueue undispatched or stuck deliveries; prune old ones)": {
+        "task": "webhooks.dispatch_outbox",
+        "schedule": 60,
+        "expire_seconds": 55,
+    },
 }

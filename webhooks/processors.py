@@ -1,0 +1,204 @@
+"""One processor per topic: turn an authentic, stored delivery into changes through the owning app's services.
+
+Every processor is idempotent (the same delivery processed twice changes nothing the second time) and returns a
+short outcome for the delivery log, free of personal data. Reads from the Genstore API happen before any write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from oma.genstore.errors import GenstoreNotFound
+from oma.genstore.parsing import parse_order, parse_refund
+from oma.genstore.records import OrderRecord
+from oma.orders import compliance
+from oma.orders.models import Order, Refund
+from oma.orders.services import order_upsert
+from oma.stores.models import Store
+from oma.stores.services import genstore_client_for, store_deactivate
+from webhooks import services
+from webhooks.models import WebhookDelivery
+from webhooks.services import PermanentProcessingError
+from webhooks.topics import ORDER_TOPICS
+
+Processor = Callable[[Store, WebhookDelivery, dict[str, Any]], str]
+
+
+def _order_payload_gap(*, topic: str, raw: dict[str, Any], record: OrderRecord) -> str | None:
+    """What the payload lacks for OMA to mirror the order from it alone (then the order is re-read), or None."""
+    if record.updated_at is None:
+        return "no updatedAt"
+    if not isinstance(raw.get("lineItems"), list):
+        return "no lineItems"
+    if topic in ("orders/fulfilled", "orders/partiallyFulfilled") and not record.has_fulfillments:
+        return "no fulfillments"
+    if topic == "orders/cancelled" and record.cancelled_at is None:
+        return "no cancelledAt"
+    return None
+
+
+def process_order(store: Store, delivery: WebhookDelivery, payload: dict[str, Any]) -> str:
+    """orders/*: upsert the order, the newest updatedAt winning; a late, older delivery changes nothing.
+
+    orders/cancelled sets the order's cancellation, which is what stops pushes for it (pushes skip cancelled
+    orders); the mirror's change hooks tell the other apps.
+    """
+    raw = payload["order"]
+    record = parse_order(raw)
+    gap = _order_payload_gap(topic=delivery.topic, raw=raw, record=record)
+    if gap:
+        record = genstore_client_for(store).get_order(record.order_id)
+    result = order_upsert(store=store, record=record)
+    outcome = f"order {record.order_id} {result.outcome}"
+    if gap:
+        outcome += f" (re-read from Genstore: payload had {gap})"
+    if delivery.topic == "orders/cancelled" and not result.order.is_cancelled:
+        outcome += "; Genstore does not show it cancelled"
+    return outcome
+
+
+def _refund_key(raw: dict[str, Any]) -> str:
+    """Refunds without a refundId are keyed by their content, so the same refund is recorded once."""
+    return "h:" + hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:40]
+
+
+def process_refund(store: Store, delivery: WebhookDelivery, payload: dict[str, Any]) -> str:
+    """refunds/create: record the refund, and re-read its order (its financial status changed with it)."""
+    record = parse_refund(payload["refund"])
+    if not record.order_id:
+        raise PermanentProcessingError("refund without orderId")
+    try:
+        order_record = genstore_client_for(store).get_order(record.order_id)
+    except GenstoreNotFound:
+        order_record = None
+    if order_record is not None:
+        order_outcome = order_upsert(store=store, record=order_record).outcome
+    else:
+        order_outcome = "not found in Genstore"
+    order = Order.objects.filter(store=store, order_id=record.order_id).first()
+    refund_id = (record.refund_id or _refund_key(record.raw))[:64]
+    _, created = Refund.objects.update_or_create(
+        store=store,
+        refund_id=refund_id,
+        defaults={
+            "order": order,
+            "order_id_text": record.order_id[:64],
+            "amount": record.amount,
+            "currency": (record.currency or "")[:8],
+            "genstore_created_at": record.created_at,
+            "raw": record.raw,
+        },
+    )
+    return f"refund {refund_id} {'recorded' if created else 'updated'}; order {record.order_id} {order_outcome}"
+
+
+def process_app_uninstalled(store: Store, delivery: WebhookDelivery, payload: dict[str, Any]) -> str:
+    if not store.is_active:
+        return "store already inactive"
+    store_deactivate(store=store, reason="Genstore sent app/uninstalled")
+    return "store deactivated (no more sweeps, polls or pushes; data kept)"
+
+
+_SCOPE_KEYS = ("current", "currentScopes", "scopes", "scope", "accessScopes", "authScope")
+
+
+def scopes_from(value: Any) -> list[str] | None:
+    """["a", "b"], "a,b" or "[a,b]" -> ["a", "b"]; None when the value holds no scope list."""
+    if isinstance(value, list):
+        return sorted({str(item).strip() for item in value if str(item).strip()})
+    if isinstance(value, str):
+        return sorted({part for part in (p.strip() for p in re.split(r"[,\s]+", value.strip("[] "))) if part})
+    return None
+
+
+def process_scopes_update(store: Store, delivery: WebhookDelivery, payload: dict[str, Any]) -> str:
+    """app/scopesUpdate: record the scopes the app now holds."""
+    inner = payload.get("authScope") if isinstance(payload.get("authScope"), dict) else payload.get("app") or {}
+    for key in _SCOPE_KEYS:
+        scopes = scopes_from(inner.get(key)) if key in inner else None
+        if scopes is not None:
+            Store.objects.filter(pk=store.pk).update(scopes=scopes)
+            return f"scopes recorded: {', '.join(scopes) or 'none'}"
+    raise PermanentProcessingError("scopesUpdate payload names no current scopes")
+
+
+def _check_shop(store: Store, payload: dict[str, Any]) -> None:
+    """Compliance payloads name their shop: refuse to erase anything if it is not the store that signed it."""
+    named = str(payload.get("shopDomain") or "").strip().lower()
+    if named and named != store.domain:
+        raise PermanentProcessingError("payload names another shop than the one that signed it")
+
+
+def _order_list(payload: dict[str, Any], key: str) -> list[str]:
+    value = payload.get(key) or []
+    if not isinstance(value, list):
+        raise PermanentProcessingError(f"{key} is not a list")
+    return [str(order_id) for order_id in value if order_id not in (None, "")]
+
+
+def process_customer_redact(store: Store, delivery: WebhookDelivery, payload: dict[str, Any]) -> str:
+    """customers/redact: erase the customer's personal data on the listed orders and in their stored deliveries."""
+    _check_shop(store, payload)
+    order_ids = _order_list(payload, "ordersToRedact")
+    result = compliance.customer_redact(store=store, customer=payload["customer"], order_ids=order_ids)
+    # This delivery's own body names the customer: it is erased too.
+    redacted = services.deliveries_redact(store=store, order_ids=order_ids, also=[delivery.pk])
+    return f"redacted {result.orders} orders, {result.refunds} refunds, {redacted} delivery bodies"
+
+
+def process_customer_data_request(store: Store, delivery: WebhookDelivery, payload: dict[str, Any]) -> str:
+    """customers/data_request: build the export of what OMA holds on the customer, downloadable in admin."""
+    _check_shop(store, payload)
+    order_ids = _order_list(payload, "ordersRequested")
+    customer = payload["customer"]
+    data = compliance.customer_data_export(store=store, customer=customer, order_ids=order_ids)
+    export = services.customer_data_export_save(
+        store=store,
+        delivery=delivery,
+        customer_id=str(customer.get("id") or ""),
+        orders_requested=order_ids,
+        data=data,
+    )
+    return f"customer data export {export.pk} ready ({export.orders_found} orders)"
+
+
+def process_shop_redact(store: Store, delivery: WebhookDelivery, payload: dict[str, Any]) -> str:
+    """shop/redact: delete the store and all its data; this delivery stays (without its store) as the record."""
+    _check_shop(store, payload)
+    deliveries = services.deliveries_erase_for_store(store=store, keep=[delivery.pk])
+    result = compliance.shop_redact(store=store)
+    return f"shop erased: {sum(result.deleted.values())} rows and {deliveries} deliveries deleted"
+
+
+PROCESSORS: dict[str, Processor] = {
+    **{topic: process_order for topic in ORDER_TOPICS},
+    "refunds/create": process_refund,
+    "app/uninstalled": process_app_uninstalled,
+    "app/scopesUpdate": process_scopes_update,
+    "customers/redact": process_customer_redact,
+    "customers/data_request": process_customer_data_request,
+    "shop/redact": process_shop_redact,
+}
+
+
+def process_payload(delivery: WebhookDelivery) -> str:
+    """Run the delivery's processor; raises PermanentProcessingError when it can never succeed."""
+    if delivery.store is None:
+        raise PermanentProcessingError("the store was erased")
+    processor = PROCESSORS.get(delivery.topic)
+    if processor is None:
+        return "topic not handled by OMA"
+    try:
+        payload = json.loads(delivery.body)
+    except (ValueError, RecursionError) as exc:
+        raise PermanentProcessingError("stored body is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise PermanentProcessingError("stored body is not a JSON object")
+    try:
+        return processor(delivery.store, delivery, payload)
+    except KeyError as exc:  # the shape was checked on receipt; a redacted body may no longer fit
+        raise PermanentProcessingError(f"payload lacks {exc}") from exc

@@ -1,0 +1,385 @@
+"""Webhook services: receive a delivery, process it once, replay, prune, erase, and register subscriptions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from urllib.parse import urlsplit
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from oma.genstore.errors import GenstoreError, GenstoreRateLimited
+from oma.genstore.webhooks import COMPLIANCE_TOPICS, WEBHOOK_TOPICS
+from oma.orders.compliance import redact_personal_data
+from oma.stores.models import Store
+from webhooks.conf import webhook_setting
+from webhooks.dispatch import delivery_enqueue_after_receipt
+from webhooks.models import CustomerDataExport, WebhookDelivery
+from webhooks.topics import HANDLED_TOPICS
+
+logger = logging.getLogger(__name__)
+
+State = WebhookDelivery.State
+
+# Headers never stored with a delivery (Genstore sends none of them, but a proxy might add them).
+_UNSTORED_HEADERS = {"cookie", "authorization", "proxy-authorization", "x-genstore-access-token"}
+
+
+class PermanentProcessingError(Exception):
+    """Processing cannot succeed by trying again (unusable payload, erased store): fail at once, replayable."""
+
+
+# --- receiving ---------------------------------------------------------------------------------------
+
+
+def delivery_dedupe_key(*, topic: str, body: bytes, webhook_id: str) -> str:
+    """The webhook id when Genstore sends one, else the topic and the SHA-256 of the exact body."""
+    if webhook_id:
+        if len(webhook_id) <= 200:
+            return f"id:{webhook_id}"
+        return f"id-sha256:{hashlib.sha256(webhook_id.encode()).hexdigest()}"
+    digest = hashlib.sha256(topic.encode() + b"\n" + body).hexdigest()
+    return f"sha256:{digest}"
+
+
+def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: value[:1024] for name, value in headers.items() if name.lower() not in _UNSTORED_HEADERS}
+
+
+@dataclass(frozen=True)
+class ReceiveResult:
+    delivery_id: int | None
+    duplicate: bool
+    ignored: bool
+
+
+def delivery_receive(
+    *,
+    store: Store,
+    topic: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    webhook_id: str = "",
+    resource_id: str = "",
+    handled: bool = True,
+) -> ReceiveResult:
+    """Store an authentic delivery once and enqueue its processing after the commit.
+
+    A second delivery with the same dedupe key (even one racing this one) hits the unique constraint and is
+    reported as a duplicate: it is neither stored nor processed again. A broker failure never reaches the caller.
+    """
+    webhook_id = webhook_id.strip()
+    dedupe_key = delivery_dedupe_key(topic=topic, body=body, webhook_id=webhook_id)
+    now = timezone.now()
+    redispatch_after = timedelta(seconds=webhook_setting("OMA_WEBHOOK_REDISPATCH_SECONDS"))
+    delivery = WebhookDelivery(
+        store=store,
+        shop_domain=store.domain,
+        topic=topic[:64],
+        webhook_id=webhook_id[:255],
+        dedupe_key=dedupe_key,
+        resource_id=resource_id,
+        body=body.decode("utf-8"),
+        headers=storable_headers(headers),
+        received_at=now,
+        state=State.RECEIVED if handled else State.IGNORED,
+        # The fast path publishes right after the commit; this deadline is only for when that gets lost.
+        next_dispatch_at=now + redispatch_after if handled else None,
+        outcome="" if handled else "topic not handled by OMA",
+    )
+    try:
+        with transaction.atomic():
+            delivery.save(force_insert=True)
+            if handled:
+                transaction.on_commit(partial(delivery_enqueue_after_receipt, delivery.pk), robust=True)
+    except IntegrityError:
+        if not WebhookDelivery.objects.filter(store=store, dedupe_key=dedupe_key).exists():
+            raise
+        return ReceiveResult(delivery_id=None, duplicate=True, ignored=not handled)
+    return ReceiveResult(delivery_id=delivery.pk, duplicate=False, ignored=not handled)
+
+
+# --- processing --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """What one processing call did: the state it left, and when to try again if it should."""
+
+    state: str
+    retry_in: float | None = None
+
+
+class _ClaimLost(Exception):
+    """Another attempt took over this delivery (our lease expired): roll back and leave it to that attempt."""
+
+
+def _claimable(now: datetime) -> Q:
+    return Q(state__in=[State.RECEIVED, State.RETRYING]) | Q(state=State.PROCESSING, lease_expires_at__lt=now)
+
+
+def delivery_process(*, delivery_id: int) -> ProcessResult:
+    """Process one delivery at most once: claim it, run its topic's processor, record the outcome.
+
+    The claim is a conditional UPDATE (only an unfinished, unclaimed row) that counts the attempt; the effects and
+    the "processed" mark commit in one transaction, fenced by the attempt number, so a copy of the task that
+    arrives late (outbox, broker redelivery) finds nothing to do.
+    """
+    from webhooks.processors import process_payload
+
+    now = timezone.now()
+    lease = timedelta(seconds=webhook_setting("OMA_WEBHOOK_LEASE_SECONDS"))
+    claimed = WebhookDelivery.objects.filter(_claimable(now), pk=delivery_id).update(
+        state=State.PROCESSING,
+        attempts=F("attempts") + 1,
+        lease_expires_at=now + lease,
+        # If this attempt dies, the outbox hands the row out again once the lease has run out.
+        next_dispatch_at=now + lease + timedelta(seconds=5),
+    )
+    if not claimed:
+        return ProcessResult(state="skipped")
+    delivery = WebhookDelivery.objects.select_related("store").get(pk=delivery_id)
+    attempt = delivery.attempts
+    fenced = WebhookDelivery.objects.filter(pk=delivery_id, state=State.PROCESSING, attempts=attempt)
+    try:
+        with transaction.atomic():
+            outcome = process_payload(delivery)
+            if not fenced.update(
+                state=State.PROCESSED,
+                processed_at=timezone.now(),
+                outcome=outcome[:255],
+                last_error="",
+                next_dispatch_at=None,
+                lease_expires_at=None,
+            ):
+                raise _ClaimLost
+    except _ClaimLost:
+        logger.warning("delivery %s: attempt %d lost its claim; its effects were rolled back", delivery_id, attempt)
+        return ProcessResult(state="skipped")
+    except Exception as exc:
+        return _delivery_attempt_failed(delivery=delivery, attempt=attempt, fenced=fenced, exc=exc)
+    logger.debug("delivery %s (%s) processed: %s", delivery_id, delivery.topic, outcome)
+    return ProcessResult(state=State.PROCESSED)
+
+
+def retry_delay(*, attempt: int, exc: BaseException | None = None) -> float:
+    """Exponential backoff from the base, capped, with jitter; at least what a rate limit asked for."""
+    base = webhook_setting("OMA_WEBHOOK_RETRY_BASE_SECONDS")
+    cap = webhook_setting("OMA_WEBHOOK_RETRY_MAX_SECONDS")
+    delay = min(cap, base * 2 ** max(attempt - 1, 0))
+    delay = delay / 2 + random.uniform(0, delay / 2)
+    if isinstance(exc, GenstoreRateLimited) and exc.retry_after:
+        delay = max(delay, min(cap, exc.retry_after))
+    return round(delay, 1)
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    if isinstance(exc, PermanentProcessingError):
+        return True
+    return isinstance(exc, GenstoreError) and not exc.transient
+
+
+def _delivery_attempt_failed(
+    *, delivery: WebhookDelivery, attempt: int, fenced: QuerySet[WebhookDelivery], exc: Exception
+) -> ProcessResult:
+    error = f"{type(exc).__name__}: {exc}"[:4000]
+    max_attempts = webhook_setting("OMA_WEBHOOK_MAX_ATTEMPTS")
+    if _is_permanent(exc) or attempt >= max_attempts:
+        fenced.update(state=State.FAILED, last_error=error, next_dispatch_at=None, lease_expires_at=None)
+        log = logger.warning if isinstance(exc, GenstoreError | PermanentProcessingError) else logger.exception
+        log("delivery %s (%s, %s) failed after %d attempt(s): %s", delivery.pk, delivery.topic,
+            delivery.shop_domain, attempt, error)
+        return ProcessResult(state=State.FAILED)
+    delay = retry_delay(attempt=attempt, exc=exc)
+    redispatch = timedelta(seconds=webhook_setting("OMA_WEBHOOK_REDISPATCH_SECONDS"))
+    fenced.update(
+        state=State.RETRYING,
+        last_error=error,
+        lease_expires_at=None,
+        next_dispatch_at=timezone.now() + timedelta(seconds=delay) + redispatch,
+    )
+    logger.warning("delivery %s (%s, %s) attempt %d failed, retrying in %.0f s: %s", delivery.pk, delivery.topic,
+                   delivery.shop_domain, attempt, delay, error)
+    return ProcessResult(state=State.RETRYING, retry_in=delay)
+
+
+# --- replay and pruning ------------------------------------------------------------------------------
+
+
+def deliveries_replay(*, deliveries: QuerySet[WebhookDelivery]) -> int:
+    """Process the given deliveries again (failed ones, or any an operator picks); in-flight ones are left alone.
+
+    Processing is idempotent, so replaying a processed delivery changes only what is out of date. Ignored
+    deliveries have nothing to replay.
+    """
+    now = timezone.now()
+    redispatch = timedelta(seconds=webhook_setting("OMA_WEBHOOK_REDISPATCH_SECONDS"))
+    replayable = deliveries.exclude(state=State.IGNORED).exclude(
+        state=State.PROCESSING, lease_expires_at__gte=now
+    ).filter(store__isnull=False)
+    with transaction.atomic():
+        ids = list(replayable.select_for_update(skip_locked=True).values_list("pk", flat=True))
+        WebhookDelivery.objects.filter(pk__in=ids).update(
+            state=State.RECEIVED,
+            attempts=0,
+            replay_count=F("replay_count") + 1,
+            next_dispatch_at=now + redispatch,
+            lease_expires_at=None,
+            processed_at=None,
+        )
+        for delivery_id in ids:
+            transaction.on_commit(partial(delivery_enqueue_after_receipt, delivery_id), robust=True)
+    if ids:
+        logger.info("replaying %d webhook deliveries", len(ids))
+    return len(ids)
+
+
+def deliveries_for_replay(
+    *, store: Store | None = None, state: str | None = State.FAILED, since: datetime | None = None
+) -> QuerySet[WebhookDelivery]:
+    queryset = WebhookDelivery.objects.all()
+    if store is not None:
+        queryset = queryset.filter(store=store)
+    if state:
+        queryset = queryset.filter(state=state)
+    if since is not None:
+        queryset = queryset.filter(received_at__gte=since)
+    return queryset
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    deliveries: int
+    exports: int
+
+
+def deliveries_prune(*, now: datetime | None = None, batch_size: int | None = None) -> PruneResult:
+    """Delete deliveries and customer exports older than OMA_WEBHOOK_RETENTION_DAYS, one bounded batch per call.
+
+    Called every minute by the outbox task, so a large backlog drains steadily without one long delete.
+    """
+    now = now or timezone.now()
+    batch_size = batch_size or webhook_setting("OMA_WEBHOOK_PRUNE_BATCH")
+    cutoff = now - timedelta(days=webhook_setting("OMA_WEBHOOK_RETENTION_DAYS"))
+    old_ids = list(
+        WebhookDelivery.objects.filter(received_at__lt=cutoff).order_by("received_at").values_list("pk", flat=True)[
+            :batch_size
+        ]
+    )
+    if old_ids:
+        WebhookDelivery.objects.filter(pk__in=old_ids).delete()
+    export_ids = list(
+        CustomerDataExport.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[:batch_size]
+    )
+    if export_ids:
+        CustomerDataExport.objects.filter(pk__in=export_ids).delete()
+    if old_ids or export_ids:
+        logger.info("pruned %d webhook deliveries and %d customer exports older than %s", len(old_ids),
+                    len(export_ids), cutoff.date())
+    return PruneResult(deliveries=len(old_ids), exports=len(export_ids))
+
+
+# --- erasing (compliance topics) ---------------------------------------------------------------------
+
+
+def deliveries_redact(*, store: Store, order_ids: Iterable[str], also: Sequence[int] = ()) -> int:
+    """Erase personal data from the stored bodies of a store's deliveries about these orders (and `also` ids)."""
+    order_ids = [str(order_id) for order_id in order_ids]
+    rows = WebhookDelivery.objects.filter(store=store).filter(Q(resource_id__in=order_ids) | Q(pk__in=list(also)))
+    now = timezone.now()
+    count = 0
+    for delivery in rows.only("pk", "body").iterator(chunk_size=200):
+        try:
+            payload = json.loads(delivery.body)
+        except (ValueError, RecursionError):
+            redacted_body = ""
+        else:
+            redacted_body = json.dumps(redact_personal_data(payload), separators=(",", ":"))
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(body=redacted_body, redacted_at=now)
+        count += 1
+    return count
+
+
+def deliveries_erase_for_store(*, store: Store, keep: Sequence[int] = ()) -> int:
+    """Delete every delivery and export of a store (shop/redact), except the `keep` deliveries."""
+    CustomerDataExport.objects.filter(store=store).delete()
+    deleted, _ = WebhookDelivery.objects.filter(store=store).exclude(pk__in=list(keep)).delete()
+    return deleted
+
+
+def customer_data_export_save(
+    *, store: Store, delivery: WebhookDelivery | None, customer_id: str, orders_requested: list[str], data: dict
+) -> CustomerDataExport:
+    values = {
+        "store": store,
+        "customer_id": customer_id[:64],
+        "orders_requested": orders_requested,
+        "orders_found": len(data.get("orders", [])),
+        "data": data,
+    }
+    if delivery is None:
+        return CustomerDataExport.objects.create(**values)
+    export, _ = CustomerDataExport.objects.update_or_create(delivery=delivery, defaults=values)
+    return export
+
+
+# --- subscriptions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+
+
+def _same_address(left: str, right: str) -> bool:
+    return left.strip().rstrip("/").lower() == right.strip().rstrip("/").lower()
+
+
+def subscription_address_error(address: str) -> str | None:
+    """Genstore wants HTTPS; plain HTTP is allowed only to a loopback host (the sandbox, local runs)."""
+    parts = urlsplit(address)
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"}:
+        return None
+    return f"webhook address must be an https:// URL (got {address!r})"
+
+
+def subscribable_topics() -> list[str]:
+    """Every topic OMA handles that an app subscribes to through the API.
+
+    The compliance topics are left out: their callback URLs live in the app's configuration on Genstore.
+    """
+    subscribable = set(WEBHOOK_TOPICS) - set(COMPLIANCE_TOPICS)
+    return [topic for topic in HANDLED_TOPICS if topic in subscribable]
+
+
+def webhook_subscriptions_register(*, store: Store, address: str) -> RegisterResult:
+    """List the store's subscriptions and create the missing ones at `address`; running it twice creates nothing."""
+    from oma.stores.services import genstore_client_for
+
+    problem = subscription_address_error(address)
+    if problem:
+        raise ValueError(problem)
+    client = genstore_client_for(store)
+    subscribed = {sub.topic for sub in client.list_webhooks() if _same_address(sub.address, address)}
+    result = RegisterResult()
+    for topic in subscribable_topics():
+        if topic in subscribed:
+            result.existing.append(topic)
+            continue
+        client.create_webhook(address=address, topic=topic)
+        result.created.append(topic)
+    logger.info("webhooks for %s at %s: %d created, %d already there", store.domain, address,
+                len(result.created), len(result.existing))
+    return result
+

@@ -1,0 +1,26 @@
+"""Thin Celery tasks: ids in, one service call, the retry decided from what the service reports."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from webhooks.dispatch import deliveries_dispatch_due, delivery_enqueue
+from webhooks.services import deliveries_prune, delivery_process
+
+
+# Safe to run twice: processing claims the row first, and a copy that finds it claimed or done does nothing.
+@shared_task(name="webhooks.process_delivery", ignore_result=True, soft_time_limit=120, time_limit=150)
+def process_delivery(delivery_id: int) -> str:
+    result = delivery_process(delivery_id=delivery_id)
+    if result.retry_in is not None:
+        # If the broker refuses the retry, the row is already due for the outbox shortly after the backoff.
+        delivery_enqueue(delivery_id, countdown=result.retry_in)
+    return result.state
+
+
+# Beat, every minute. Two overlapping runs are harmless: rows are claimed with SKIP LOCKED.
+@shared_task(name="webhooks.dispatch_outbox", ignore_result=True, acks_late=False, soft_time_limit=50, time_limit=55)
+def dispatch_outbox() -> int:
+    dispatched = deliveries_dispatch_due().dispatched
+    deliveries_prune()
+    return dispatched

@@ -1,0 +1,136 @@
+"""POST /webhooks/genstore/: accept fast, verify, store once, enqueue after commit.
+
+The checks run in a fixed order and each has its status: body over the cap -> 413; unknown shop -> 401; missing
+or wrong signature -> 401; no topic -> 400; not JSON, or without the topic's root key -> 400; a duplicate -> 200;
+an authentic delivery for a topic OMA does not handle -> 202 (stored as ignored); otherwise 200.
+Rejections are logged with their reason, never with the secret or the body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.db import DatabaseError
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from webhooks.conf import webhook_setting
+from webhooks.selectors import store_for_webhook
+from webhooks.services import delivery_receive
+from webhooks.signatures import delivery_signature_valid
+from webhooks.topics import is_handled, payload_shape_error, resource_id_of
+
+logger = logging.getLogger(__name__)
+
+# How much of an oversized body is read and thrown away so the sender gets its 413 instead of a reset connection.
+_DRAIN_LIMIT = 8 * 1024 * 1024
+_CHUNK = 64 * 1024
+
+
+def _drain(stream: Any, already: int) -> None:
+    read = already
+    while read < _DRAIN_LIMIT:
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            return
+        read += len(chunk)
+
+
+def read_raw_body(request: HttpRequest, *, limit: int) -> bytes | None:
+    """The exact request bytes, or None when they exceed `limit` (read no further than the limit allows)."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        declared = -1
+    # Without a Content-Length Django's stream reads nothing; a chunked body is ended by the server instead.
+    stream: Any = request
+    if declared < 0 and request.META.get("wsgi.input_terminated"):
+        stream = request.META["wsgi.input"]
+    if declared > limit:
+        _drain(stream, 0)
+        return None
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = stream.read(min(_CHUNK, limit + 1 - size))
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        _drain(stream, size)
+        return None
+    return b"".join(parts)
+
+
+def _reject(status: int, reason: str, request: HttpRequest, *, domain: str = "", topic: str = "") -> JsonResponse:
+    logger.warning(
+        "webhook rejected %d (%s): shop=%r topic=%r from %s",
+        status, reason, domain[:100], topic[:64], request.META.get("REMOTE_ADDR", "?"),
+    )
+    return JsonResponse({"error": reason}, status=status)
+
+
+def _parse_json(body: bytes) -> tuple[Any, str | None]:
+    try:
+        return json.loads(body.decode("utf-8")), None
+    except UnicodeDecodeError:
+        return None, "body is not UTF-8"
+    except RecursionError:  # nesting deeper than the parser's stack: refused like any other bad JSON
+        return None, "body nests too deeply"
+    except ValueError:
+        return None, "body is not valid JSON"
+
+
+@csrf_exempt
+@require_POST
+def genstore_webhook(request: HttpRequest) -> JsonResponse:
+    body = read_raw_body(request, limit=webhook_setting("OMA_WEBHOOK_MAX_BODY_BYTES"))
+    domain = request.headers.get("X-Genstore-Shop-Domain", "")
+    topic = request.headers.get("X-Genstore-Topic", "").strip()
+    if body is None:
+        return _reject(413, "body too large", request, domain=domain, topic=topic)
+    try:
+        store = store_for_webhook(domain)
+    except DatabaseError:
+        logger.exception("webhook: database unavailable while looking up the shop")
+        return JsonResponse({"error": "temporarily unavailable"}, status=503)
+    if store is None:
+        return _reject(401, "unknown shop", request, domain=domain, topic=topic)
+    signature = request.headers.get("X-Genstore-Hmac-Sha256", "").strip()
+    if not signature:
+        return _reject(401, "missing signature", request, domain=domain, topic=topic)
+    if not delivery_signature_valid(store=store, body=body, header_value=signature):
+        return _reject(401, "invalid signature", request, domain=domain, topic=topic)
+    if not topic:
+        return _reject(400, "missing X-Genstore-Topic", request, domain=domain)
+    payload, error = _parse_json(body)
+    if error is None:
+        error = payload_shape_error(topic, payload)
+    if error is not None:
+        return _reject(400, error, request, domain=domain, topic=topic)
+
+    handled = is_handled(topic)
+    try:
+        result = delivery_receive(
+            store=store,
+            topic=topic,
+            body=body,
+            headers=request.headers,
+            webhook_id=request.headers.get("X-Genstore-Webhook-Id", ""),
+            resource_id=resource_id_of(topic, payload) if handled else "",
+            handled=handled,
+        )
+    except DatabaseError:
+        # Not stored, so not acknowledged: a 5xx makes Genstore send it again.
+        logger.exception("webhook: database unavailable; delivery from %s not stored", store.domain)
+        return JsonResponse({"error": "temporarily unavailable"}, status=503)
+    if result.duplicate:
+        return JsonResponse({"status": "duplicate"}, status=200)
+    if result.ignored:
+        logger.info("webhook ignored: topic %r from %s is not handled", topic[:64], store.domain)
+        return JsonResponse({"status": "ignored"}, status=202)
+    return JsonResponse({"status": "accepted"}, status=200)
