@@ -6,8 +6,9 @@ alone they would together overrun the store's bucket and collect 429s. So every 
 bucket that all processes share:
 
 * `RedisTokenBucket`: the state lives in Redis, changed only by Lua scripts (atomic) that read the time from Redis
-  itself (`TIME`), so the workers' clocks do not matter. If Redis fails, it falls back to a per-process bucket and
-  says so in the log: work goes on, and the client's 429 handling covers the gap.
+  itself (`TIME`), so the workers' clocks do not matter. If Redis fails, it falls back to a per-process bucket (and
+  leaves Redis alone for `outage_retry_seconds`) and says so in the log: work goes on, and the client's 429
+  handling covers the gap.
 * `LocalTokenBucket`: thread-safe, in-process; the embedded mode (REDIS_URL unset) runs a single worker process.
 
 Both keep, per key, `tokens` (at time `ts`, refilled continuously up to the capacity) and `until` (no token is
@@ -253,6 +254,7 @@ class RedisTokenBucket(_BucketBase):
     """
 
     key_prefix = "oma:genstore:bucket:"
+    outage_retry_seconds = 10.0
 
     def __init__(
         self,
@@ -270,11 +272,17 @@ class RedisTokenBucket(_BucketBase):
         # Used only while Redis is unreachable, so that a Redis outage slows nothing down but our own pacing.
         self._fallback = LocalTokenBucket(clock=clock or time.monotonic, sleep=sleep)
         self._last_outage_log = -math.inf
+        # After a failure Redis is left alone for a while: redis-py's own retries make each failing call slow.
+        self._redis_down_until = -math.inf
 
     def _now_arg(self) -> str:
         return "" if self._clock is None else repr(self._clock())
 
+    def _redis_usable(self) -> bool:
+        return time.monotonic() >= self._redis_down_until
+
     def _redis_failed(self, action: str, exc: redis.RedisError) -> None:
+        self._redis_down_until = time.monotonic() + self.outage_retry_seconds
         if time.monotonic() - self._last_outage_log > 60:  # once a minute is enough to be noticed
             self._last_outage_log = time.monotonic()
             logger.warning(
@@ -282,6 +290,8 @@ class RedisTokenBucket(_BucketBase):
             )
 
     def _try_take(self, key: str, capacity: int, refill_per_second: float) -> float:
+        if not self._redis_usable():
+            return self._fallback._try_take(key, capacity, refill_per_second)
         try:
             result = self._acquire_script(
                 keys=[self.key_prefix + key], args=[self._now_arg(), capacity, repr(float(refill_per_second))]
@@ -292,6 +302,9 @@ class RedisTokenBucket(_BucketBase):
         return float(result)
 
     def observe(self, key: str, *, used: int, capacity: int) -> None:
+        if not self._redis_usable():
+            self._fallback.observe(key, used=used, capacity=capacity)
+            return
         try:
             self._observe_script(keys=[self.key_prefix + key], args=[self._now_arg(), int(used), int(capacity)])
         except redis.RedisError as exc:
@@ -299,6 +312,9 @@ class RedisTokenBucket(_BucketBase):
             self._fallback.observe(key, used=used, capacity=capacity)
 
     def penalize(self, key: str, *, seconds: float) -> None:
+        if not self._redis_usable():
+            self._fallback.penalize(key, seconds=seconds)
+            return
         try:
             self._penalize_script(keys=[self.key_prefix + key], args=[self._now_arg(), repr(float(seconds))])
         except redis.RedisError as exc:

@@ -1,0 +1,19 @@
+"""Target of the multi-process rate limiter test (imported by spawned processes: keep it light)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from oma.genstore.ratelimit import RedisTokenBucket
+
+
+def take_tokens(redis_url: str, key: str, count: int, capacity: int, refill: float, start: Any, granted: Any) -> None:
+    """Wait for the start signal, then take `count` tokens, counting each one only after acquire() returned."""
+    bucket = RedisTokenBucket(redis.Redis.from_url(redis_url))
+    start.wait(30)
+    for _ in range(count):
+        bucket.acquire(key, capacity=capacity, refill_per_second=refill)
+        with granted.get_lock():
+            granted.value += 1
