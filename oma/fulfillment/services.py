@@ -1,0 +1,852 @@
+"""Pushing shipments to Genstore as fulfillments, exactly once, and keeping them current.
+
+`shipment_push(shipment_id=...)` is the whole push of one shipment; tasks, the beat, `push_fulfillments` and
+reconciliation all call it. Its steps:
+
+1. **Intent.** The shipment's FulfillmentPush row (unique key: store, orderId, shipment) exists before anything is
+   sent; one worker at a time holds it (a PostgreSQL advisory lock, released by PostgreSQL itself if the worker
+   dies; elsewhere a lease on the row).
+2. **Plan** from the order mirror: never for cancelled, refunded or voided orders, nor a voided label; only items
+   that need shipping; quantities within Genstore's `fulfillableQuantity`. Refusals cost no request.
+3. **Read before create.** With no fulfillment id yet: GET the order (fresh statuses, quantities and its
+   fulfillments; the mirror is updated with it), re-plan, and adopt a live fulfillment that carries the same
+   tracking number. Only when none does: POST the fulfillment, its id saved at once.
+4. **Ambiguous writes.** A create answered by a timeout or a 5xx may have happened: list the order's fulfillments
+   right away and adopt the one with our number; if it is not there, the push waits and the next attempt reads
+   again before writing. Nothing is ever created twice, whatever point a worker is killed at.
+5. **Keep current.** `update_tracking` when Genstore's tracking number, company, URL or `shipmentStatus` differs
+   from what OMA wants, and only forwards: a status that would move the fulfillment backwards (a late
+   `in_transit` after `delivered`) is kept in `held_back_shipment_status`, not pushed.
+6. **Refusals.** A 400/422 (or 401/403/404) marks the push failed with Genstore's message, for the merchant to see;
+   it is tried again only when the shipment or the order changes, or someone asks. Transient trouble (429, 5xx,
+   timeouts) leaves it pending with a backoff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
+
+from oma.fulfillment.carriers import tracking_company_for
+from oma.fulfillment.models import LOG_LIMIT, FulfillmentPush
+from oma.fulfillment.status import (
+    DEAD_FULFILLMENT_STATUSES,
+    FulfillmentFacts,
+    LineFacts,
+    OrderFacts,
+    ShipmentFacts,
+    normalize_tracking_number,
+    unified_status_for,
+)
+from oma.genstore.client import GenstoreClient
+from oma.genstore.errors import (
+    GenstoreAuthError,
+    GenstoreError,
+    GenstoreNotFound,
+    GenstoreRateLimited,
+)
+from oma.genstore.records import FulfillmentRecord, OrderRecord
+from oma.orders.models import GenstoreFulfillment, LineItem, Order
+from oma.stores.models import Store
+from tracking.models import Shipment, ShipmentLine
+from tracking.vocabulary import SHIPMENT_STATUS_RANK, Status, shipment_status_for, shipment_status_moves_forward
+
+logger = logging.getLogger(__name__)
+
+State = FulfillmentPush.State
+
+# Orders OMA never fulfils (the contract's create errors say Genstore refuses cancelled ones anyway).
+NEVER_PUSHED_FINANCIAL_STATUSES: dict[str, str] = {
+    "refunded": "the order is refunded in Genstore",
+    "voided": "the order's payment is voided in Genstore",
+}
+# A push whose worker has held it this long without finishing is presumed dead (SQLite lease; PostgreSQL uses
+# its advisory lock and only needs this for the beat to notice an abandoned row).
+STALE_IN_PROGRESS = timedelta(minutes=10)
+# A pending push that was queued this recently is not queued again by the beat (its task is on its way).
+REQUEUE_AFTER = timedelta(minutes=2)
+MAX_BACKOFF = timedelta(minutes=30)
+
+
+class PushResult(StrEnum):
+    CREATED = "created"  # a new fulfillment in Genstore
+    ADOPTED = "adopted"  # Genstore already had a fulfillment with this tracking number: it is ours now
+    UPDATED = "updated"  # update_tracking sent
+    UNCHANGED = "unchanged"  # Genstore already says what OMA wants
+    SKIPPED = "skipped"  # nothing may be pushed (state_reason says why)
+    FAILED = "failed"  # Genstore refused; the merchant must look
+    RETRY = "retry"  # transient trouble: try again later
+    BUSY = "busy"  # another worker is pushing this shipment right now
+    NOT_PUSHABLE = "not_pushable"  # no such shipment, no order, or an inactive store: no row at all
+
+
+@dataclass(frozen=True, slots=True)
+class PushLine:
+    line_item_id: str
+    quantity: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.line_item_id, "quantity": self.quantity}
+
+
+@dataclass(frozen=True, slots=True)
+class PushPlan:
+    """What Genstore should hold for a shipment; `skip_reason` or `fail_reason` when it must not be sent."""
+
+    tracking_number: str
+    tracking_company: str
+    tracking_url: str
+    shipment_status: str | None
+    notify_customer: bool
+    lines: tuple[PushLine, ...] = ()
+    # Nothing at all may be sent for this shipment (cancelled, refunded or voided order, voided label).
+    skip_reason: str = ""
+    # No fulfillment may be created (these judge the items, so they no longer matter once it exists).
+    create_skip_reason: str = ""
+    create_fail_reason: str = ""
+
+
+@dataclass(slots=True)
+class PushOutcome:
+    result: PushResult
+    push: FulfillmentPush | None = None
+    detail: str = ""
+    retry_after: float | None = None
+    requests: int = 0  # Genstore HTTP requests this push made
+    steps: list[str] = field(default_factory=list)
+
+
+# --- the plan ---------------------------------------------------------------------------------------------------
+
+
+def push_plan_for(
+    *, store: Store, order: Order, shipment: Shipment, order_lines: Sequence[LineItem],
+    shipment_lines: Sequence[ShipmentLine],
+) -> PushPlan:
+    """What to push for a shipment, judged from the order mirror alone (pure apart from reading its arguments)."""
+    number = shipment.tracking_number
+    plan = PushPlan(
+        tracking_number=number,
+        tracking_company=tracking_company_for(shipment.carrier, number),
+        tracking_url=shipment.tracking_url or "",
+        shipment_status=shipment_status_for(shipment.status, shipment.substatus),
+        notify_customer=store.notify_customer,
+    )
+
+    def refused(*, skip: str = "", fail: str = "") -> PushPlan:
+        return PushPlan(**{**_plan_fields(plan), "create_skip_reason": skip, "create_fail_reason": fail})
+
+    if order.cancelled_at is not None:
+        reason = "the order is cancelled in Genstore" + (f" ({order.cancel_reason})" if order.cancel_reason else "")
+        return PushPlan(**{**_plan_fields(plan), "skip_reason": reason})
+    if order.financial_status in NEVER_PUSHED_FINANCIAL_STATUSES:
+        reason = NEVER_PUSHED_FINANCIAL_STATUSES[order.financial_status]
+        return PushPlan(**{**_plan_fields(plan), "skip_reason": reason})
+    if shipment.status == Status.CANCELLED:
+        return PushPlan(**{**_plan_fields(plan), "skip_reason": "the shipment's label was voided (status cancelled)"})
+
+    by_pk = {line.pk: line for line in order_lines}
+    if shipment_lines:
+        wanted = [(by_pk.get(sl.line_item_id), sl.quantity) for sl in shipment_lines]
+        if any(line is None for line, _ in wanted):
+            return refused(fail="a line item of this shipment is no longer on the order")
+        shipping = [(line, qty) for line, qty in wanted if line is not None and line.requires_shipping is not False]
+        if not shipping:
+            return refused(skip="no item in this shipment needs shipping")
+    else:
+        # A shipment that names no items carries whatever is left to ship of the order.
+        shipping = [
+            (line, line.fulfillable_quantity if line.fulfillable_quantity is not None else line.quantity)
+            for line in order_lines
+            if line.requires_shipping is not False
+        ]
+        if not any(line.requires_shipping is not False for line in order_lines):
+            return refused(skip="no item of the order needs shipping")
+        shipping = [(line, qty) for line, qty in shipping if qty > 0]
+        if not shipping:
+            return refused(skip="nothing left to fulfil: Genstore has every item of the order fulfilled already")
+
+    too_many = [
+        f"{line.sku or line.title or line.line_item_id}: {qty} to ship, Genstore can fulfil {line.fulfillable_quantity}"
+        for line, qty in shipping
+        if line.fulfillable_quantity is not None and qty > line.fulfillable_quantity
+    ]
+    if too_many:
+        return refused(fail="quantity above fulfillableQuantity (" + "; ".join(too_many) + ")")
+    lines = tuple(PushLine(line.line_item_id, qty) for line, qty in sorted(shipping, key=lambda pair: pair[0].pk))
+    return PushPlan(**{**_plan_fields(plan), "lines": lines})
+
+
+def _plan_fields(plan: PushPlan) -> dict[str, Any]:
+    return {
+        "tracking_number": plan.tracking_number,
+        "tracking_company": plan.tracking_company,
+        "tracking_url": plan.tracking_url,
+        "shipment_status": plan.shipment_status,
+        "notify_customer": plan.notify_customer,
+        "lines": plan.lines,
+    }
+
+
+def _load_plan(*, store: Store, order: Order, shipment: Shipment) -> PushPlan:
+    order_lines = list(LineItem.objects.filter(order=order).order_by("pk"))
+    shipment_lines = list(ShipmentLine.objects.filter(shipment=shipment).order_by("pk"))
+    return push_plan_for(
+        store=store, order=order, shipment=shipment, order_lines=order_lines, shipment_lines=shipment_lines
+    )
+
+
+# --- the intent row and its lock --------------------------------------------------------------------------------
+
+
+def _source_of(shipment: Shipment) -> dict[str, str]:
+    return {
+        "source_tracking_number": shipment.tracking_number,
+        "source_carrier": shipment.carrier,
+        "source_status": shipment.status,
+        "source_substatus": shipment.substatus,
+        "source_tracking_url": shipment.tracking_url or "",
+    }
+
+
+def _source_matches(push: FulfillmentPush, shipment: Shipment) -> bool:
+    return all(getattr(push, name) == value for name, value in _source_of(shipment).items())
+
+
+def push_row_for(*, shipment: Shipment, order: Order) -> FulfillmentPush:
+    """The shipment's intent row for its current order, created (pending) if it does not exist yet."""
+    key = FulfillmentPush.key_for(store_id=shipment.store_id, order_id=order.order_id, shipment_id=shipment.pk)
+    push = FulfillmentPush.objects.filter(key=key).first()
+    if push is not None:
+        return push
+    try:
+        with transaction.atomic():
+            push = FulfillmentPush.objects.create(
+                key=key, store_id=shipment.store_id, order=order, shipment=shipment, state=State.PENDING
+            )
+    except IntegrityError:
+        return FulfillmentPush.objects.get(key=key)
+    # The shipment moved to another order: what was pushed for the old one is no longer ours to keep current.
+    FulfillmentPush.objects.filter(shipment=shipment).exclude(pk=push.pk).exclude(state=State.SKIPPED).update(
+        state=State.SKIPPED,
+        state_reason=f"the shipment moved to order {order.order_id}",
+        updated_at=timezone.now(),
+    )
+    return push
+
+
+@contextlib.contextmanager
+def _push_lock(push: FulfillmentPush) -> Iterator[bool]:
+    """Hold the push exclusively; yields False when another worker holds it.
+
+    PostgreSQL: a session advisory lock, which PostgreSQL drops the moment a killed worker's connection goes, so a
+    redelivered task can take over at once. Other databases: a lease on the row (`last_attempt_at`).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [push.lock_id])
+            locked = bool(cursor.fetchone()[0])
+        if not locked:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", [push.lock_id])
+            except Exception:  # a broken connection: closing it releases the lock
+                logger.warning("could not release the advisory lock of push %s; closing the connection", push.pk)
+                connection.close()
+        return
+    now = timezone.now()
+    taken = (
+        FulfillmentPush.objects.filter(pk=push.pk)
+        .filter(
+            ~Q(state=State.IN_PROGRESS)
+            | Q(last_attempt_at__isnull=True)
+            | Q(last_attempt_at__lt=now - STALE_IN_PROGRESS)
+        )
+        .update(state=State.IN_PROGRESS, last_attempt_at=now)
+    )
+    yield bool(taken)
+
+
+def _log(push: FulfillmentPush, message: str) -> None:
+    push.log = [*push.log, {"at": timezone.now().isoformat(timespec="seconds"), "message": message[:500]}][-LOG_LIMIT:]
+
+
+def _save(push: FulfillmentPush, *fields: str) -> None:
+    push.save(update_fields=[*dict.fromkeys([*fields, "log", "updated_at"])])
+
+
+def _backoff(attempts: int) -> timedelta:
+    seconds = min(MAX_BACKOFF.total_seconds(), 30 * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
+
+
+# --- Genstore's view --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Genstore:
+    client: GenstoreClient
+    requests_before: int
+
+    @property
+    def requests(self) -> int:
+        return self.client.stats.requests - self.requests_before
+
+
+def _find_ours(records: Sequence[FulfillmentRecord], tracking_number: str) -> FulfillmentRecord | None:
+    """The fulfillment carrying our tracking number; a live one wins over a cancelled one."""
+    wanted = normalize_tracking_number(tracking_number)
+    matching = [r for r in records if wanted and normalize_tracking_number(r.tracking_number or "") == wanted]
+    live = [r for r in matching if (r.status or "") not in DEAD_FULFILLMENT_STATUSES]
+    return (live or matching or [None])[0]
+
+
+def _mirror(*, store: Store, order: Order, record: FulfillmentRecord) -> None:
+    from oma.orders.services import order_fulfillment_record
+
+    order_fulfillment_record(store=store, order=order, record=record)
+
+
+def _refresh_order(*, store: Store, order: Order, record: OrderRecord) -> Order:
+    from oma.orders.services import order_upsert
+
+    return order_upsert(store=store, record=record).order
+
+
+def _current_of(push: FulfillmentPush, record: FulfillmentRecord | None) -> dict[str, str]:
+    """Genstore's current tracking fields for the push's fulfillment: from a fresh record, else the mirror, else
+    what we last pushed."""
+    if record is not None:
+        return {
+            "tracking_number": record.tracking_number or "",
+            "tracking_company": record.tracking_company or "",
+            "tracking_url": record.tracking_url or "",
+            "shipment_status": record.shipment_status or "",
+            "status": record.status or "",
+        }
+    mirrored = GenstoreFulfillment.objects.filter(store_id=push.store_id, fulfill_id=push.fulfill_id).first()
+    if mirrored is not None:
+        return {
+            "tracking_number": mirrored.tracking_number,
+            "tracking_company": mirrored.tracking_company,
+            "tracking_url": mirrored.tracking_url,
+            "shipment_status": mirrored.shipment_status,
+            "status": mirrored.status,
+        }
+    return {
+        "tracking_number": push.tracking_number,
+        "tracking_company": push.tracking_company,
+        "tracking_url": push.tracking_url,
+        "shipment_status": push.shipment_status,
+        "status": "",
+    }
+
+
+def _furthest(*statuses: str) -> str:
+    known = [s for s in statuses if s]
+    return max(known, key=lambda s: SHIPMENT_STATUS_RANK.get(s, 0), default="")
+
+
+# --- the push ---------------------------------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """Raised inside a push to end it as skipped or failed without calling Genstore further."""
+
+    def __init__(self, result: PushResult, reason: str) -> None:
+        super().__init__(reason)
+        self.result = result
+        self.reason = reason
+
+
+def shipment_push(
+    *, shipment_id: int, client: GenstoreClient | None = None, force: bool = False
+) -> PushOutcome:
+    """Bring Genstore in line with one shipment (create, adopt or update its fulfillment). Safe to run any number
+    of times, concurrently or after a crash: see the module docstring. `force` re-runs a push whose shipment has
+    not changed (a failed one included)."""
+    outcome = _shipment_push_once(shipment_id=shipment_id, client=client, force=force)
+    # The shipment changed while we pushed (a poll landed): its own trigger found us busy, so go again now.
+    for _ in range(2):
+        push = outcome.push
+        if outcome.result in (PushResult.BUSY, PushResult.RETRY, PushResult.NOT_PUSHABLE) or push is None:
+            break
+        shipment = Shipment.objects.filter(pk=shipment_id).first()
+        if shipment is None or shipment.order_id != push.order_id or _source_matches(push, shipment):
+            break
+        again = _shipment_push_once(shipment_id=shipment_id, client=client, force=False)
+        again.requests += outcome.requests
+        outcome = again
+    return outcome
+
+
+def _shipment_push_once(*, shipment_id: int, client: GenstoreClient | None, force: bool) -> PushOutcome:
+    shipment = Shipment.objects.select_related("store", "order").filter(pk=shipment_id).first()
+    if shipment is None:
+        return PushOutcome(PushResult.NOT_PUSHABLE, detail="no such shipment")
+    order, store = shipment.order, shipment.store
+    if order is None:
+        return PushOutcome(PushResult.NOT_PUSHABLE, detail="the shipment is not matched to a Genstore order yet")
+    if not store.is_active:
+        return PushOutcome(PushResult.NOT_PUSHABLE, detail="the store is inactive")
+    push = push_row_for(shipment=shipment, order=order)
+    if not force and _settled(push, shipment):
+        return PushOutcome(_settled_result(push), push=push, detail="nothing changed since the last push")
+
+    with _push_lock(push) as locked:
+        if not locked:
+            return PushOutcome(PushResult.BUSY, push=push, detail="another worker is pushing this shipment")
+        push.refresh_from_db()
+        if not force and _settled(push, shipment):
+            return PushOutcome(_settled_result(push), push=push, detail="pushed meanwhile by another worker")
+        was_in_progress = push.state == State.IN_PROGRESS
+        now = timezone.now()
+        push.state = State.IN_PROGRESS
+        push.attempts += 1
+        push.last_attempt_at = now
+        push.queued_at = None
+        for name, value in _source_of(shipment).items():
+            setattr(push, name, value)
+        if was_in_progress:
+            _log(push, "the previous attempt did not finish (worker stopped): reading Genstore before writing")
+        _save(push, "state", "attempts", "last_attempt_at", "queued_at", *_source_of(shipment))
+        genstore: _Genstore | None = None
+        try:
+            genstore_client = client or _client_for(store)
+            genstore = _Genstore(client=genstore_client, requests_before=genstore_client.stats.requests)
+            result = _execute(push=push, store=store, order=order, shipment=shipment, genstore=genstore)
+        except _Refused as refused:
+            return _finish_refused(push, refused, genstore)
+        except GenstoreError as exc:
+            return _finish_error(push, exc, genstore)
+        except BaseException as exc:
+            # Our own bug or a killed task: leave it pending so the beat tries again (reading before writing).
+            push.state = State.PENDING
+            push.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            push.next_attempt_at = timezone.now() + _backoff(push.attempts)
+            _save(push, "state", "last_error", "next_attempt_at")
+            raise
+        finally:
+            if client is None and genstore is not None:
+                genstore.client.close()
+    _after_push(push)
+    return PushOutcome(result, push=push, requests=genstore.requests if genstore else 0)
+
+
+def _settled(push: FulfillmentPush, shipment: Shipment) -> bool:
+    return push.state in (State.SUCCEEDED, State.SKIPPED, State.FAILED) and _source_matches(push, shipment)
+
+
+def _settled_result(push: FulfillmentPush) -> PushResult:
+    return {State.SKIPPED: PushResult.SKIPPED, State.FAILED: PushResult.FAILED}.get(push.state, PushResult.UNCHANGED)
+
+
+def _client_for(store: Store) -> GenstoreClient:
+    from oma.stores.services import genstore_client_for
+
+    return genstore_client_for(store)
+
+
+def _execute(
+    *, push: FulfillmentPush, store: Store, order: Order, shipment: Shipment, genstore: _Genstore
+) -> PushResult:
+    plan = _load_plan(store=store, order=order, shipment=shipment)
+    if push.fulfill_id:
+        if plan.skip_reason:
+            raise _Refused(PushResult.SKIPPED, f"Genstore not updated: {plan.skip_reason}")
+        return _keep_current(push=push, plan=plan, record=None, genstore=genstore, result=PushResult.UNCHANGED)
+
+    # Refusals judged on the mirror cost no request, unless an earlier create may have happened (then read first).
+    if not push.create_sent_at:
+        if plan.skip_reason or plan.create_skip_reason:
+            raise _Refused(PushResult.SKIPPED, plan.skip_reason or plan.create_skip_reason)
+        if plan.create_fail_reason:
+            raise _Refused(PushResult.FAILED, plan.create_fail_reason)
+
+    # Read before create: the fresh order (statuses, quantities, its fulfillments), into the mirror as well.
+    fresh = genstore.client.get_order(order.order_id)
+    order = _refresh_order(store=store, order=order, record=fresh)
+    records = list(fresh.fulfillments) if fresh.has_fulfillments else genstore.client.list_fulfillments(order.order_id)
+    plan = _load_plan(store=store, order=order, shipment=shipment)
+    ours = _find_ours(records, shipment.tracking_number)
+    if ours is not None:
+        return _adopt(push=push, store=store, order=order, plan=plan, record=ours, genstore=genstore)
+
+    if plan.skip_reason or plan.create_skip_reason:
+        raise _Refused(PushResult.SKIPPED, plan.skip_reason or plan.create_skip_reason)
+    if plan.create_fail_reason:
+        raise _Refused(PushResult.FAILED, plan.create_fail_reason)
+
+    # The intent, as sent, is on the row before the request leaves.
+    push.create_sent_at = timezone.now()
+    push.tracking_number, push.tracking_company, push.tracking_url = (
+        plan.tracking_number, plan.tracking_company, plan.tracking_url,
+    )
+    push.notify_customer = plan.notify_customer
+    push.line_items = [line.as_json() for line in plan.lines]
+    _log(push, f"creating the fulfillment: {_lines_text(plan)}")
+    _save(
+        push, "create_sent_at", "tracking_number", "tracking_company", "tracking_url", "notify_customer", "line_items"
+    )
+    try:
+        created = genstore.client.create_fulfillment(
+            order_id=order.order_id,
+            line_items=[(line.line_item_id, line.quantity) for line in plan.lines],
+            tracking_number=plan.tracking_number,
+            tracking_company=plan.tracking_company,
+            tracking_url=plan.tracking_url or None,
+            notify_customer=plan.notify_customer,
+        )
+    except GenstoreError as exc:
+        if not (exc.ambiguous or exc.transient):
+            raise
+        # It may have happened: read before writing again.
+        _log(push, f"create unanswered ({exc}); reading the order's fulfillments")
+        try:
+            listed = genstore.client.list_fulfillments(order.order_id)
+        except GenstoreError:
+            raise exc from None
+        ours = _find_ours(listed, shipment.tracking_number)
+        if ours is None:
+            raise
+        return _adopt(push=push, store=store, order=order, plan=plan, record=ours, genstore=genstore, after_error=True)
+    _remember_create_path(store, genstore.client)
+    push.fulfill_id = created.fulfill_id
+    _log(push, f"created fulfillment {created.fulfill_id}")
+    _save(push, "fulfill_id")
+    _mirror(store=store, order=order, record=created)
+    return _keep_current(push=push, plan=plan, record=created, genstore=genstore, result=PushResult.CREATED)
+
+
+def _adopt(
+    *, push: FulfillmentPush, store: Store, order: Order, plan: PushPlan, record: FulfillmentRecord,
+    genstore: _Genstore, after_error: bool = False,
+) -> PushResult:
+    if (record.status or "") in DEAD_FULFILLMENT_STATUSES:
+        raise _Refused(
+            PushResult.SKIPPED,
+            f"Genstore fulfillment {record.fulfill_id} with this tracking number is {record.status}: not re-created",
+        )
+    push.fulfill_id = record.fulfill_id
+    push.adopted = not after_error and not push.create_sent_at
+    push.line_items = [{"id": line.id, "quantity": line.quantity} for line in record.line_items]
+    push.tracking_number = record.tracking_number or ""
+    push.tracking_company = record.tracking_company or ""
+    push.tracking_url = record.tracking_url or ""
+    push.shipment_status = record.shipment_status or ""
+    if after_error or push.create_sent_at:
+        _log(push, f"our earlier create did reach Genstore: fulfillment {record.fulfill_id} found by tracking number")
+    else:
+        _log(push, f"adopted Genstore's fulfillment {record.fulfill_id} (same tracking number)")
+    _save(push, "fulfill_id", "adopted", "line_items", "tracking_number", "tracking_company", "tracking_url",
+          "shipment_status")
+    _mirror(store=store, order=order, record=record)
+    if plan.skip_reason:
+        raise _Refused(PushResult.SKIPPED, f"Genstore not updated: {plan.skip_reason}")
+    result = PushResult.ADOPTED if push.adopted else PushResult.CREATED
+    return _keep_current(push=push, plan=plan, record=record, genstore=genstore, result=result)
+
+
+def _keep_current(
+    *, push: FulfillmentPush, plan: PushPlan, record: FulfillmentRecord | None, genstore: _Genstore,
+    result: PushResult,
+) -> PushResult:
+    current = _current_of(push, record)
+    if current["status"] in DEAD_FULFILLMENT_STATUSES:
+        raise _Refused(
+            PushResult.SKIPPED, f"Genstore fulfillment {push.fulfill_id} is {current['status']}: not updated"
+        )
+    baseline = _furthest(current["shipment_status"], push.shipment_status)
+    target = baseline
+    push.held_back_shipment_status = ""
+    if plan.shipment_status:
+        if shipment_status_moves_forward(baseline or None, plan.shipment_status):
+            target = plan.shipment_status
+        else:
+            push.held_back_shipment_status = plan.shipment_status
+            _log(push, f"{plan.shipment_status} not pushed: Genstore is already at {baseline}")
+    wanted = {
+        "tracking_number": plan.tracking_number,
+        "tracking_company": plan.tracking_company,
+        "tracking_url": plan.tracking_url,
+        "shipment_status": target,
+    }
+    differs = [name for name, value in wanted.items() if (current[name] or "") != (value or "")]
+    if differs:
+        # The customer hears about a new number or carrier; status moves alone are Genstore's to announce.
+        number_changed = bool({"tracking_number", "tracking_company"} & set(differs)) and result == PushResult.UNCHANGED
+        notify = plan.notify_customer and number_changed
+        updated = genstore.client.update_tracking(
+            push.fulfill_id,
+            tracking_number=plan.tracking_number,
+            tracking_company=plan.tracking_company,
+            tracking_url=plan.tracking_url or None,
+            shipment_status=target or None,
+            notify_customer=notify,
+        )
+        _mirror(store=push.store, order=push.order, record=updated)
+        moves = ", ".join(f"{name} {current[name] or '-'} -> {wanted[name] or '-'}" for name in differs)
+        _log(push, f"update_tracking: {moves}")
+        if result == PushResult.UNCHANGED:
+            result = PushResult.UPDATED
+    push.tracking_number, push.tracking_company, push.tracking_url = (
+        plan.tracking_number, plan.tracking_company, plan.tracking_url,
+    )
+    push.shipment_status = target
+    push.state = State.SUCCEEDED
+    push.state_reason = ""
+    push.last_error = ""
+    push.last_error_status = None
+    push.next_attempt_at = None
+    push.succeeded_at = timezone.now()
+    _save(push, "tracking_number", "tracking_company", "tracking_url", "shipment_status", "held_back_shipment_status",
+          "state", "state_reason", "last_error", "last_error_status", "next_attempt_at", "succeeded_at")
+    return result
+
+
+def _lines_text(plan: PushPlan) -> str:
+    return ", ".join(f"{line.quantity} × {line.line_item_id}" for line in plan.lines)
+
+
+def _remember_create_path(store: Store, client: GenstoreClient) -> None:
+    path = client.fulfillment_create_path or ""
+    if path and path != store.fulfillment_create_path:
+        Store.objects.filter(pk=store.pk).update(fulfillment_create_path=path)
+        store.fulfillment_create_path = path
+
+
+def _finish_refused(push: FulfillmentPush, refused: _Refused, genstore: _Genstore | None) -> PushOutcome:
+    if push.fulfill_id and refused.result == PushResult.FAILED:
+        state = State.FAILED
+    else:
+        state = State.SKIPPED if refused.result == PushResult.SKIPPED else State.FAILED
+    push.state = state
+    push.state_reason = refused.reason[:512]
+    push.next_attempt_at = None
+    if state == State.FAILED:
+        push.last_error = refused.reason[:2000]
+        push.last_error_status = None
+    _log(push, f"{state}: {refused.reason}")
+    _save(push, "state", "state_reason", "next_attempt_at", "last_error", "last_error_status")
+    _after_push(push)
+    return PushOutcome(refused.result, push=push, detail=refused.reason, requests=genstore.requests if genstore else 0)
+
+
+def _finish_error(push: FulfillmentPush, exc: GenstoreError, genstore: _Genstore | None) -> PushOutcome:
+    requests = genstore.requests if genstore else 0
+    push.last_error = (exc.error_text or str(exc))[:2000]
+    push.last_error_status = exc.status
+    if exc.transient or exc.ambiguous:
+        retry_after = exc.retry_after if isinstance(exc, GenstoreRateLimited) and exc.retry_after else None
+        delay = timedelta(seconds=retry_after) if retry_after else _backoff(push.attempts)
+        push.state = State.PENDING
+        push.state_reason = f"Genstore did not answer: trying again after {int(delay.total_seconds())} s"
+        push.next_attempt_at = timezone.now() + delay
+        _log(push, f"will retry: {exc}")
+        _save(push, "state", "state_reason", "next_attempt_at", "last_error", "last_error_status")
+        return PushOutcome(
+            PushResult.RETRY, push=push, detail=str(exc), retry_after=delay.total_seconds(), requests=requests
+        )
+    if isinstance(exc, GenstoreAuthError):
+        reason = "Genstore refused the store's access token (reconnect the store)"
+    elif isinstance(exc, GenstoreNotFound):
+        reason = "Genstore does not know this " + ("fulfillment" if push.fulfill_id else "order")
+    else:
+        reason = "Genstore refused the push"
+    push.state = State.FAILED
+    push.state_reason = f"{reason}: {push.last_error}"[:512]
+    push.next_attempt_at = None
+    _log(push, f"failed: {exc}")
+    _save(push, "state", "state_reason", "next_attempt_at", "last_error", "last_error_status")
+    _after_push(push)
+    return PushOutcome(PushResult.FAILED, push=push, detail=push.state_reason, requests=requests)
+
+
+def _after_push(push: FulfillmentPush) -> None:
+    transaction.on_commit(lambda: orders_unified_status_refresh(order_ids=[push.order_id]))
+
+
+# --- queueing ---------------------------------------------------------------------------------------------------
+
+
+def pushes_pending(
+    *, store: Store | None = None, limit: int = 1000, include_queued: bool = False, now: datetime | None = None
+) -> list[int]:
+    """Ids of shipments whose push is owed, oldest first: never pushed, pending and due, abandoned by a dead worker,
+    or settled but the shipment changed since (a trigger that got lost). `include_queued` also returns pending
+    pushes whose task was queued moments ago (the foreground command does not wait for the workers)."""
+    now = now or timezone.now()
+    shipments = Shipment.objects.filter(order__isnull=False, store__is_active=True)
+    pushes = FulfillmentPush.objects.filter(shipment__isnull=False, store__is_active=True)
+    if store is not None:
+        shipments = shipments.filter(store=store)
+        pushes = pushes.filter(store=store)
+    never = shipments.exclude(
+        Exists(FulfillmentPush.objects.filter(shipment=OuterRef("pk"), order=OuterRef("order")))
+    ).order_by("pk").values_list("pk", flat=True)[:limit]
+
+    due = Q(state=State.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    if not include_queued:
+        due &= Q(queued_at__isnull=True) | Q(queued_at__lt=now - REQUEUE_AFTER)
+    abandoned = Q(state=State.IN_PROGRESS) & (
+        Q(last_attempt_at__isnull=True) | Q(last_attempt_at__lt=now - REQUEUE_AFTER)
+    )
+    changed = Q(state__in=[State.SUCCEEDED, State.SKIPPED, State.FAILED]) & (
+        ~Q(source_tracking_number=F("shipment__tracking_number"))
+        | ~Q(source_carrier=F("shipment__carrier"))
+        | ~Q(source_status=F("shipment__status"))
+        | ~Q(source_substatus=F("shipment__substatus"))
+        | ~Q(source_tracking_url=F("shipment__tracking_url"))
+    )
+    owed = (
+        pushes.filter(due | abandoned | changed)
+        .filter(order_id=F("shipment__order_id"))
+        .order_by("updated_at", "pk")
+        .values_list("shipment_id", flat=True)[:limit]
+    )
+    ids = list(dict.fromkeys([*never, *owed]))
+    return ids[:limit]
+
+
+def shipments_push_enqueue(*, shipment_ids: Sequence[int]) -> int:
+    """Record the intent for these shipments and queue one push task each, after the transaction commits."""
+    if not shipment_ids:
+        return 0
+    rows = list(
+        Shipment.objects.filter(pk__in=shipment_ids, order__isnull=False).values_list(
+            "pk", "store_id", "order_id", "order__order_id"
+        )
+    )
+    FulfillmentPush.objects.bulk_create(
+        [
+            FulfillmentPush(
+                key=FulfillmentPush.key_for(store_id=store_id, order_id=order_code, shipment_id=pk),
+                store_id=store_id,
+                order_id=order_pk,
+                shipment_id=pk,
+                state=State.PENDING,
+            )
+            for pk, store_id, order_pk, order_code in rows
+        ],
+        ignore_conflicts=True,
+    )
+    ids = [pk for pk, *_ in rows]
+    FulfillmentPush.objects.filter(shipment_id__in=ids, state=State.PENDING).update(queued_at=timezone.now())
+
+    def send() -> None:
+        from oma.fulfillment.tasks import push_shipment
+
+        for pk in ids:
+            try:
+                push_shipment.delay(pk)
+            except Exception:  # the broker is down: the beat's sweep of pending pushes is the guarantee
+                logger.warning("could not queue the push of shipment %s; the beat will pick it up", pk, exc_info=True)
+                FulfillmentPush.objects.filter(shipment_id=pk, state=State.PENDING).update(queued_at=None)
+                break
+
+    transaction.on_commit(send)
+    return len(ids)
+
+
+def push_retry(*, push_ids: Sequence[int]) -> int:
+    """Someone asked (admin action): failed or skipped pushes go back to pending and are queued."""
+    pushes = FulfillmentPush.objects.filter(pk__in=push_ids, shipment__isnull=False)
+    pushes.exclude(state=State.IN_PROGRESS).update(
+        state=State.PENDING, next_attempt_at=None, state_reason="retry requested", updated_at=timezone.now()
+    )
+    return shipments_push_enqueue(shipment_ids=list(pushes.values_list("shipment_id", flat=True)))
+
+
+# --- the unified order status -----------------------------------------------------------------------------------
+
+
+def _order_facts(order: Order) -> OrderFacts:
+    return OrderFacts(
+        financial_status=order.financial_status,
+        fulfillment_status=order.fulfillment_status,
+        cancelled=order.cancelled_at is not None,
+        cancel_reason=order.cancel_reason,
+        lines=tuple(
+            LineFacts(line.line_item_id, line.quantity, line.fulfillable_quantity, line.requires_shipping)
+            for line in order.line_items.all()
+        ),
+    )
+
+
+def _shipment_facts(shipment: Shipment) -> ShipmentFacts:
+    return ShipmentFacts(
+        tracking_number=shipment.tracking_number,
+        status=shipment.status,
+        substatus=shipment.substatus,
+        carrier=shipment.carrier,
+        lines=tuple((line.line_item.line_item_id, line.quantity) for line in shipment.lines.all()),
+    )
+
+
+def _fulfillment_facts(fulfillment: GenstoreFulfillment) -> FulfillmentFacts:
+    lines = []
+    for line in fulfillment.line_items or []:
+        if isinstance(line, dict) and line.get("id") is not None:
+            try:
+                lines.append((str(line["id"]), int(line.get("quantity") or 0)))
+            except (TypeError, ValueError):
+                continue
+    return FulfillmentFacts(
+        tracking_number=fulfillment.tracking_number,
+        status=fulfillment.status,
+        shipment_status=fulfillment.shipment_status,
+        lines=tuple(lines),
+    )
+
+
+def orders_unified_status_refresh(*, order_ids: Sequence[int], chunk_size: int = 500) -> int:
+    """Recompute the unified status of these orders (a constant number of queries per chunk); returns how many
+    changed."""
+    changed = 0
+    ids = list(dict.fromkeys(order_ids))
+    for start in range(0, len(ids), chunk_size):
+        orders = list(
+            Order.objects.filter(pk__in=ids[start : start + chunk_size])
+            .only("pk", "financial_status", "fulfillment_status", "cancelled_at", "cancel_reason", "unified_status",
+                  "unified_status_reason")
+            .prefetch_related(
+                "line_items",
+                "genstore_fulfillments",
+                "shipments__lines__line_item",
+            )
+        )
+        to_update = []
+        for order in orders:
+            status, reason = unified_status_for(
+                order=_order_facts(order),
+                shipments=[_shipment_facts(s) for s in order.shipments.all()],
+                fulfillments=[_fulfillment_facts(f) for f in order.genstore_fulfillments.all()],
+            )
+            if (status, reason) != (order.unified_status, order.unified_status_reason):
+                order.unified_status, order.unified_status_reason = status, reason
+                to_update.append(order)
+        if to_update:
+            Order.objects.bulk_update(to_update, ["unified_status", "unified_status_reason"])
+            changed += len(to_update)
+    return changed
+
+
+def store_unified_status_refresh(*, store: Store) -> int:
+    """Recompute every order of a store (after a deploy that changed the table, or on demand)."""
+    ids = list(Order.objects.filter(store=store).values_list("pk", flat=True))
+    return orders_unified_status_refresh(order_ids=ids)
