@@ -37,4 +37,9 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60,
         "expire_seconds": 55,
     },
+    "fulfillment: push what is still pending (lost triggers, retries due, dead workers)": {
+        "task": "fulfillment.push_pending",
+        "schedule": 60,
+        "expire_seconds": 55,
+    },
 }

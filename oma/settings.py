@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "oma.core",
     "oma.stores",
     "oma.orders",
+    "oma.fulfillment",
     "oma.sandbox",
     "tracking",
     "webhooks",
