@@ -1,0 +1,3 @@
+from oma.sandbox.cli import main
+
+raise SystemExit(main())
