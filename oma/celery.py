@@ -42,4 +42,9 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60,
         "expire_seconds": 55,
     },
+    "tracking: poll the carriers for due shipments": {
+        "task": "tracking.poll_due",
+        "schedule": 60,
+        "expire_seconds": 55,
+    },
 }

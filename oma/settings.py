@@ -141,6 +141,21 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
+# --- Tracking (carrier polling) --------------------------------------------------------------------
+# A shipment with no carrier event for this many days stops being polled (status expired).
+TRACKING_MAX_AGE_DAYS = env.int("TRACKING_MAX_AGE_DAYS", default=60)
+TRACKING_CONNECT_TIMEOUT = env.float("TRACKING_CONNECT_TIMEOUT", default=3.05)
+TRACKING_READ_TIMEOUT = env.float("TRACKING_READ_TIMEOUT", default=10.0)
+TRACKING_MAX_ATTEMPTS = env.int("TRACKING_MAX_ATTEMPTS", default=3)  # per carrier call, transient failures only
+# A poll run never sleeps longer than this for a carrier's rate limit: the rest stays due for the next run.
+TRACKING_RATE_LIMIT_MAX_WAIT_SECONDS = env.float("TRACKING_RATE_LIMIT_MAX_WAIT_SECONDS", default=5.0)
+TRACKING_POLL_TIME_BUDGET_SECONDS = env.float("TRACKING_POLL_TIME_BUDGET_SECONDS", default=240.0)  # < soft limit
+TRACKING_POLL_CONCURRENCY = env.int("TRACKING_POLL_CONCURRENCY", default=4)  # carrier accounts polled at once
+TRACKING_CLAIM_CHUNK = env.int("TRACKING_CLAIM_CHUNK", default=480)  # shipments claimed at a time per account
+TRACKING_CLAIM_LEASE_SECONDS = env.int("TRACKING_CLAIM_LEASE_SECONDS", default=600)
+TRACKING_BACKOFF_BASE_SECONDS = env.int("TRACKING_BACKOFF_BASE_SECONDS", default=60)  # failing carrier account
+TRACKING_BACKOFF_MAX_SECONDS = env.int("TRACKING_BACKOFF_MAX_SECONDS", default=3600)
+
 # --- Genstore ---------------------------------------------------------------------------------------
 GENSTORE_DEFAULT_API_VERSION = env.str("GENSTORE_DEFAULT_API_VERSION", default="202412")
 GENSTORE_CONNECT_TIMEOUT = env.float("GENSTORE_CONNECT_TIMEOUT", default=5.0)
