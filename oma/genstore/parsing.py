@@ -383,9 +383,7 @@ def parse_order(raw: Mapping[str, Any]) -> OrderRecord:
     genstore_id = _field(raw, problems, ("id",), _to_id)
     if order_id is None:
         if genstore_id is None:
-            raise GenstoreRecordError(
-                f"Genstore order without a usable orderId or id: {_show(dict(raw))}", raw=raw
-            )
+            raise GenstoreRecordError(f"Genstore order without a usable orderId or id: {_show(dict(raw))}", raw=raw)
         problems.add("orderId", f"missing or unusable; used id {genstore_id}")
         order_id = genstore_id
 

@@ -54,9 +54,7 @@ class RateLimiterTimeout(Exception):
 
 
 class RateLimiter(Protocol):
-    def acquire(
-        self, key: str, *, capacity: int, refill_per_second: float, timeout: float | None = None
-    ) -> float: ...
+    def acquire(self, key: str, *, capacity: int, refill_per_second: float, timeout: float | None = None) -> float: ...
 
     def observe(self, key: str, *, used: int, capacity: int) -> None: ...
 

@@ -71,7 +71,7 @@ class ScriptedServer:
     `handle("GET /x", func)` answers with func(request) every time. Every request is recorded in `requests`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[SeenRequest] = []
         self._queues: dict[str, list[Reply]] = {}
         self._handlers: dict[str, Handler] = {}
@@ -119,9 +119,9 @@ class ScriptedServer:
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def base_url(self) -> str:

@@ -242,7 +242,9 @@ def test_line_items_given_as_a_single_object():
 
 
 def test_fulfillments_given_as_a_single_object():
-    record = parse_order(order_payload(fulfillments={"fulfillId": "F1", "trackingNumber": "1Z999", "status": "success"}))
+    record = parse_order(
+        order_payload(fulfillments={"fulfillId": "F1", "trackingNumber": "1Z999", "status": "success"})
+    )
     assert record.has_fulfillments is True
     assert [f.fulfill_id for f in record.fulfillments] == ["F1"]
     assert record.fulfillments[0].tracking_number == "1Z999"
@@ -394,7 +396,12 @@ def test_parse_refund():
     record = parse_refund(
         {"refundId": 42, "orderId": 1001, "amount": "10.50", "currency": "USD", "createTime": "2024-12-01T10:00:00Z"}
     )
-    assert (record.refund_id, record.order_id, record.amount, record.currency) == ("42", "1001", Decimal("10.50"), "USD")
+    assert (record.refund_id, record.order_id, record.amount, record.currency) == (
+        "42",
+        "1001",
+        Decimal("10.50"),
+        "USD",
+    )
     assert record.created_at == datetime(2024, 12, 1, 10, 0, tzinfo=UTC)
     bad = parse_refund({"refundId": "7", "amount": "lots"})
     assert bad.amount is None and bad.problems == ("amount: not a decimal: 'lots'",)
