@@ -175,13 +175,13 @@ SUBSTATUS_TEXT_HINTS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b(lost|missing|cannot be located|sent to lost and found)\b", Substatus.LOST),
         (r"\b(destroyed|seized|confiscated)\b", Substatus.DESTROYED),
         (r"\b(disposed|abandoned)\b", Substatus.DISPOSED),
-        (r"\bbusiness (was )?closed\b", Substatus.BUSINESS_CLOSED),
         (r"\b(no access|access (was )?(denied|restricted)|security access|gate code)", Substatus.ACCESS_ISSUE),
         (
-            r"\b(recipient|customer|consignee|addressee)( was)? (not available|unavailable|not home|not in)"
+            r"\b(recipient|receiver|customer|consignee|addressee)( was)? (not available|unavailable|not home|not in)"
             r"|no authorized recipient|nobody (at|was) home|no one available",
             Substatus.RECIPIENT_UNAVAILABLE,
         ),
+        (r"\bbusiness (was )?closed\b", Substatus.BUSINESS_CLOSED),
         (
             r"\b(incorrect|insufficient|incomplete|wrong|invalid|bad|unknown) address|address (problem|issue|"
             r"correction|information required)|moved, left no address|addressee unknown|no such number",

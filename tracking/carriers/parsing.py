@@ -371,7 +371,9 @@ TEXT_STATUS_RULES: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
         (r"\b(lost|damaged|destroyed|seized|disposed)\b", Status.EXCEPTION, ""),
         (
             r"delivery attempt|attempted delivery|notice left|delivery (was )?not (possible|completed)"
-            r"|recipient not (available|home)|no one (was )?(home|available)|business closed",
+            r"|could not be delivered"
+            r"|(recipient|receiver|customer|consignee|addressee)( was)? not (available|home|in)\b"
+            r"|no one (was )?(home|available)|business closed|(second|next|another|final) (delivery )?attempt",
             Status.ATTEMPT_FAILED,
             "",
         ),
@@ -426,7 +428,10 @@ def status_from_text(*texts: str) -> tuple[str, str] | None:
 
 
 def refine(status: str, substatus: str, *texts: str) -> tuple[str, str]:
-    """Fill a missing substatus from the free text when the status is one that has reasons."""
+    """Fill a missing substatus from the free text when the status is one that has reasons (and tell a weather
+    delay from any delay)."""
+    if substatus == Substatus.DELAYED and substatus_from_text(*texts) == Substatus.WEATHER:
+        return status, Substatus.WEATHER
     if not substatus and status in {Status.EXCEPTION, Status.ATTEMPT_FAILED, Status.RETURN_TO_SENDER}:
         substatus = substatus_from_text(*texts)
         if status == Status.RETURN_TO_SENDER and substatus not in {Substatus.REFUSED, Substatus.DAMAGED, ""}:

@@ -225,6 +225,11 @@ ACTIVITY_TYPES: dict[str, tuple[str, str]] = {
     "U": (S.IN_TRANSIT, ""),  # Track Alert updates
     "NA": (S.UNKNOWN, ""),
 }
+_TYPE_REFINEMENTS: dict[str, frozenset[str]] = {
+    "I": frozenset({S.OUT_FOR_DELIVERY, S.AVAILABLE_FOR_PICKUP}),
+    "X": frozenset({S.ATTEMPT_FAILED, S.RETURN_TO_SENDER, S.AVAILABLE_FOR_PICKUP, S.CANCELLED}),
+    "D": frozenset({S.RETURN_TO_SENDER}),
+}
 NOT_FOUND_CODES = frozenset({"TW0001", "TV1002", "TW0002", "TW0003"})
 
 # UPS publishes no request-rate limit for the Track API: a conservative default, overridable per account.
@@ -235,6 +240,8 @@ def map_status(status: Any) -> tuple[str, str, str, str]:
     """A UPS `status` object -> (status, substatus, raw_code, raw_text)."""
     raw_status_code = text(dig(status, "statusCode"))
     code = text(dig(status, "code"))
+    if not raw_status_code and code.isdigit():  # currentStatus often carries the 3-digit code as `code`
+        raw_status_code, code = code, ""
     activity_type = text(dig(status, "type")).upper()
     description = text(dig(status, "description"))
     raw_code = "/".join(part for part in (activity_type, code, raw_status_code) if part)
@@ -243,10 +250,10 @@ def map_status(status: Any) -> tuple[str, str, str, str]:
         mapped = STATUS_CODES.get(int(raw_status_code))
     if mapped is None and activity_type in ACTIVITY_TYPES:
         mapped = ACTIVITY_TYPES[activity_type]
-        if mapped[0] == S.IN_TRANSIT:
-            from_text = status_from_text(description)
-            if from_text is not None and from_text[0] in {S.OUT_FOR_DELIVERY, S.DELIVERED, S.AVAILABLE_FOR_PICKUP}:
-                mapped = from_text
+        # The type is coarse ("I" is in transit *or* out for delivery; "X" any exception): the text may say more.
+        from_text = status_from_text(description)
+        if from_text is not None and from_text[0] in _TYPE_REFINEMENTS.get(activity_type, frozenset()):
+            mapped = from_text
     if mapped is None:
         mapped = status_from_text(description) or (S.UNKNOWN, "")
     status_value, substatus = refine(mapped[0], mapped[1], description)

@@ -110,7 +110,11 @@ STATUS_CATEGORIES: dict[str, tuple[str, str]] = {
 
 
 def map_event(code: str, event_type: str) -> tuple[str, str]:
-    mapped = EVENT_CODES.get(code.upper()) or status_from_text(event_type)
+    from_text = status_from_text(event_type)
+    # "Delivered, To Original Sender" carries the delivered code 01: the text says it is a completed return.
+    if from_text is not None and from_text[0] == S.RETURN_TO_SENDER:
+        return from_text
+    mapped = EVENT_CODES.get(code.upper()) or from_text
     if mapped is None:
         return S.UNKNOWN, ""
     return refine(mapped[0], mapped[1], event_type)
@@ -178,7 +182,7 @@ def _not_found_message(raw: Any) -> tuple[str, str] | None:
     error = dig(raw, "error")
     if isinstance(error, dict):
         details = [text(dig(entry, "detail")) or text(dig(entry, "title")) for entry in as_list(error.get("errors"))]
-        message = text(error.get("message")) or "; ".join(detail for detail in details if detail)
+        message = "; ".join(detail for detail in details if detail) or text(error.get("message"))
         return text(error.get("code")), message
     if isinstance(error, str):  # OAuth-style error body
         return error, text(dig(raw, "error_description"))
