@@ -9,9 +9,12 @@ import redis
 from oma.genstore.ratelimit import RedisTokenBucket
 
 
-def take_tokens(redis_url: str, key: str, count: int, capacity: int, refill: float, start: Any, granted: Any) -> None:
+def take_tokens(
+    redis_url: str, key_prefix: str, key: str, count: int, capacity: int, refill: float, start: Any, granted: Any
+) -> None:
     """Wait for the start signal, then take `count` tokens, counting each one only after acquire() returned."""
     bucket = RedisTokenBucket(redis.Redis.from_url(redis_url))
+    bucket.key_prefix = key_prefix
     start.wait(30)
     for _ in range(count):
         bucket.acquire(key, capacity=capacity, refill_per_second=refill)

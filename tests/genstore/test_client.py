@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-import redis
 
 from oma.genstore.client import GenstoreClient, OrderPage
 from oma.genstore.errors import (
@@ -23,10 +22,9 @@ from oma.genstore.errors import (
     GenstoreTransportError,
     GenstoreUnprocessable,
 )
-from oma.genstore.ratelimit import LocalTokenBucket, RedisTokenBucket
+from oma.genstore.ratelimit import LocalTokenBucket
 from oma.genstore.records import RateLimitState
 from tests.genstore.conftest import Reply, ScriptedServer, SeenRequest
-from tests.services import REDIS_URL
 
 API = "/api/202412"
 
@@ -746,7 +744,7 @@ def test_create_webhook_not_retried_on_500_but_retried_on_429(server, client):
 
 
 @pytest.mark.redis
-def test_workers_sharing_the_redis_bucket_stay_inside_the_stores_bucket(server, redis_client):
+def test_workers_sharing_the_redis_bucket_stay_inside_the_stores_bucket(server, limiter_redis):
     """Four workers, each with its own client and Redis connection, push to a server that enforces its own bucket.
 
     Every request succeeds, and 429s stay rare: the shared bucket keeps the burst close to the allowed rate.
@@ -783,7 +781,7 @@ def test_workers_sharing_the_redis_bucket_stay_inside_the_stores_bucket(server, 
             base_url=server.base_url,
             api_version="202412",
             access_token="t",
-            limiter=RedisTokenBucket(redis.Redis.from_url(REDIS_URL)),
+            limiter=limiter_redis.bucket(),
             limiter_key="store:shared",
             # A little under the store's refill: network jitter between our grant and the server's count.
             bucket_capacity=capacity,

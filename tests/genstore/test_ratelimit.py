@@ -19,7 +19,6 @@ from redis.retry import Retry
 
 from oma.genstore.ratelimit import LocalTokenBucket, RateLimiterTimeout, RedisTokenBucket, rate_limiter_for
 from tests.genstore._bucket_worker import take_tokens
-from tests.services import REDIS_URL
 
 KEY = "store:1"
 
@@ -30,8 +29,8 @@ def make_bucket(request, fake_clock):
     if request.param == "local":
         shared = LocalTokenBucket(clock=fake_clock.now, sleep=fake_clock.sleep)
         return lambda: shared  # one per process: every "client" of the process shares it
-    client = request.getfixturevalue("redis_client")
-    return lambda: RedisTokenBucket(client, clock=fake_clock.now, sleep=fake_clock.sleep)
+    limiter_redis = request.getfixturevalue("limiter_redis")
+    return lambda: limiter_redis.bucket(clock=fake_clock.now, sleep=fake_clock.sleep)
 
 
 def assert_within_bucket(grant_times: list[float], capacity: int, refill: float) -> None:
@@ -153,10 +152,10 @@ def test_invalid_bucket_settings(capacity, refill):
 
 
 @pytest.mark.redis
-def test_redis_state_expires_when_idle(redis_client):
-    bucket = RedisTokenBucket(redis_client)
+def test_redis_state_expires_when_idle(limiter_redis):
+    bucket = limiter_redis.bucket()
     bucket.acquire(KEY, capacity=40, refill_per_second=2)
-    ttl = redis_client.pttl(RedisTokenBucket.key_prefix + KEY)
+    ttl = limiter_redis.client.pttl(limiter_redis.key_prefix + KEY)
     assert 0 < ttl <= (20 + 600) * 1000 + 1000
 
 
@@ -181,10 +180,10 @@ def test_redis_outage_falls_back_to_local_pacing(caplog, fake_clock):
     assert len(calls) == 1  # after the first failure Redis is left alone for a while, not retried on every call
 
 
-def test_rate_limiter_for_shares_one_local_bucket_per_process(redis_client):
+def test_rate_limiter_for_shares_one_local_bucket_per_process(limiter_redis):
     assert rate_limiter_for(None) is rate_limiter_for(None)
     assert isinstance(rate_limiter_for(None), LocalTokenBucket)
-    assert isinstance(rate_limiter_for(redis_client), RedisTokenBucket)
+    assert isinstance(rate_limiter_for(limiter_redis.client), RedisTokenBucket)
 
 
 # --- real concurrency ---------------------------------------------------------------------------------------------
@@ -249,9 +248,9 @@ def test_threads_share_the_local_bucket():
 
 
 @pytest.mark.redis
-def test_threads_share_the_redis_bucket(redis_client):
+def test_threads_share_the_redis_bucket(limiter_redis):
     def redis_now() -> float:
-        seconds, micros = redis_client.time()
+        seconds, micros = limiter_redis.client.time()
         return seconds + micros / 1_000_000
 
     # One RedisTokenBucket per thread, as separate clients would have.
@@ -260,27 +259,30 @@ def test_threads_share_the_redis_bucket(redis_client):
     class PerThread:
         def acquire(self, *args, **kwargs):
             if not hasattr(buckets, "bucket"):
-                buckets.bucket = RedisTokenBucket(redis.Redis.from_url(REDIS_URL))
+                buckets.bucket = limiter_redis.bucket()
             return buckets.bucket.acquire(*args, **kwargs)
 
     assert _run_threads(PerThread(), redis_now, threads=6, each=10, capacity=5, refill=100) == 60
 
 
 @pytest.mark.redis
-def test_processes_share_the_redis_bucket(redis_client):
+def test_processes_share_the_redis_bucket(limiter_redis):
     capacity, refill, processes, each = 4, 40.0, 3, 12
     context = multiprocessing.get_context("spawn")  # fresh interpreters: nothing inherited, like Celery workers
     start = context.Event()
     granted = context.Value("i", 0)
     pool = [
-        context.Process(target=take_tokens, args=(REDIS_URL, "shared", each, capacity, refill, start, granted))
+        context.Process(
+            target=take_tokens,
+            args=(limiter_redis.url, limiter_redis.key_prefix, "shared", each, capacity, refill, start, granted),
+        )
         for _ in range(processes)
     ]
     for process in pool:
         process.start()
 
     def redis_now() -> float:
-        seconds, micros = redis_client.time()
+        seconds, micros = limiter_redis.client.time()
         return seconds + micros / 1_000_000
 
     def read_count() -> int:
