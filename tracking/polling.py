@@ -47,7 +47,7 @@ from tracking.carriers.transport import (
     default_rate_limiter,
 )
 from tracking.models import CarrierAccount, Shipment
-from tracking.selectors import account_routes, active_accounts, due_groups, due_shipments
+from tracking.selectors import account_for, account_routes, active_accounts, due_groups, due_shipments
 from tracking.services import normalize_tracking_number, shipments_apply_results, shipments_record_failure
 
 logger = logging.getLogger(__name__)
@@ -240,31 +240,53 @@ def fetch_numbers(
                     # The aggregator refused these numbers; tracking them anyway gives each its own answer.
                     logger.warning("%s: registration refused for %d number(s): %s", spec.code, len(call.numbers), exc)
                 outcome.registered.update(call.numbers)
-        calls = spec.build_calls(to_track)
-        for index, call in enumerate(calls):
-            try:
-                results = transport.execute(call)
-            except (CarrierUnavailable, CarrierAuthError):
-                for later in calls[index:]:
-                    outcome.unanswered.update(later.numbers)
-                raise
-            except CarrierError as exc:
-                for number in call.numbers:
-                    outcome.failed[number] = str(exc)
-                continue
-            answered = {normalize_tracking_number(result.tracking_number): result for result in results}
-            for number in call.numbers:
-                result = answered.get(normalize_tracking_number(number))
-                if result is None:
-                    outcome.failed[number] = f"{spec.display_name} gave no answer for this number"
-                else:
-                    outcome.results[number] = result
+        _track(transport, to_track, outcome)
+        # 17TRACK forgot a number we registered (or it was registered with another token): register, ask again.
+        forgotten = [n for n, result in outcome.results.items() if _needs_registration(spec, result)]
+        if forgotten and spec.build_register_calls is not None:
+            for call in spec.build_register_calls(forgotten):
+                transport.register(call.numbers)
+                outcome.registered.update(call.numbers)
+            for number in forgotten:
+                del outcome.results[number]
+            _track(transport, forgotten, outcome)
     except (CarrierUnavailable, CarrierAuthError) as exc:
         outcome.account_error = exc
         outcome.unanswered.update(n for n in to_track if n not in outcome.results and n not in outcome.failed)
     after = (transport.stats.requests, transport.stats.token_requests, transport.stats.rate_limited)
     outcome.requests, outcome.token_requests, outcome.rate_limited = (a - b for a, b in zip(after, before, strict=True))
     return outcome
+
+
+def _track(transport: CarrierTransport, numbers: Sequence[str], outcome: FetchOutcome) -> None:
+    spec = transport.spec
+    calls = spec.build_calls(list(numbers))
+    for index, call in enumerate(calls):
+        try:
+            results = transport.execute(call)
+        except (CarrierUnavailable, CarrierAuthError):
+            for later in calls[index:]:
+                outcome.unanswered.update(later.numbers)
+            raise
+        except CarrierError as exc:
+            for number in call.numbers:
+                outcome.failed[number] = str(exc)
+            continue
+        answered = {normalize_tracking_number(result.tracking_number): result for result in results}
+        for number in call.numbers:
+            result = answered.get(normalize_tracking_number(number))
+            if result is None:
+                outcome.failed[number] = f"{spec.display_name} gave no answer for this number"
+            else:
+                outcome.results[number] = result
+
+
+def _needs_registration(spec: CarrierSpec, result: TrackingResult) -> bool:
+    if spec.build_register_calls is None or result.found:
+        return False
+    from tracking.carriers import seventeentrack
+
+    return spec.code == seventeentrack.CODE and seventeentrack.needs_registration(result)
 
 
 # --- claiming -----------------------------------------------------------------------------------------
@@ -503,3 +525,51 @@ def _store_outcome(
         until = account_back_off(account=account, error=outcome.account_error, now=now)
         summary.accounts_backed_off.append(f"{account} until {until.astimezone(UTC):%H:%M:%S}Z")
         summary.errors.append(f"{account}: {outcome.account_error}")
+
+
+# --- one-off lookups ----------------------------------------------------------------------------------
+
+
+class NoCarrierAccount(LookupError):
+    """No active account can answer for this carrier (nor a 17TRACK account)."""
+
+
+@dataclass(frozen=True)
+class Lookup:
+    number: str
+    carrier: str  # detected or given (a courier code)
+    account: CarrierAccount
+    results: list[TrackingResult]
+
+
+def lookup_tracking(*, tracking_number: str, carrier: str | None = None, store: Store | None = None) -> Lookup:
+    """Ask the carrier about one number now, through the configured account; stores nothing but the OAuth token.
+
+    Without a carrier, detection picks it (using the store's priority list). Raises NoCarrierAccount, or the
+    transport's CarrierError / CarrierAuthError / CarrierUnavailable.
+    """
+    from tracking.detection import detect
+
+    number = normalize_tracking_number(tracking_number)
+    if not number:
+        raise ValueError("tracking number is blank")
+    chosen = (carrier or "").strip().lower()
+    if not chosen:
+        priority = tuple(store.carrier_priority or ()) if store is not None else ()
+        candidate = next((c for c in detect(number, priority=priority) if c.valid), None)
+        if candidate is not None:
+            chosen, number = candidate.carrier, candidate.tracking_number or number
+    account = account_for(store=store, carrier=chosen)
+    if account is None:
+        raise NoCarrierAccount(
+            f"no carrier account for {chosen or 'this number'} and no 17TRACK account: "
+            "add one with manage.py carrier_account add"
+        )
+    transport, token_cache = transport_for(account)
+    try:
+        if transport.spec.build_register_calls is not None:
+            transport.register([number])
+        results = transport.track([number])
+    finally:
+        token_cache.persist()
+    return Lookup(number=number, carrier=chosen or account.carrier, account=account, results=results)

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -29,6 +29,13 @@ logger = logging.getLogger(__name__)
 
 _SEPARATORS = re.compile(r"[\s\-]+")
 OAUTH_CARRIERS: frozenset[str] = frozenset({CarrierCode.UPS, CarrierCode.FEDEX, CarrierCode.USPS})
+
+
+# Called after commit with the ids of shipments that were added, linked to an order, or changed status, once per
+# batch (a poll applies hundreds at a time). Other apps (fulfillment pushes) register here instead of being
+# imported by this module. A failing hook is logged and never undoes or breaks the tracking write.
+ShipmentsChangedHook = Callable[[list[int]], None]
+shipments_changed_hooks: list[ShipmentsChangedHook] = []
 
 
 class ShipmentConflict(ValueError):
@@ -98,10 +105,15 @@ def shipment_add(
             except IntegrityError:
                 # Someone added the same number between our read and our insert: complete theirs.
                 shipment = Shipment.objects.select_for_update().get(store=store, tracking_number=number)
+        linked = False
         if not created:
-            _complete_existing(shipment, order=order, carrier=carrier_code, tracking_url=tracking_url, now=now)
+            linked = _complete_existing(
+                shipment, order=order, carrier=carrier_code, tracking_url=tracking_url, now=now
+            )
         if lines:
             _set_lines(shipment, lines)
+        if created or linked or lines:
+            _notify_shipments_changed([shipment.pk])
     return shipment
 
 
@@ -112,7 +124,8 @@ def _complete_existing(
     carrier: str,
     tracking_url: str,
     now: datetime,
-) -> None:
+) -> bool:
+    """Bring an existing shipment up to date with a repeated add; True when it was newly linked to an order."""
     if order is not None and shipment.order_id not in (None, order.pk):
         raise ShipmentConflict(
             f"tracking number {shipment.tracking_number} is already on order {shipment.order_id} of this store"
@@ -137,6 +150,7 @@ def _complete_existing(
         changed.append("tracking_url")
     if changed:
         shipment.save(update_fields=[*dict.fromkeys(changed), "updated_at"])
+    return "order" in changed
 
 
 def _set_lines(shipment: Shipment, lines: Sequence[tuple[LineItem, int]]) -> None:
@@ -221,7 +235,19 @@ def event_key(record: TrackingEventRecord) -> str:
 
 
 def on_shipment_status_changed(shipment: Shipment) -> None:
-    """Called after commit whenever a shipment's status changed. The fulfillment push will be enqueued here."""
+    """Called after commit whenever a shipment's status changed (one call per shipment).
+
+    Nothing to do here yet: fulfillment pushes subscribe to `shipments_changed_hooks`, which receives the same
+    shipments once per batch. Keep this for one-shipment reactions (notifications, metrics).
+    """
+
+
+def _notify_shipments_changed(shipment_ids: Sequence[int]) -> None:
+    ids = list(shipment_ids)
+    if not ids:
+        return
+    for hook in shipments_changed_hooks:
+        transaction.on_commit(lambda hook=hook: hook(ids), robust=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +329,8 @@ def shipments_apply_results(
         for carrier, ids in identified.items():
             Shipment.objects.filter(pk__in=ids, carrier="").update(carrier=carrier)
         for shipment in changed_shipments:
-            transaction.on_commit(lambda shipment=shipment: on_shipment_status_changed(shipment))
+            transaction.on_commit(lambda shipment=shipment: on_shipment_status_changed(shipment), robust=True)
+        _notify_shipments_changed([shipment.pk for shipment in changed_shipments])
     return outcomes
 
 

@@ -123,6 +123,7 @@ class CarrierSandbox:
         self._registered: dict[str, set[str]] = defaultdict(set)  # 17token -> numbers
         self._scripted: dict[str, Scenario] = {}
         self._down_until: dict[str, float] = {}
+        self._down_retry_after: dict[str, int] = {}
         self._fail_next: dict[str, list[int]] = defaultdict(list)
         self._latency: dict[str, float] = {}
         self._requests: Counter[str] = Counter()
@@ -231,11 +232,15 @@ class CarrierSandbox:
     def rate_limit(self, carrier: str) -> Limit:
         return self._limits[carrier]
 
-    def set_down(self, carrier: str, down: bool = True, *, seconds: float | None = None) -> None:
-        """The carrier answers 503 to everything (tokens too) until set up again or `seconds` have passed."""
+    def set_down(
+        self, carrier: str, down: bool = True, *, seconds: float | None = None, retry_after: int = 30
+    ) -> None:
+        """The carrier answers 503 (with Retry-After) to everything, tokens too, until set up again or `seconds`
+        have passed."""
         with self._lock:
             if down:
                 self._down_until[carrier] = time.monotonic() + (seconds if seconds is not None else 10**9)
+                self._down_retry_after[carrier] = retry_after
             else:
                 self._down_until.pop(carrier, None)
 
@@ -303,10 +308,11 @@ class CarrierSandbox:
                 del self._down_until[carrier]
                 until = None
             forced = self._fail_next[carrier].pop(0) if until is None and self._fail_next[carrier] else None
+            retry_after = self._down_retry_after.get(carrier, 30)
         if latency:
             time.sleep(latency)
         if until is not None:
-            return 503, {"Retry-After": "5"}
+            return 503, {"Retry-After": str(retry_after)}
         if forced is not None:
             return forced, ({"Retry-After": "1"} if forced == 429 else {})
         return None

@@ -1,0 +1,103 @@
+"""Carrier accounts: `carrier_account add|list|deactivate`."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from oma.stores.models import Store
+from tracking.models import CarrierAccount, CarrierCode
+from tracking.services import CarrierAccountInvalid, carrier_account_add
+
+
+def parse_rate_limit(value: str) -> tuple[int, float]:
+    """'60/3600' -> (60, 3600.0): that many requests per that many seconds."""
+    try:
+        requests_text, seconds_text = value.split("/", 1)
+        requests, seconds = int(requests_text), float(seconds_text)
+    except ValueError as exc:
+        raise CommandError(f"--rate-limit must look like REQUESTS/SECONDS, e.g. 60/3600 (got {value!r})") from exc
+    if requests < 1 or seconds <= 0:
+        raise CommandError("--rate-limit needs at least 1 request per a positive number of seconds")
+    return requests, seconds
+
+
+class Command(BaseCommand):
+    help = "Manage carrier tracking API accounts (per store, or shared by all stores when --store is left out)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        commands = parser.add_subparsers(dest="action", required=True, metavar="add|list|deactivate")
+        add = commands.add_parser("add", help="add an account; prints its id (replaces the active one it overlaps)")
+        add.add_argument("--carrier", required=True, choices=CarrierCode.values)
+        add.add_argument("--client-id", default="", help="OAuth client id (UPS, FedEx, USPS)")
+        add.add_argument("--client-secret", default="", help="OAuth client secret (UPS, FedEx, USPS)")
+        add.add_argument("--api-key", default="", help="API key (DHL, 17TRACK)")
+        add.add_argument(
+            "--base-url", default="", help="stands where the carrier's host would, e.g. https://onlinetools.ups.com"
+        )
+        add.add_argument("--store", default="", help="store domain, e.g. shop1.genmystore.com (default: shared)")
+        add.add_argument("--label", default="")
+        add.add_argument("--rate-limit", default="", help="REQUESTS/SECONDS overriding the published limit")
+
+        listing = commands.add_parser("list", help="list accounts (secrets are never shown)")
+        listing.add_argument("--all", action="store_true", help="include deactivated accounts")
+
+        deactivate = commands.add_parser("deactivate", help="stop using an account")
+        deactivate.add_argument("account_id", type=int)
+
+    def handle(self, *args: object, **options: object) -> None:
+        action = options["action"]
+        if action == "add":
+            self._add(options)
+        elif action == "list":
+            self._list(include_inactive=bool(options["all"]))
+        else:
+            updated = CarrierAccount.objects.filter(pk=options["account_id"], is_active=True).update(
+                is_active=False, updated_at=timezone.now()
+            )
+            if not updated:
+                raise CommandError(f"no active carrier account {options['account_id']}")
+            self.stdout.write(f"carrier account {options['account_id']} deactivated")
+
+    def _add(self, options: dict) -> None:
+        store = None
+        if options["store"]:
+            store = Store.objects.filter(domain=options["store"]).first()
+            if store is None:
+                raise CommandError(f"no store {options['store']!r} (connect it first: manage.py connect_store)")
+        rate_limit = parse_rate_limit(options["rate_limit"]) if options["rate_limit"] else None
+        try:
+            account = carrier_account_add(
+                carrier=options["carrier"],
+                store=store,
+                client_id=options["client_id"],
+                client_secret=options["client_secret"],
+                api_key=options["api_key"],
+                base_url=options["base_url"],
+                label=options["label"],
+                rate_limit=rate_limit,
+            )
+        except CarrierAccountInvalid as exc:
+            raise CommandError(str(exc)) from exc
+        self.stderr.write(f"{account} added for {store.domain if store else 'every store'}")
+        self.stdout.write(str(account.pk))
+
+    def _list(self, *, include_inactive: bool) -> None:
+        accounts = CarrierAccount.objects.select_related("store").order_by("carrier", "store__domain", "id")
+        if not include_inactive:
+            accounts = accounts.filter(is_active=True)
+        now = timezone.now()
+        for account in accounts:
+            limit = (
+                f"{account.rate_limit_requests}/{account.rate_limit_per_seconds:g}s"
+                if account.rate_limit_requests
+                else "published"
+            )
+            state = "active" if account.is_active else "inactive"
+            if account.backoff_until and account.backoff_until > now:
+                state = f"backed off until {account.backoff_until:%Y-%m-%d %H:%M:%S}Z"
+            self.stdout.write(
+                f"{account.pk}\t{account.carrier}\t{account.store.domain if account.store else 'shared'}\t"
+                f"{account.base_url or 'default URL'}\t{limit}\t{state}"
+                + (f"\t{account.last_error[:80]}" if account.last_error else "")
+            )
