@@ -34,7 +34,7 @@ if not OMA_ENCRYPTION_KEYS and DEBUG:
     OMA_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode()]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "oma.core.admin_apps.OmaAdminConfig",  # django.contrib.admin with the tenant-scoped site (oma.core.tenancy)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -48,6 +48,13 @@ INSTALLED_APPS = [
     "oma.sandbox",
     "tracking",
     "webhooks",
+    "oma.merchant",
+]
+
+# Merchants group members get view/add/change/delete on store-scoped models, within their stores only.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "oma.core.tenancy.MerchantPermissionBackend",
 ]
 
 MIDDLEWARE = [
@@ -140,6 +147,25 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+
+# Cache: the tracking page's per-client rate limit. Shared through Redis when there is one.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "oma"}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "oma"}
+    )
+}
+
+# --- Merchant tools: tracking page, alert digests, estimated delivery ---------------------------------
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="OMA <oma@localhost>")
+OMA_PUBLIC_URL = env.str("OMA_PUBLIC_URL", default="")  # e.g. https://oma.example.com, for links in emails
+OMA_TRACK_LOOKUPS_PER_WINDOW = env.int("OMA_TRACK_LOOKUPS_PER_WINDOW", default=10)
+OMA_TRACK_WINDOW_SECONDS = env.int("OMA_TRACK_WINDOW_SECONDS", default=600)
+OMA_TRUSTED_PROXY_COUNT = env.int("OMA_TRUSTED_PROXY_COUNT", default=0)  # X-Forwarded-For hops to trust
+OMA_EDD_MIN_SAMPLES = env.int("OMA_EDD_MIN_SAMPLES", default=10)
+OMA_EDD_HISTORY_DAYS = env.int("OMA_EDD_HISTORY_DAYS", default=180)
 
 # --- Tracking (carrier polling) --------------------------------------------------------------------
 # A shipment with no carrier event for this many days stops being polled (status expired).
