@@ -501,7 +501,7 @@ class Shop:
         for index in sorted(rng.sample(range(self.count), n)):
             order = self.order_for_write(index)
             before = _status_snapshot(order)
-            kind = rng.choices(("financial", "fulfil", "cancel", "touch"), weights=(35, 35, 10, 20))[0]
+            kind = rng.choices(("financial", "fulfil", "cancel", "touch"), weights=(35, 35, 12, 18))[0]
             stamp = stamp_source()
             applied = (
                 (kind == "financial" and _advance_financial(order, rng))

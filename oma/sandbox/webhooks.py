@@ -76,9 +76,16 @@ def build_headers(*, topic: str, body: bytes, secret: str, shop_domain: str, api
 class WebhookDispatcher:
     """A queue and one daemon thread that POSTs each job once, with a short timeout, and records the outcome."""
 
-    def __init__(self, *, timeout: float, on_attempt: Callable[[WebhookJob, WebhookAttempt], None]) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        on_attempt: Callable[[WebhookJob, WebhookAttempt], None],
+        should_send: Callable[[WebhookJob], bool] = lambda job: True,
+    ) -> None:
         self.timeout = timeout
         self._on_attempt = on_attempt
+        self._should_send = should_send
         self._queue: queue.Queue[WebhookJob | None] = queue.Queue()
         self._pending = 0
         self._idle = threading.Condition()
@@ -111,8 +118,8 @@ class WebhookDispatcher:
             if job is None:
                 return
             try:
-                attempt = self._deliver(job)
-                self._on_attempt(job, attempt)
+                if self._should_send(job):  # asked at send time: earlier failures may have stopped the subscription
+                    self._on_attempt(job, self._deliver(job))
             except Exception:  # a bug here must not kill the delivery thread
                 logger.exception("webhook delivery to %s failed unexpectedly", job.address)
             finally:
