@@ -1,0 +1,42 @@
+"""`detect_carrier NUMBER...`: which carriers each tracking number may belong to, one JSON line per number."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from tracking.detection import detect
+
+
+class Command(BaseCommand):
+    help = (
+        "Print one JSON line per number: {number, candidates: [{carrier, format, valid, trackingUrl}]}, best "
+        "candidate first (valid check digit first, then the --priority carriers)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("numbers", nargs="+", metavar="NUMBER", help="tracking numbers, any spacing or case")
+        parser.add_argument(
+            "--priority",
+            default="",
+            help="comma-separated courier codes the store prefers when a number fits several (e.g. purolator,fedex)",
+        )
+
+    def handle(self, *args: object, **options: object) -> None:
+        priority = [code.strip().lower() for code in str(options["priority"]).split(",") if code.strip()]
+        for number in options["numbers"]:  # type: ignore[union-attr]
+            candidates = detect(str(number), priority=priority)
+            line = {
+                "number": str(number),
+                "candidates": [
+                    {
+                        "carrier": candidate.carrier,
+                        "format": candidate.format,
+                        "valid": candidate.valid,
+                        "trackingUrl": candidate.tracking_url,
+                    }
+                    for candidate in candidates
+                ],
+            }
+            self.stdout.write(json.dumps(line))
