@@ -85,9 +85,7 @@ def test_valid_number_is_detected_valid_for_its_courier(item: Labelled) -> None:
 @pytest.mark.parametrize("item", [v for v in VALID if v.has_checksum], ids=_ids([v for v in VALID if v.has_checksum]))
 def test_check_digit_formats_come_first_unless_another_courier_checksum_also_passes(item: Labelled) -> None:
     candidates = detect(item.number)
-    other_checksums = [
-        c for c in candidates if c.valid and c.has_check_digit and c.carrier != item.courier
-    ]
+    other_checksums = [c for c in candidates if c.valid and c.has_check_digit and c.carrier != item.courier]
     if not other_checksums:
         assert candidates[0].carrier == item.courier, [(c.carrier, c.format, c.valid) for c in candidates]
     # Either way, naming the courier in the store's priority list puts it first.
@@ -139,8 +137,10 @@ def test_invalid_numbers_summary() -> None:
             marked_invalid += 1
         else:
             valid_elsewhere += 1
-    print(f"\ninvalid numbers: {rejected} rejected, {marked_invalid} marked invalid, {valid_elsewhere} valid as "
-          "another format of the same courier")
+    print(
+        f"\ninvalid numbers: {rejected} rejected, {marked_invalid} marked invalid, {valid_elsewhere} valid as "
+        "another format of the same courier"
+    )
     assert rejected + marked_invalid + valid_elsewhere == len(INVALID)
     assert valid_elsewhere <= 1
 
