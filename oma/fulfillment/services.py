@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -429,7 +429,9 @@ def _shipment_push_once(*, shipment_id: int, client: GenstoreClient | None, forc
         try:
             genstore_client = client or _client_for(store)
             genstore = _Genstore(client=genstore_client, requests_before=genstore_client.stats.requests)
-            result = _execute(push=push, store=store, order=order, shipment=shipment, genstore=genstore)
+            result = _execute(
+                push=push, store=store, order=order, shipment=shipment, genstore=genstore, verify=force
+            )
         except _Refused as refused:
             return _finish_refused(push, refused, genstore)
         except GenstoreError as exc:
@@ -463,13 +465,25 @@ def _client_for(store: Store) -> GenstoreClient:
 
 
 def _execute(
-    *, push: FulfillmentPush, store: Store, order: Order, shipment: Shipment, genstore: _Genstore
+    *, push: FulfillmentPush, store: Store, order: Order, shipment: Shipment, genstore: _Genstore, verify: bool
 ) -> PushResult:
+    """`verify` (a forced push: admin, reconciliation) re-reads Genstore instead of trusting the mirror."""
     plan = _load_plan(store=store, order=order, shipment=shipment)
     if push.fulfill_id:
         if plan.skip_reason:
             raise _Refused(PushResult.SKIPPED, f"Genstore not updated: {plan.skip_reason}")
-        return _keep_current(push=push, plan=plan, record=None, genstore=genstore, result=PushResult.UNCHANGED)
+        record = None
+        if verify:
+            listed = genstore.client.list_fulfillments(order.order_id)
+            record = next((r for r in listed if r.fulfill_id == push.fulfill_id), None)
+            if record is None:
+                _log(push, f"fulfillment {push.fulfill_id} is gone from Genstore: pushing the shipment anew")
+                push.fulfill_id, push.adopted, push.create_sent_at = "", False, None
+                _save(push, "fulfill_id", "adopted", "create_sent_at")
+            else:
+                _mirror(store=store, order=order, record=record)
+        if push.fulfill_id:
+            return _keep_current(push=push, plan=plan, record=record, genstore=genstore, result=PushResult.UNCHANGED)
 
     # Refusals judged on the mirror cost no request, unless an earlier create may have happened (then read first).
     if not push.create_sent_at:
@@ -723,8 +737,9 @@ def pushes_pending(
     return ids[:limit]
 
 
-def shipments_push_enqueue(*, shipment_ids: Sequence[int]) -> int:
-    """Record the intent for these shipments and queue one push task each, after the transaction commits."""
+def shipments_push_enqueue(*, shipment_ids: Sequence[int], force: bool = False) -> int:
+    """Record the intent for these shipments and queue one push task each, after the transaction commits.
+    `force`: the tasks re-check Genstore even where nothing changed (admin and reconciliation fixes)."""
     if not shipment_ids:
         return 0
     rows = list(
@@ -753,7 +768,7 @@ def shipments_push_enqueue(*, shipment_ids: Sequence[int]) -> int:
 
         for pk in ids:
             try:
-                push_shipment.delay(pk)
+                push_shipment.delay(pk, force=force) if force else push_shipment.delay(pk)
             except Exception:  # the broker is down: the beat's sweep of pending pushes is the guarantee
                 logger.warning("could not queue the push of shipment %s; the beat will pick it up", pk, exc_info=True)
                 FulfillmentPush.objects.filter(shipment_id=pk, state=State.PENDING).update(queued_at=None)
@@ -850,3 +865,108 @@ def store_unified_status_refresh(*, store: Store) -> int:
     """Recompute every order of a store (after a deploy that changed the table, or on demand)."""
     ids = list(Order.objects.filter(store=store).values_list("pk", flat=True))
     return orders_unified_status_refresh(order_ids=ids)
+
+
+# --- foreground runs ----------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PushRunSummary:
+    shipments: int = 0
+    by_result: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    rate_limited: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        counts = ", ".join(f"{self.by_result.get(str(r), 0)} {r}" for r in PushResult if self.by_result.get(str(r)))
+        return (
+            f"{self.shipments} shipments in {self.seconds:.1f}s: {counts or 'nothing to push'}; "
+            f"{self.requests} Genstore requests, {self.rate_limited} rate-limited (429)"
+        )
+
+
+def pushes_run(
+    *,
+    store: Store | None = None,
+    shipment_ids: Sequence[int] | None = None,
+    workers: int = 1,
+    force: bool = False,
+    progress: Callable[[int, PushOutcome], None] | None = None,
+) -> PushRunSummary:
+    """Push, in the foreground, every push owed (or the given shipments), with `workers` threads sharing the
+    store's rate limit. Each thread keeps one Genstore client per store, so connections are reused."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import close_old_connections, connections
+
+    ids = list(shipment_ids) if shipment_ids is not None else pushes_pending(
+        store=store, limit=10**9, include_queued=True
+    )
+    summary = PushRunSummary(shipments=len(ids))
+    lock = threading.Lock()
+    local = threading.local()
+    clients: list[GenstoreClient] = []
+    store_by_id = {s.pk: s for s in Store.objects.filter(shipments__pk__in=ids).distinct()} if ids else {}
+    store_of = dict(Shipment.objects.filter(pk__in=ids).values_list("pk", "store_id")) if ids else {}
+
+    def client_for(store_id: int) -> GenstoreClient:
+        cache = getattr(local, "clients", None)
+        if cache is None:
+            cache = local.clients = {}
+        if store_id not in cache:
+            cache[store_id] = _client_for(store_by_id[store_id])
+            with lock:
+                clients.append(cache[store_id])
+        return cache[store_id]
+
+    def one(shipment_id: int) -> None:
+        close_old_connections()
+        try:
+            outcome = shipment_push(shipment_id=shipment_id, client=client_for(store_of[shipment_id]), force=force)
+        except Exception as exc:
+            logger.exception("push of shipment %s failed", shipment_id)
+            outcome = PushOutcome(PushResult.RETRY, detail=f"{type(exc).__name__}: {exc}")
+        with lock:
+            summary.by_result[str(outcome.result)] = summary.by_result.get(str(outcome.result), 0) + 1
+            if outcome.result in (PushResult.FAILED, PushResult.RETRY):
+                number = outcome.push.tracking_number or outcome.push.source_tracking_number if outcome.push else ""
+                summary.problems.append(f"shipment {shipment_id} {number}: {outcome.result}: {outcome.detail}")
+            if progress:
+                progress(shipment_id, outcome)
+
+    started = time.monotonic()
+    if workers <= 1 or len(ids) <= 1:
+        for shipment_id in ids:
+            one(shipment_id)
+    else:
+        queue = list(ids)
+        next_index = 0
+
+        def take() -> int | None:
+            nonlocal next_index
+            with lock:
+                if next_index >= len(queue):
+                    return None
+                next_index += 1
+                return queue[next_index - 1]
+
+        def drain() -> None:
+            try:
+                while (shipment_id := take()) is not None:
+                    one(shipment_id)
+            finally:
+                connections.close_all()
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for future in [pool.submit(drain) for _ in range(workers)]:
+                future.result()
+    summary.seconds = time.monotonic() - started
+    for client in clients:
+        summary.requests += client.stats.requests
+        summary.rate_limited += client.stats.rate_limited
+        client.close()
+    return summary

@@ -39,13 +39,13 @@ def _client_for(store: Store) -> GenstoreClient:
 
 
 @shared_task(bind=True, name="fulfillment.push_shipment", ignore_result=True, max_retries=12)
-def push_shipment(self, shipment_id: int) -> str:
+def push_shipment(self, shipment_id: int, force: bool = False) -> str:
     from tracking.models import Shipment
 
     shipment = Shipment.objects.select_related("store").filter(pk=shipment_id).first()
     if shipment is None:
         return PushResult.NOT_PUSHABLE
-    outcome = shipment_push(shipment_id=shipment_id, client=_client_for(shipment.store))
+    outcome = shipment_push(shipment_id=shipment_id, client=_client_for(shipment.store), force=force)
     if outcome.result == PushResult.RETRY:
         countdown = min(max(outcome.retry_after or 30.0, 1.0), 1800.0)
         try:
