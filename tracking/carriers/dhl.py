@@ -59,6 +59,8 @@ STATUS_CODES: dict[str, tuple[str, str]] = {
     "failure": (S.EXCEPTION, ""),
     "unknown": (S.UNKNOWN, ""),
 }
+# The module's primary raw code -> (status, substatus) table; every carrier module names one STATUS_MAP.
+STATUS_MAP = STATUS_CODES
 # What the text may turn each category into: anything else in the text only adds a substatus.
 _REFINEMENTS: dict[str, frozenset[str]] = {
     S.IN_TRANSIT: frozenset(

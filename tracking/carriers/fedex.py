@@ -106,6 +106,8 @@ EVENT_TYPES: dict[str, tuple[str, str]] = {
     "LP": (S.CANCELLED, ""),  # Return label link cancelled by shipment originator
     "RD": (S.CANCELLED, ""),  # Return label link expired
 }
+# The module's primary raw code -> (status, substatus) table; every carrier module names one STATUS_MAP.
+STATUS_MAP = EVENT_TYPES
 # `derivedStatusCode` / `latestStatusDetail.derivedCode`: FedEx's own roll-up, used when eventType is unknown.
 DERIVED_CODES: dict[str, tuple[str, str]] = {
     "IN": (S.INFO_RECEIVED, ""),  # Label created / Initiated

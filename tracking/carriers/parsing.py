@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -457,6 +458,8 @@ def finalize_events(events: Iterable[TrackingEventRecord]) -> tuple[TrackingEven
     """
     unique: dict[tuple[datetime, str, str, str], TrackingEventRecord] = {}
     for event in events:
+        # Plain strings, not vocabulary enum members: the records travel to the database, JSON and logs.
+        event = replace(event, status=str(event.status), substatus=str(event.substatus))
         key = (event.occurred_at, event.raw_code, event.raw_text.casefold(), event.location.casefold())
         existing = unique.get(key)
         if existing is None or (existing.status == Status.UNKNOWN and event.status != Status.UNKNOWN):
@@ -501,8 +504,8 @@ def roll_up(
         tracking_number=tracking_number,
         carrier=carrier,
         found=True,
-        status=status,
-        substatus=substatus,
+        status=str(status),
+        substatus=str(substatus),
         raw_code=raw_code,
         raw_text=raw_text,
         events=ordered,
@@ -517,7 +520,7 @@ def not_found(*, tracking_number: str, carrier: str, error: str, raw_code: str =
         tracking_number=tracking_number,
         carrier=carrier,
         found=False,
-        status=Status.UNKNOWN,
+        status=str(Status.UNKNOWN),
         raw_code=raw_code,
         error=error or "not found",
     )

@@ -81,6 +81,8 @@ SUB_STATUSES: dict[str, tuple[str, str]] = {
     "Exception_Destroyed": (S.EXCEPTION, U.DESTROYED),
     "Exception_Cancel": (S.CANCELLED, ""),
 }
+# The module's primary raw code -> (status, substatus) table; every carrier module names one STATUS_MAP.
+STATUS_MAP = SUB_STATUSES
 MAIN_STATUSES: dict[str, tuple[str, str]] = {
     "NotFound": (S.PENDING, ""),
     "InfoReceived": (S.INFO_RECEIVED, ""),

@@ -211,6 +211,8 @@ STATUS_CODES: dict[int, tuple[str, str]] = {
     168: (S.IN_TRANSIT, U.PICKED_UP),
     169: (S.IN_TRANSIT, U.PICKED_UP),
 }
+# The module's primary raw code -> (status, substatus) table; every carrier module names one STATUS_MAP.
+STATUS_MAP = STATUS_CODES
 # UPS "Package Activity Types" appendix: the coarse fallback.
 ACTIVITY_TYPES: dict[str, tuple[str, str]] = {
     "D": (S.DELIVERED, ""),

@@ -94,6 +94,8 @@ EVENT_CODES: dict[str, tuple[str, str]] = {
     "29": (S.RETURN_TO_SENDER, ""),  # Return to sender, not picked up
     "44": (S.RETURN_TO_SENDER, ""),  # Customer recall
 }
+# The module's primary raw code -> (status, substatus) table; every carrier module names one STATUS_MAP.
+STATUS_MAP = EVENT_CODES
 # `statusCategory` of the package: the coarse fallback when `status` says nothing we recognise.
 STATUS_CATEGORIES: dict[str, tuple[str, str]] = {
     "pre-shipment": (S.INFO_RECEIVED, ""),
@@ -133,8 +135,8 @@ def map_package_status(status_text: str, category: str) -> tuple[str, str]:
 
 def _event_time(event: Any, destination: tuple[str, str]) -> datetime | None:
     gmt = parse_iso(dig(event, "GMTTimestamp"))
-    if gmt is not None and gmt.tzinfo is not None:
-        return gmt.astimezone(UTC)
+    if gmt is not None:  # GMT by definition, with or without the trailing Z
+        return gmt.astimezone(UTC) if gmt.tzinfo is not None else gmt.replace(tzinfo=UTC)
     local = parse_iso(dig(event, "eventTimestamp"))
     if local is None:
         return None

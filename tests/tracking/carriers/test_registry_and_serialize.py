@@ -96,3 +96,27 @@ def test_result_json_shape() -> None:
     assert results_to_json([result, result]) == [payload, payload]
     assert format_moment(datetime(2024, 1, 1, 7, tzinfo=timezone(timedelta(hours=-5)))) == "2024-01-01T12:00:00Z"
     assert format_moment(None) is None
+
+
+def test_every_mapping_table_speaks_the_vocabulary() -> None:
+    from tracking.carriers import dhl, fedex, seventeentrack, ups, usps
+    from tracking.vocabulary import STATUSES, SUBSTATUSES
+
+    tables = [
+        ups.STATUS_CODES,
+        ups.ACTIVITY_TYPES,
+        fedex.EVENT_TYPES,
+        fedex.DERIVED_CODES,
+        usps.EVENT_CODES,
+        usps.STATUS_CATEGORIES,
+        dhl.STATUS_CODES,
+        seventeentrack.SUB_STATUSES,
+        seventeentrack.MAIN_STATUSES,
+        seventeentrack.STAGES,
+    ]
+    for module in (ups, fedex, usps, dhl, seventeentrack):
+        assert module.STATUS_MAP
+    for table in tables:
+        for raw_code, (status, substatus) in table.items():
+            assert status in STATUSES, raw_code
+            assert substatus == "" or substatus in SUBSTATUSES, raw_code
