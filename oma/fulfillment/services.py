@@ -699,11 +699,17 @@ def _after_push(push: FulfillmentPush) -> None:
 
 
 def pushes_pending(
-    *, store: Store | None = None, limit: int = 1000, include_queued: bool = False, now: datetime | None = None
+    *,
+    store: Store | None = None,
+    limit: int = 1000,
+    include_queued: bool = False,
+    requeue_after: timedelta = REQUEUE_AFTER,
+    now: datetime | None = None,
 ) -> list[int]:
     """Ids of shipments whose push is owed, oldest first: never pushed, pending and due, abandoned by a dead worker,
-    or settled but the shipment changed since (a trigger that got lost). `include_queued` also returns pending
-    pushes whose task was queued moments ago (the foreground command does not wait for the workers)."""
+    or settled but the shipment changed since (a trigger that got lost). A pending push queued less than
+    `requeue_after` ago is left to its task, unless `include_queued` (the foreground command does not wait for the
+    workers)."""
     now = now or timezone.now()
     shipments = Shipment.objects.filter(order__isnull=False, store__is_active=True)
     pushes = FulfillmentPush.objects.filter(shipment__isnull=False, store__is_active=True)
@@ -716,10 +722,7 @@ def pushes_pending(
 
     due = Q(state=State.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
     if not include_queued:
-        due &= Q(queued_at__isnull=True) | Q(queued_at__lt=now - REQUEUE_AFTER)
-    abandoned = Q(state=State.IN_PROGRESS) & (
-        Q(last_attempt_at__isnull=True) | Q(last_attempt_at__lt=now - REQUEUE_AFTER)
-    )
+        due &= Q(queued_at__isnull=True) | Q(queued_at__lt=now - requeue_after)
     changed = Q(state__in=[State.SUCCEEDED, State.SKIPPED, State.FAILED]) & (
         ~Q(source_tracking_number=F("shipment__tracking_number"))
         | ~Q(source_carrier=F("shipment__carrier"))
@@ -728,13 +731,32 @@ def pushes_pending(
         | ~Q(source_tracking_url=F("shipment__tracking_url"))
     )
     owed = (
-        pushes.filter(due | abandoned | changed)
+        pushes.filter(due | changed)
         .filter(order_id=F("shipment__order_id"))
         .order_by("updated_at", "pk")
         .values_list("shipment_id", flat=True)[:limit]
     )
-    ids = list(dict.fromkeys([*never, *owed]))
+    ids = list(dict.fromkeys([*never, *_abandoned(pushes, now=now, limit=limit), *owed]))
     return ids[:limit]
+
+
+def _abandoned(pushes: Any, *, now: datetime, limit: int) -> list[int]:
+    """Shipments whose push is `in_progress` although no worker holds it any more (killed mid-push).
+
+    PostgreSQL: the advisory lock is free (PostgreSQL released it with the dead worker's connection), known at
+    once. Elsewhere: the lease ran out."""
+    in_progress = pushes.filter(state=State.IN_PROGRESS).order_by("last_attempt_at", "pk")
+    if connection.vendor != "postgresql":
+        stale = Q(last_attempt_at__isnull=True) | Q(last_attempt_at__lt=now - STALE_IN_PROGRESS)
+        return list(in_progress.filter(stale).values_list("shipment_id", flat=True)[:limit])
+    found = []
+    with connection.cursor() as cursor:
+        for push in in_progress.only("pk", "key", "shipment_id")[:limit]:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [push.lock_id])
+            if cursor.fetchone()[0]:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [push.lock_id])
+                found.append(push.shipment_id)
+    return found
 
 
 def shipments_push_enqueue(*, shipment_ids: Sequence[int], force: bool = False) -> int:
@@ -859,6 +881,12 @@ def orders_unified_status_refresh(*, order_ids: Sequence[int], chunk_size: int =
             Order.objects.bulk_update(to_update, ["unified_status", "unified_status_reason"])
             changed += len(to_update)
     return changed
+
+
+def orders_unified_status_backfill(*, limit: int = 5000) -> int:
+    """Orders that have no unified status yet (mirrored before this app, or a hook that failed) get one."""
+    ids = list(Order.objects.filter(unified_status="").order_by("pk").values_list("pk", flat=True)[:limit])
+    return orders_unified_status_refresh(order_ids=ids)
 
 
 def store_unified_status_refresh(*, store: Store) -> int:

@@ -7,11 +7,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 from celery import shared_task
 from celery.exceptions import MaxRetriesExceededError
 
-from oma.fulfillment.services import PushResult, pushes_pending, shipment_push, shipments_push_enqueue
+from oma.fulfillment.services import (
+    REQUEUE_AFTER,
+    PushResult,
+    orders_unified_status_backfill,
+    pushes_pending,
+    shipment_push,
+    shipments_push_enqueue,
+)
 from oma.genstore.client import GenstoreClient
 from oma.stores.models import Store
 
@@ -57,6 +65,10 @@ def push_shipment(self, shipment_id: int, force: bool = False) -> str:
 
 
 @shared_task(name="fulfillment.push_pending", ignore_result=True, acks_late=False)
-def push_pending(limit: int = 2000) -> int:
-    """Beat, every minute: queue every push still owed (lost triggers, retries due, workers that died)."""
-    return shipments_push_enqueue(shipment_ids=pushes_pending(limit=limit))
+def push_pending(limit: int = 2000, requeue_after_seconds: float | None = None) -> int:
+    """Beat, every minute: queue every push still owed (lost triggers, retries due, workers that died).
+    `requeue_after_seconds` (default 120): how long a queued push is left to its own task before queued again."""
+    requeue_after = REQUEUE_AFTER if requeue_after_seconds is None else timedelta(seconds=requeue_after_seconds)
+    # Orders mirrored before this app existed (or while a hook failed) have no unified status yet.
+    orders_unified_status_backfill(limit=5000)
+    return shipments_push_enqueue(shipment_ids=pushes_pending(limit=limit, requeue_after=requeue_after))

@@ -398,3 +398,24 @@ def test_pushes_pending_lists_what_is_owed(sandbox, store):
 
     assert never.pk in owed and changed.pk in owed
     assert settled.pk not in owed and unmatched.pk not in owed
+
+
+def test_a_push_abandoned_by_a_dead_worker_is_owed_at_once(sandbox, store):
+    from django.utils import timezone
+
+    order = open_orders(store)[0]
+    shipment = add_shipment(store, order)
+    push = push_row_for(shipment=shipment, order=order)
+    FulfillmentPush.objects.filter(pk=push.pk).update(state=State.IN_PROGRESS, last_attempt_at=timezone.now())
+    settings = connection.settings_dict
+    worker = psycopg.connect(
+        host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"], dbname=settings["NAME"],
+        autocommit=True,
+    )
+    worker.execute("SELECT pg_advisory_lock(%s)", [push.lock_id])
+    assert shipment.pk not in pushes_pending(store=store, include_queued=True)  # alive: its worker holds it
+
+    worker.close()  # SIGKILL: the connection goes, and the lock with it
+
+    assert shipment.pk in pushes_pending(store=store)
+    assert shipment_push(shipment_id=shipment.pk).result == PushResult.CREATED
