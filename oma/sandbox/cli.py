@@ -17,6 +17,7 @@ from oma.sandbox.server import (
     DEFAULT_CLIENT_SECRET,
     GenstoreSandbox,
 )
+from oma.sandbox.shop import DEFAULT_CACHE_ORDERS
 
 DEFAULT_PORT = 8100
 
@@ -80,6 +81,13 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         "--anchor", type=_anchor, default=None, help="generated orders end here (default: today 00:00 UTC)"
     )
     parser.add_argument("--days", type=int, default=60, help="generated orders span this many days (default 60)")
+    parser.add_argument(
+        "--cache-orders",
+        type=int,
+        default=DEFAULT_CACHE_ORDERS,
+        help=f"serialized orders kept per shop, ~1.4 KB each (default {DEFAULT_CACHE_ORDERS}); "
+        "raise to the order count to make repeated full walks cheap",
+    )
     parser.add_argument("--log-requests", action="store_true", help="log every request to stderr")
 
 
@@ -96,6 +104,7 @@ def sandbox_from_options(options: Mapping[str, Any]) -> GenstoreSandbox:
         api_version=options["api_version"],
         anchor=options.get("anchor"),
         days=options["days"],
+        cache_orders=options.get("cache_orders", DEFAULT_CACHE_ORDERS),
         verbose=options.get("log_requests", False),
     )
     sandbox.set_faults(

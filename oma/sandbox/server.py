@@ -26,7 +26,15 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from oma.sandbox.data import FINANCIAL_STATUSES, ms_from_datetime, parse_iso_ms
 from oma.sandbox.quirks import QUIRKS, canonical_order, plain_order, wire_fulfillment
-from oma.sandbox.shop import WEBHOOK_FAILURE_LIMIT, ApiError, OrderChange, OrderFilter, Shop, TokenBucket
+from oma.sandbox.shop import (
+    DEFAULT_CACHE_ORDERS,
+    WEBHOOK_FAILURE_LIMIT,
+    ApiError,
+    OrderChange,
+    OrderFilter,
+    Shop,
+    TokenBucket,
+)
 from oma.sandbox.webhooks import WebhookAttempt, WebhookDispatcher, WebhookJob, build_headers
 
 logger = logging.getLogger(__name__)
@@ -114,6 +122,7 @@ class GenstoreSandbox:
         days: int = 60,
         webhook_timeout: float = 3.0,
         page_token_ttl: float = 3600.0,
+        cache_orders: int = DEFAULT_CACHE_ORDERS,
         verbose: bool = False,
     ) -> None:
         handles = [h.strip() for h in shops if h.strip()]
@@ -134,7 +143,14 @@ class GenstoreSandbox:
         self._anchor_ms = ms_from_datetime(self.anchor)
         self._lock = threading.RLock()
         self._shops: dict[str, Shop] = {
-            handle: Shop(handle=handle, seed=seed, order_count=orders, anchor_ms=self._anchor_ms, days=days)
+            handle: Shop(
+                handle=handle,
+                seed=seed,
+                order_count=orders,
+                anchor_ms=self._anchor_ms,
+                days=days,
+                cache_orders=cache_orders,
+            )
             for handle in handles
         }
         self._last_stamp = 0
@@ -159,7 +175,7 @@ class GenstoreSandbox:
         self._server = server
         self._dispatcher.start()
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="genstore-sandbox", daemon=True
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="genstore-sandbox", daemon=True
         )
         self._thread.start()
         return self

@@ -58,7 +58,8 @@ WEBHOOK_TOPICS: tuple[str, ...] = (
 LOCAL_WEBHOOK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Genstore stops sending to a subscription after this many consecutive failed deliveries.
 WEBHOOK_FAILURE_LIMIT = 8
-BASE_BYTES_CACHE_SIZE = 20_000
+# Serialized generated orders kept (LRU): ~1.4 KB each. A walk of a bigger shop regenerates what fell out.
+DEFAULT_CACHE_ORDERS = 20_000
 
 
 class ApiError(Exception):
@@ -205,7 +206,16 @@ def _shipment_status(value: Any) -> str | None:
 
 
 class Shop:
-    def __init__(self, *, handle: str, seed: int, order_count: int, anchor_ms: int, days: int) -> None:
+    def __init__(
+        self,
+        *,
+        handle: str,
+        seed: int,
+        order_count: int,
+        anchor_ms: int,
+        days: int,
+        cache_orders: int = DEFAULT_CACHE_ORDERS,
+    ) -> None:
         if order_count < 0:
             raise ValueError("order_count must be >= 0")
         self.handle = handle
@@ -213,6 +223,7 @@ class Shop:
         self.ids = IdScheme(self.seed)
         self.catalog = build_catalog(self.seed)
         self.base_count = order_count
+        self.cache_orders = cache_orders
         self.count = order_count
         self.anchor_ms = anchor_ms
         self.span_ms = days * DAY_MS
@@ -295,7 +306,7 @@ class Shop:
         if cached is None:
             cached = self._serialize(self._generate(index), index)
             self._base_bytes[index] = cached
-            if len(self._base_bytes) > BASE_BYTES_CACHE_SIZE:
+            if len(self._base_bytes) > self.cache_orders:
                 self._base_bytes.popitem(last=False)
         return cached
 

@@ -242,3 +242,16 @@ def test_a_100k_order_sandbox_serves_filtered_and_incremental_pages():
         assert sorted(seen) == sorted(changed)
         refunded = session.get(big.api_url_for("shop1", "orders/count"), params={"financialStatus": "refunded"}).json()
         assert 1000 < refunded["count"] < 15_000
+
+
+def test_without_a_shop_in_the_path_the_host_header_picks_the_shop(sandbox, api):
+    headers = {"Host": "shop2.genmystore.com"}
+    response = api.get(f"{sandbox.url}/api/202412/shops/info", headers=headers)
+    assert response.json()["shop"]["domain"] == "shop2.genmystore.com"
+    assert api.get(f"{sandbox.url}/api/202412/shops/info").status_code == 404  # two shops: ambiguous
+
+
+def test_an_orders_fulfillments_can_be_counted(sandbox, api):
+    shipped = next(o for o in sandbox.orders("shop1") if len(o["fulfillments"]) == 2)
+    url = orders_url(sandbox, path=f"orders/{shipped['orderId']}/fulfillments/count")
+    assert api.get(url).json() == {"count": 2}
