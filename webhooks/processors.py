@@ -28,11 +28,14 @@ from webhooks.topics import ORDER_TOPICS
 Processor = Callable[[Store, WebhookDelivery, dict[str, Any]], str]
 
 
-def _order_payload_gap(*, topic: str, raw: dict[str, Any], record: OrderRecord) -> str | None:
-    """What the payload lacks for OMA to mirror the order from it alone (then the order is re-read), or None."""
+def _order_payload_gap(*, topic: str, record: OrderRecord) -> str | None:
+    """What the payload lacks for OMA to mirror the order from it alone (then the order is re-read), or None.
+
+    Without updatedAt the version guard cannot order it; without line items there is nothing to fulfil.
+    """
     if record.updated_at is None:
         return "no updatedAt"
-    if not isinstance(raw.get("lineItems"), list):
+    if not record.line_items:
         return "no lineItems"
     if topic in ("orders/fulfilled", "orders/partiallyFulfilled") and not record.has_fulfillments:
         return "no fulfillments"
@@ -47,9 +50,8 @@ def process_order(store: Store, delivery: WebhookDelivery, payload: dict[str, An
     orders/cancelled sets the order's cancellation, which is what stops pushes for it (pushes skip cancelled
     orders); the mirror's change hooks tell the other apps.
     """
-    raw = payload["order"]
-    record = parse_order(raw)
-    gap = _order_payload_gap(topic=delivery.topic, raw=raw, record=record)
+    record = parse_order(payload["order"])
+    gap = _order_payload_gap(topic=delivery.topic, record=record)
     if gap:
         record = genstore_client_for(store).get_order(record.order_id)
     result = order_upsert(store=store, record=record)

@@ -1,0 +1,246 @@
+"""Acceptance, end to end: signed deliveries over real HTTP to gunicorn, a real Celery worker, a real Redis broker.
+
+Each test starts its own redis-server (the shared 6379 is never touched), a gunicorn and a worker that share the
+test database; data is committed (transactional_db) so those processes see it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+
+from oma.orders.models import Order
+from oma.stores.models import Store
+from oma.stores.services import store_connect
+from tests.fixtures_celery import ROOT, CeleryWorker, GunicornServer, RedisServer, subprocess_env, wait_until
+from tests.webhooks.payloads import (
+    BASE_TIME,
+    OTHER_SECRET,
+    OTHER_SHOP,
+    SECRET,
+    SHOP,
+    encode,
+    nested_json,
+    order_json,
+    sign,
+)
+from tests.webhooks.sender import Delivery, Progress, post_all, signed_delivery
+from webhooks.models import WebhookDelivery
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+SETTINGS = "tests.webhooks.server_settings"
+State = WebhookDelivery.State
+
+
+@dataclass
+class Stack:
+    web: GunicornServer
+    worker: CeleryWorker
+    redis: RedisServer
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"{self.web.base_url}/webhooks/genstore/"
+
+
+def _start_stack(redis: RedisServer, start_web, start_worker, *, extra_env: dict[str, str] | None = None,
+                 concurrency: int = 3) -> Stack:
+    env = subprocess_env(broker_url=redis.url(), settings_module=SETTINGS, extra={"LOG_LEVEL": "WARNING",
+                                                                                  **(extra_env or {})})
+    web = start_web(env=env, workers=2, threads=4)
+    worker = start_worker(env=env, concurrency=concurrency)
+    return Stack(web=web, worker=worker, redis=redis, env=env)
+
+
+@pytest.fixture
+def stack(transactional_db, private_redis, gunicorn_factory, celery_worker_factory) -> Stack:
+    return _start_stack(private_redis, gunicorn_factory, celery_worker_factory)
+
+
+def _store(domain: str = SHOP, secret: str = SECRET) -> Store:
+    # The API base is a closed port: these deliveries carry everything, so nothing may call the API.
+    return Store.objects.create(domain=domain, access_token="token", client_secret=secret,
+                                api_base_url="http://127.0.0.1:9")
+
+
+def _wait_for_processing(stack: Stack, expected: int, *, timeout: float) -> None:
+    def finished() -> bool:
+        if stack.worker.process is None or stack.worker.process.poll() is not None:
+            raise AssertionError(f"the worker died:\n{stack.worker.log_tail()}")
+        return WebhookDelivery.objects.filter(state__in=[State.PROCESSED, State.FAILED]).count() >= expected
+
+    try:
+        wait_until(finished, timeout=timeout, interval=0.5, what=f"{expected} deliveries processed")
+    except TimeoutError:
+        states = Counter(WebhookDelivery.objects.values_list("state", flat=True))
+        raise AssertionError(f"not all processed: {dict(states)}\n{stack.worker.log_tail()}") from None
+
+
+def _order_deliveries(order_ids: list[str], versions: int, *, with_ids: bool = True) -> list[Delivery]:
+    deliveries = []
+    for index, order_id in enumerate(order_ids):
+        for version in range(1, versions + 1):
+            # Half the orders come without X-Genstore-Webhook-Id: deduplicated on topic + SHA-256 of the body.
+            webhook_id = f"wh-{order_id}-{version}" if with_ids and index % 2 == 0 else None
+            body = encode(order_json(order_id, version=version))
+            deliveries.append(signed_delivery(body, topic="orders/update", shop=SHOP, secret=SECRET,
+                                              webhook_id=webhook_id))
+    return deliveries
+
+
+def _assert_orders_at_version(store: Store, order_ids: list[str], version: int) -> None:
+    orders = {order.order_id: order for order in Order.objects.filter(store=store).prefetch_related("line_items")}
+    assert set(orders) == set(order_ids)
+    wrong = [
+        order_id for order_id, order in orders.items()
+        if order.genstore_updated_at != BASE_TIME + timedelta(minutes=version)
+        or order.raw.get("note") != f"version {version}"
+        or str(order.total_price) != f"{10 + version}.00"
+        or sorted(line.line_item_id for line in order.line_items.all()) != [f"{order_id}-1", f"{order_id}-2"]
+    ]
+    assert wrong == [], f"{len(wrong)} orders not at version {version}, e.g. {wrong[:5]}"
+
+
+def _assert_each_processed_exactly_once(expected: int) -> None:
+    assert WebhookDelivery.objects.count() == expected
+    assert dict(Counter(WebhookDelivery.objects.values_list("state", flat=True))) == {State.PROCESSED: expected}
+    # `attempts` counts claims: one claim each means no delivery was processed twice.
+    assert dict(Counter(WebhookDelivery.objects.values_list("attempts", flat=True))) == {1: expected}
+
+
+def test_12500_shuffled_deliveries_with_duplicates_leave_every_order_at_its_newest_version(stack):
+    store = _store()
+    rng = random.Random(20261127)
+    order_ids = [str(100_000 + n) for n in range(2000)]
+    unique = _order_deliveries(order_ids, versions=5)  # 10,000 distinct deliveries
+    duplicates = [rng.choice(unique) for _ in range(2500)]  # 20% of what is sent
+    deliveries = unique + duplicates
+    rng.shuffle(deliveries)
+
+    report = post_all(stack.url, deliveries, concurrency=16)
+    assert report.errors == []
+    assert Counter(report.statuses) == {200: 12_500}
+    answers = Counter(json.loads(body)["status"] for body in report.bodies)
+    assert answers == {"accepted": 10_000, "duplicate": 2_500}
+
+    started = time.monotonic()
+    _wait_for_processing(stack, 10_000, timeout=240)
+    print(f"\n12,500 POSTs in {report.seconds:.1f} s ({12_500 / report.seconds:.0f}/s); "
+          f"processing finished {time.monotonic() - started:.1f} s after the last answer")
+    _assert_each_processed_exactly_once(10_000)
+    _assert_orders_at_version(store, order_ids, 5)
+    outcomes = Counter(o.rsplit(" ", 1)[-1] for o in WebhookDelivery.objects.values_list("outcome", flat=True))
+    assert outcomes["created"] == 2000  # one creation per order, whichever version came first
+    assert outcomes["created"] + outcomes["updated"] + outcomes["stale"] + outcomes["unchanged"] == 10_000
+
+
+def test_unauthentic_and_malformed_deliveries_are_refused_over_http(stack):
+    _store()
+    _store(OTHER_SHOP, OTHER_SECRET)
+    body = encode(order_json("5001"))
+    refused = {
+        "forged signature": Delivery(body, {"X-Genstore-Topic": "orders/update", "X-Genstore-Shop-Domain": SHOP,
+                                            "X-Genstore-Hmac-Sha256": sign(body + b" ", SECRET)}),
+        "another store's secret": signed_delivery(body, topic="orders/update", shop=SHOP, secret=OTHER_SECRET),
+        "missing signature": Delivery(body, {"X-Genstore-Topic": "orders/update", "X-Genstore-Shop-Domain": SHOP}),
+        "unknown shop": signed_delivery(body, topic="orders/update", shop="nobody.genmystore.com", secret=SECRET),
+        "malformed JSON": signed_delivery(b'{"order": {"orderId": "5001"', topic="orders/update", shop=SHOP,
+                                          secret=SECRET),
+        "2 MiB body": signed_delivery(b'{"order": {"orderId": "5001", "pad": "' + b"x" * (2 << 20) + b'"}}',
+                                      topic="orders/update", shop=SHOP, secret=SECRET),
+        "nested 10,000 deep": signed_delivery(nested_json(10_000), topic="orders/update", shop=SHOP, secret=SECRET),
+    }
+    expected = {"forged signature": 401, "another store's secret": 401, "missing signature": 401,
+                "unknown shop": 401, "malformed JSON": 400, "2 MiB body": 413, "nested 10,000 deep": 400}
+    report = post_all(stack.url, list(refused.values()), concurrency=1)
+    assert report.errors == []
+    assert dict(zip(refused, report.statuses, strict=True)) == expected
+    assert WebhookDelivery.objects.count() == 0
+
+    # A genuine delivery afterwards is processed: the worker was there all along, and processed nothing else.
+    good = signed_delivery(encode(order_json("5002")), topic="orders/update", shop=SHOP, secret=SECRET)
+    assert post_all(stack.url, [good]).statuses == [200]
+    _wait_for_processing(stack, 1, timeout=60)
+    assert list(Order.objects.values_list("order_id", flat=True)) == ["5002"]
+    assert WebhookDelivery.objects.get().state == State.PROCESSED
+
+
+def test_deliveries_signed_with_the_previous_secret_are_accepted_during_a_rotation(stack):
+    store_connect(domain=SHOP, access_token="token", client_secret="secret-before-rotation",
+                  api_base_url="http://127.0.0.1:9", verify=False)
+    # The app's secret is rotated: Genstore may sign with either for a while.
+    store_connect(domain=SHOP, access_token="token", client_secret="secret-after-rotation", verify=False)
+    old = signed_delivery(encode(order_json("7001")), topic="orders/update", shop=SHOP,
+                          secret="secret-before-rotation")
+    new = signed_delivery(encode(order_json("7002")), topic="orders/update", shop=SHOP,
+                          secret="secret-after-rotation", hex_form=True)
+    stranger = signed_delivery(encode(order_json("7003")), topic="orders/update", shop=SHOP, secret="some-other")
+    assert post_all(stack.url, [old, new, stranger], concurrency=1).statuses == [200, 200, 401]
+    _wait_for_processing(stack, 2, timeout=60)
+    assert sorted(Order.objects.values_list("order_id", flat=True)) == ["7001", "7002"]
+
+
+def _run_outbox(env: dict[str, str]) -> str:
+    """One outbox run in its own process, as beat's every-minute task would do it."""
+    result = subprocess.run([sys.executable, "manage.py", "dispatch_webhooks"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_redis_stopped_during_a_burst_loses_nothing_and_processes_nothing_twice(
+    transactional_db, private_redis, gunicorn_factory, celery_worker_factory
+):
+    # A short outbox deadline stands in for minutes of waiting: messages Redis held when it died are lost with it.
+    stack = _start_stack(private_redis, gunicorn_factory, celery_worker_factory,
+                         extra_env={"OMA_WEBHOOK_REDISPATCH_SECONDS": "5"})
+    store = _store()
+    rng = random.Random(7)
+    order_ids = [str(200_000 + n) for n in range(200)]
+    deliveries = _order_deliveries(order_ids, versions=5)  # 1,000 distinct deliveries
+    rng.shuffle(deliveries)
+
+    progress = Progress()
+    outcome: dict[str, object] = {}
+    sender = threading.Thread(
+        target=lambda: outcome.update(report=post_all(stack.url, deliveries, concurrency=16, progress=progress))
+    )
+    sender.start()
+    wait_until(lambda: progress.done >= 150, timeout=60, what="the burst to start")
+    private_redis.stop()
+    stopped_at = progress.done
+    sender.join(timeout=180)
+    report = outcome["report"]
+    assert report.errors == []
+    assert Counter(report.statuses) == {200: 1000}
+    assert stopped_at < 1000, "Redis must go down during the burst"
+    assert WebhookDelivery.objects.count() == 1000  # every answer was backed by a stored row
+    unfinished_during_outage = WebhookDelivery.objects.exclude(state=State.PROCESSED).count()
+    assert unfinished_during_outage > 0
+
+    private_redis.start()  # same port, empty: whatever it held is gone
+    deadline = time.monotonic() + 150
+    while WebhookDelivery.objects.exclude(state=State.PROCESSED).exists():
+        assert time.monotonic() < deadline, (
+            f"{WebhookDelivery.objects.exclude(state=State.PROCESSED).count()} unprocessed\n"
+            f"{stack.worker.log_tail()}"
+        )
+        _run_outbox(stack.env)
+        time.sleep(2)
+
+    print(f"\nRedis stopped after {stopped_at} answers; {unfinished_during_outage} deliveries waited for it; "
+          f"outbox dispatched {WebhookDelivery.objects.filter(dispatch_count__gt=0).count()}")
+    assert WebhookDelivery.objects.filter(dispatch_count__gt=0).exists()  # the outbox did the catching up
+    _assert_each_processed_exactly_once(1000)
+    _assert_orders_at_version(store, order_ids, 5)
