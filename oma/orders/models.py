@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from oma.stores.models import Store
 
@@ -138,7 +139,7 @@ class SyncRun(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
     updated_at_min = models.DateTimeField(null=True, blank=True, help_text="updatedAtMin sent (incremental)")
-    started_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     pages = models.PositiveIntegerField(default=0)
     seen = models.PositiveIntegerField(default=0)

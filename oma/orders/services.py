@@ -109,7 +109,8 @@ def _order_from_record(*, store: Store, record: OrderRecord, digest: str, now: d
         source_name=_text(record.source_name, 64),
         source_identifier=_text(record.source_identifier, 128),
         financial_status=_text(record.financial_status, 32),
-        fulfillment_status=_text(record.fulfillment_status, 32),
+        # Genstore writes null for an unfulfilled order: store the word, so filters and exports read plainly.
+        fulfillment_status=_text(record.fulfillment_status, 32) or "unfulfilled",
         cancelled_at=record.cancelled_at,
         cancel_reason=_text(record.cancel_reason, 255),
         genstore_created_at=record.created_at,
@@ -350,8 +351,9 @@ def orders_sweep(
     token = store_sweep_lease_acquire(store=store, ttl=lease_ttl)
     if token is None:
         logger.info("sweep of %s skipped: another sweep holds the lease", store.domain)
+        now = timezone.now()
         return SyncRun.objects.create(
-            store=store, kind=kind, state=SyncRun.State.SKIPPED, updated_at_min=since, finished_at=timezone.now()
+            store=store, kind=kind, state=SyncRun.State.SKIPPED, updated_at_min=since, started_at=now, finished_at=now
         )
 
     run = SyncRun.objects.create(store=store, kind=kind, updated_at_min=since)

@@ -1,0 +1,145 @@
+"""Order sweeps against the Genstore sandbox over real HTTP (the issue's acceptance list)."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from oma.orders.models import Order, SyncRun
+from oma.orders.services import orders_sweep
+from oma.stores.services import store_sweep_lease_acquire
+from tests.genstore_sandbox import SANDBOX_SECRET, SANDBOX_TOKEN, connect, mirror_differences, start_sandbox
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_full_sweep_of_5000_orders_then_nothing_then_exactly_the_100_changed(redis_client):
+    sandbox = start_sandbox(orders=5000)
+    try:
+        store = connect(sandbox)
+        first = orders_sweep(store=store, kind=SyncRun.Kind.FULL)
+        assert first.state == SyncRun.State.SUCCEEDED, first.error_message
+        assert (first.seen, first.created, first.pages) == (5000, 5000, 20)
+        assert Order.objects.filter(store=store).count() == 5000
+        assert mirror_differences(sandbox, store) == []
+
+        second = orders_sweep(store=store, kind=SyncRun.Kind.FULL)
+        assert (second.created, second.updated, second.unchanged) == (0, 0, 5000)
+
+        changed = set(sandbox.mutate_orders("shop1", 100))
+        assert len(changed) == 100
+        incremental = orders_sweep(store=store, kind=SyncRun.Kind.INCREMENTAL)
+        assert incremental.kind == SyncRun.Kind.INCREMENTAL and incremental.updated_at_min is not None
+        assert (incremental.created, incremental.updated) == (0, 100)
+        assert incremental.seen < 5000  # updatedAtMin narrowed the walk
+        assert mirror_differences(sandbox, store) == []
+    finally:
+        sandbox.stop()
+
+
+@pytest.mark.slow
+def test_small_bucket_sweep_paces_itself(redis_client):
+    sandbox = start_sandbox(orders=3000, rate_limit=(5, 1.0))
+    try:
+        store = connect(sandbox, rate_limit=(5, 1.0))
+        run = orders_sweep(store=store, kind=SyncRun.Kind.FULL)
+        assert run.state == SyncRun.State.SUCCEEDED, run.error_message
+        assert run.created == 3000
+        assert sandbox.stats("shop1")["rate_limited"] <= 3
+        assert mirror_differences(sandbox, store) == []
+    finally:
+        sandbox.stop()
+
+
+def test_sweep_survives_20_percent_503s_with_the_same_result(redis_client):
+    sandbox = start_sandbox(orders=1000)
+    try:
+        store = connect(sandbox)
+        sandbox.set_faults(error_rate=0.2, status=503)
+        run = orders_sweep(store=store, kind=SyncRun.Kind.FULL)
+        assert run.state == SyncRun.State.SUCCEEDED, run.error_message
+        assert sandbox.stats("shop1")["faults_injected"] > 0
+        sandbox.set_faults(error_rate=0.0)
+        assert run.created == 1000
+        assert mirror_differences(sandbox, store) == []
+    finally:
+        sandbox.stop()
+
+
+def test_every_quirky_payload_shape_is_mirrored(genstore_sandbox):
+    store = connect(genstore_sandbox)
+    run = orders_sweep(store=store, kind=SyncRun.Kind.FULL)
+    assert run.state == SyncRun.State.SUCCEEDED
+    quirks = genstore_sandbox.quirky_order_ids("shop1")
+    assert len(quirks) >= 8, quirks.keys()
+    for quirk, order_ids in quirks.items():
+        assert order_ids, f"the sandbox produced no order with quirk {quirk}"
+        mirrored = set(Order.objects.filter(store=store, order_id__in=[str(i) for i in order_ids]).values_list(
+            "order_id", flat=True))
+        assert mirrored == {str(i) for i in order_ids}, f"orders with quirk {quirk} were dropped"
+    assert mirror_differences(genstore_sandbox, store) == []
+    assert run.errors > 0  # the malformed fields were counted, not hidden
+    assert Order.objects.filter(store=store).exclude(parse_problems=[]).exists()
+
+
+def test_first_incremental_sweep_of_a_store_is_full(genstore_sandbox):
+    store = connect(genstore_sandbox)
+    run = orders_sweep(store=store, kind=SyncRun.Kind.INCREMENTAL)
+    assert run.kind == SyncRun.Kind.FULL and run.created == 300
+
+
+def test_one_sweep_per_store_at_a_time(genstore_sandbox):
+    from datetime import timedelta
+
+    store = connect(genstore_sandbox)
+    assert store_sweep_lease_acquire(store=store, ttl=timedelta(minutes=5))
+    run = orders_sweep(store=store, kind=SyncRun.Kind.FULL)
+    assert run.state == SyncRun.State.SKIPPED
+    assert not Order.objects.filter(store=store).exists()
+
+
+def test_sweep_with_a_revoked_token_fails_cleanly_and_can_run_again(genstore_sandbox):
+    store = connect(genstore_sandbox)
+    store.access_token = "wrong"
+    store.save()
+    run = orders_sweep(store=store, kind=SyncRun.Kind.FULL)
+    assert run.state == SyncRun.State.FAILED and run.error_message
+    store.access_token = SANDBOX_TOKEN
+    store.save()
+    assert orders_sweep(store=store, kind=SyncRun.Kind.FULL).state == SyncRun.State.SUCCEEDED
+
+
+def test_commands_connect_sync_and_export(genstore_sandbox):
+    domain = genstore_sandbox.domain_for("shop1")
+    base = genstore_sandbox.base_url_for("shop1")
+    with pytest.raises(CommandError):
+        call_command("connect_store", domain=domain, access_token="bad", client_secret="x", api_base_url=base)
+    out = StringIO()
+    call_command(
+        "connect_store", domain=domain, access_token=SANDBOX_TOKEN, client_secret=SANDBOX_SECRET,
+        api_base_url=base, rate_limit="40/2", stdout=out,
+    )
+    connected = json.loads(out.getvalue())
+    assert connected["created"] is True and connected["verified"] is True
+
+    out = StringIO()
+    call_command("sync_orders", store=domain, full=True, stdout=out)
+    summary = out.getvalue().strip().splitlines()[-1]
+    assert "pages=2" in summary and "seen=300" in summary and "created=300" in summary and "duration=" in summary
+
+    out = StringIO()
+    call_command("export_orders", store=domain, format="jsonl", stdout=out)
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(rows) == 300
+    assert set(rows[0]) == {
+        "orderId", "sourceName", "sourceIdentifier", "financialStatus", "fulfillmentStatus", "cancelled",
+        "unifiedStatus", "lineItems", "shipments",
+    }
+    out = StringIO()
+    call_command("export_orders", store=domain, format="csv", stdout=out)
+    assert len(out.getvalue().splitlines()) == 301
