@@ -16,6 +16,7 @@ import os
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ from oma.sandbox.shop import (
     Shop,
     TokenBucket,
 )
-from oma.sandbox.webhooks import WebhookAttempt, WebhookDispatcher, WebhookJob, build_headers
+from oma.sandbox.webhooks import WebhookAttempt, WebhookDispatcher, WebhookJob, build_headers, sign_body
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ MAX_PAGE_LIMIT = 250
 # A bucket so large it never empties: `rate_limit=None`.
 UNLIMITED_RATE_LIMIT = (1_000_000, 1_000_000.0)
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+MAX_RECORDED_WEBHOOK_ATTEMPTS = 10_000
 LINK_HEADER_VARIANTS: tuple[str, ...] = ("plain", "quoted", "spaced", "quoted_spaced_next_first")
 
 _FULFILLMENT_FILTER_VALUES = {
@@ -157,7 +159,8 @@ class GenstoreSandbox:
         self._faults = FaultSettings()
         self._fault_rng = random.Random(seed ^ 0xFA17)
         self._token_key = os.urandom(16)
-        self._attempts: list[WebhookAttempt] = []
+        # The newest attempts only: a long benchmark must not grow without bound.
+        self._attempts: deque[WebhookAttempt] = deque(maxlen=MAX_RECORDED_WEBHOOK_ATTEMPTS)
         self._dispatcher = WebhookDispatcher(
             timeout=webhook_timeout, on_attempt=self._record_attempt, should_send=self._subscription_active
         )
@@ -439,8 +442,7 @@ class GenstoreSandbox:
         return [job.webhook_id for job in jobs]
 
     def sign(self, body: bytes) -> str:
-        from oma.sandbox.webhooks import sign_body
-
+        """The X-Genstore-Hmac-Sha256 value this sandbox puts on `body`."""
         return sign_body(body, self.client_secret)
 
     # --- internals: state ------------------------------------------------------------------------------------

@@ -355,15 +355,6 @@ class Shop:
             self._overlay_by_updated = sorted((order["updatedAt"], index) for index, order in self.overlay.items())
         return self._overlay_by_updated
 
-    def updated_key(self, index: int) -> tuple[int, int]:
-        order = self.overlay.get(index)
-        if order is not None:
-            return order["updatedAt"], index
-        if self._base_updated is None:
-            self._build_indexes()
-        assert self._base_updated is not None
-        return self._base_updated[index], index
-
     # --- listing -------------------------------------------------------------------------------------------
 
     def _iter_keys(self, order_filter: OrderFilter, key: Any, *, descending: bool) -> Iterator[tuple[Any, int]]:
