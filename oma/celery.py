@@ -47,4 +47,9 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60,
         "expire_seconds": 55,
     },
+    "channels: poll ShipStation for orders still lacking tracking; match records waiting for their order": {
+        "task": "channels.poll_all",
+        "schedule": crontab(minute="*/10"),
+        "expire_seconds": 9 * 60,
+    },
 }

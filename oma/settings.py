@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "oma.sandbox",
     "tracking",
     "webhooks",
+    "oma.channels",
     "oma.merchant",
 ]
 

@@ -3,6 +3,8 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Before the webhooks app's include: /webhooks/channels/<slug>/ is ours, the rest of /webhooks/ is theirs.
+    path("webhooks/channels/", include("oma.channels.urls")),
     path("webhooks/", include("webhooks.urls")),
     path("track/", include("oma.merchant.urls")),
 ]

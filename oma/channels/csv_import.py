@@ -1,0 +1,355 @@
+"""Importing a tracking CSV: the one service behind the admin upload page and `import_tracking`.
+
+Every row is checked; good rows become shipments while bad ones are reported with their line number and reason
+(their values kept in the import's report, so nothing typed is lost). Rows whose order is not mirrored yet are
+kept and matched as soon as the order arrives. Importing the same file again creates nothing: each row is a
+record with a dedupe key, and a row repeating what a shipment holds adds nothing.
+
+The import runs in one transaction holding the rows' orders locked, so it never races a webhook or a poll for the
+last items of an order, and a failure half-way leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from oma.channels.connectors.csv import CsvFileError, CsvRow, parse_tracking_csv
+from oma.channels.matching import OrderLedger, lock_orders, orders_for_external_ids
+from oma.channels.models import Channel, CsvImport, ExternalShipment
+from oma.channels.services import (
+    _new_row,
+    _touch,
+    canonical_tracking_number,
+    dedupe_key,
+    existing_shipments,
+    match_row,
+)
+from oma.stores.models import Store
+
+logger = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_ROWS = 100_000
+
+# Row outcomes, in the order the report lists them.
+CREATED = "created"  # a new shipment
+ADDED = "added"  # items added to a shipment (an earlier row of the file, or one OMA already had)
+ALREADY = "already"  # imported before, or the shipment already holds these items
+WAITING = "waiting"  # the order is not mirrored (yet): kept, matched when it arrives
+REJECTED = "rejected"
+PROBLEM_OUTCOMES = (WAITING, REJECTED)
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    line: int
+    outcome: str
+    reason: str = ""
+    order: str = ""
+    tracking_number: str = ""
+    values: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CsvImportReport:
+    file_name: str
+    rows: int = 0
+    results: list[RowResult] = field(default_factory=list)
+    file_error: str = ""
+    dry_run: bool = False
+    import_id: int | None = None
+    channel_name: str = ""
+    ignored_columns: list[str] = field(default_factory=list)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for result in self.results if result.outcome == outcome)
+
+    @property
+    def shipments_created(self) -> int:
+        return self.count(CREATED)
+
+    @property
+    def problems(self) -> list[RowResult]:
+        """The rows that did not become tracking: rejected ones and those waiting for their order, by line."""
+        return sorted((r for r in self.results if r.outcome in PROBLEM_OUTCOMES), key=lambda r: r.line)
+
+    @property
+    def ok(self) -> bool:
+        return not self.file_error
+
+    def summary(self) -> str:
+        if self.file_error:
+            return f"{self.file_name}: not imported: {self.file_error}"
+        prefix = "dry run, nothing saved: " if self.dry_run else ""
+        return (
+            f"{prefix}{self.file_name}: {self.rows} rows: {self.count(CREATED)} shipments created, "
+            f"{self.count(ADDED)} rows added items to a shipment, {self.count(ALREADY)} already imported, "
+            f"{self.count(WAITING)} waiting for their order, {self.count(REJECTED)} rejected"
+        )
+
+    def as_text(self) -> str:
+        lines = [self.summary()]
+        if self.ignored_columns:
+            lines.append(f"columns not used: {', '.join(self.ignored_columns)}")
+        for result in self.problems:
+            label = "rejected" if result.outcome == REJECTED else "waiting"
+            lines.append(f"line {result.line}: {label}: {result.reason}")
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file_name,
+            "channel": self.channel_name,
+            "importId": self.import_id,
+            "dryRun": self.dry_run,
+            "error": self.file_error or None,
+            "rows": self.rows,
+            "shipmentsCreated": self.count(CREATED),
+            "rowsAddingItems": self.count(ADDED),
+            "alreadyImported": self.count(ALREADY),
+            "waiting": self.count(WAITING),
+            "rejected": self.count(REJECTED),
+            "ignoredColumns": self.ignored_columns,
+            "problems": [
+                {"line": r.line, "outcome": r.outcome, "reason": r.reason, "values": r.values} for r in self.problems
+            ],
+        }
+
+
+class _DryRunRollback(Exception):
+    pass
+
+
+def _row_identity(row: CsvRow) -> tuple[str, str, str, str]:
+    record = row.record
+    assert record is not None
+    ref = record.lines[0] if record.lines else None
+    return (
+        record.external_order_id,
+        record.tracking_number,
+        ref.line_item_id if ref else "",
+        ref.sku.casefold() if ref else "",
+    )
+
+
+def _check_within_file(rows: Sequence[CsvRow]) -> dict[int, str]:
+    """Problems only visible across rows: duplicates, conflicting quantities, one number on two orders."""
+    problems: dict[int, str] = {}
+    seen: dict[tuple[str, str, str, str], CsvRow] = {}
+    number_owner: dict[str, CsvRow] = {}
+    for row in rows:
+        if row.record is None:
+            continue
+        identity = _row_identity(row)
+        first = seen.get(identity)
+        if first is not None:
+            assert first.record is not None
+            same_quantity = (first.record.lines[0].quantity if first.record.lines else None) == (
+                row.record.lines[0].quantity if row.record.lines else None
+            )
+            problems[row.line] = (
+                f"duplicate of line {first.line}" if same_quantity
+                else f"conflicts with line {first.line}: same order, tracking number and item with another quantity"
+            )
+            continue
+        seen[identity] = row
+        owner = number_owner.setdefault(row.record.tracking_number, row)
+        if owner.record is not None and owner.record.external_order_id != row.record.external_order_id:
+            problems[row.line] = (
+                f"tracking number {row.record.tracking_number} is already used for order "
+                f"{owner.record.external_order_id} on line {owner.line}"
+            )
+    return problems
+
+
+def tracking_csv_import(
+    *,
+    store: Store,
+    data: bytes,
+    file_name: str,
+    channel: Channel | None = None,
+    channel_name: str | None = None,
+    uploaded_by: Any = None,
+    via: str = "command",
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> CsvImportReport:
+    """Import one tracking CSV for a store. Never raises for bad input: the report says what happened.
+
+    `channel` (or `channel_name`) says which CSV channel the rows come from; by default the store's CSV channel.
+    With `dry_run` every check runs, including against the orders, and nothing is saved.
+    """
+    from oma.channels.services import ChannelInvalid, csv_channel_for
+
+    now = now or timezone.now()
+    report = CsvImportReport(file_name=file_name, dry_run=dry_run)
+    if len(data) > MAX_FILE_BYTES:
+        report.file_error = f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB: split it"
+        return report
+    try:
+        parsed = parse_tracking_csv(data, max_rows=MAX_ROWS, now=now)
+    except CsvFileError as exc:
+        report.file_error = str(exc)
+        return report
+    report.rows = len(parsed.rows)
+    report.ignored_columns = parsed.ignored_columns
+    try:
+        with transaction.atomic():
+            try:
+                channel = channel or csv_channel_for(store=store, name=channel_name)
+            except ChannelInvalid as exc:
+                report.file_error = str(exc)
+                return report
+            if channel.store_id != store.pk:
+                report.file_error = f"channel {channel.name!r} belongs to another store"
+                return report
+            report.channel_name = channel.name
+            # One import at a time per channel: a second upload of the same file waits, then finds it imported.
+            Channel.objects.select_for_update().filter(pk=channel.pk).first()
+            csv_import = CsvImport.objects.create(
+                store=store,
+                channel=channel,
+                file_name=file_name[:255],
+                file_sha256=hashlib.sha256(data).hexdigest(),
+                uploaded_by=uploaded_by if getattr(uploaded_by, "pk", None) else None,
+                via=via,
+                rows=len(parsed.rows),
+            )
+            report.import_id = csv_import.pk
+            _import_rows(store=store, channel=channel, csv_import=csv_import, rows=parsed.rows, report=report, now=now)
+            csv_import.shipments_created = report.count(CREATED)
+            csv_import.lines_added = report.count(ADDED)
+            csv_import.already_imported = report.count(ALREADY)
+            csv_import.waiting = report.count(WAITING)
+            csv_import.rejected = report.count(REJECTED)
+            csv_import.report = report.as_json()
+            csv_import.finished_at = timezone.now()
+            csv_import.save()
+            _touch(channel, now=now)
+            if dry_run:
+                raise _DryRunRollback
+    except _DryRunRollback:
+        report.import_id = None
+    logger.info("csv import for %s: %s", store.domain, report.summary())
+    return report
+
+
+def _import_rows(
+    *,
+    store: Store,
+    channel: Channel,
+    csv_import: CsvImport,
+    rows: Sequence[CsvRow],
+    report: CsvImportReport,
+    now: datetime,
+) -> None:
+    results: dict[int, RowResult] = {}
+
+    def done(row: CsvRow, outcome: str, reason: str = "") -> None:
+        record = row.record
+        results[row.line] = RowResult(
+            line=row.line,
+            outcome=outcome,
+            reason=reason,
+            order=record.external_order_id if record else row.values.get("order", ""),
+            tracking_number=record.tracking_number if record else row.values.get("tracking_number", ""),
+            values=dict(row.values) if outcome in PROBLEM_OUTCOMES else {},
+        )
+
+    for row in rows:
+        if row.problem:
+            done(row, REJECTED, row.problem)
+    for line, problem in _check_within_file(rows).items():
+        done(next(r for r in rows if r.line == line), REJECTED, problem)
+    good = [row for row in rows if row.line not in results]
+
+    # Imported before (this channel, same report): nothing to do.
+    keys = {row.line: dedupe_key(row.record) for row in good if row.record is not None}
+    known = dict(
+        ExternalShipment.objects.filter(channel=channel, dedupe_key__in=list(keys.values())).values_list(
+            "dedupe_key", "state"
+        )
+    )
+    fresh = []
+    for row in good:
+        state = known.get(keys[row.line])
+        if state is None:
+            fresh.append(row)
+        elif state == ExternalShipment.State.UNMATCHED:
+            assert row.record is not None
+            done(row, WAITING, f"still waiting for order {row.record.external_order_id!r} (kept from an earlier "
+                               "import; matched automatically when the order arrives)")
+        else:
+            done(row, ALREADY)
+
+    lookups = orders_for_external_ids(
+        store=store,
+        external_ids={row.record.external_order_id for row in fresh if row.record is not None},
+        source_names=channel.source_names,
+    )
+    orders = lock_orders(lookup.order for lookup in lookups.values() if lookup.order is not None)
+    for order in orders:
+        order.store = store
+    by_pk = {order.pk: order for order in orders}
+    ledgers = OrderLedger.load(orders)
+    known_shipments = existing_shipments(
+        store=store,
+        numbers=[
+            canonical_tracking_number(store=store, number=row.record.tracking_number, carrier=row.record.carrier)
+            for row in fresh
+            if row.record is not None
+        ],
+    )
+    new_rows: list[ExternalShipment] = []
+    first_line_of_number: dict[str, int] = {}
+    for row in fresh:
+        record = row.record
+        assert record is not None
+        lookup = lookups.get(record.external_order_id)
+        if lookup is not None and lookup.problem:
+            done(row, REJECTED, lookup.problem)
+            continue
+        db_row = _new_row(channel=channel, record=record, key=keys[row.line], csv_import=csv_import)
+        if lookup is None:
+            done(
+                row,
+                WAITING,
+                f"unknown order {record.external_order_id!r}: no mirrored order has this orderId or "
+                "sourceIdentifier; kept, and matched automatically if that order arrives",
+            )
+            new_rows.append(db_row)
+            continue
+        assert lookup.order is not None
+        order = by_pk[lookup.order.pk]
+        outcome = match_row(
+            row=db_row, order=order, ledger=ledgers[order.pk], now=now, known_shipments=known_shipments
+        )
+        if outcome.outcome == "rejected":
+            done(row, REJECTED, outcome.problem)
+            continue  # rejected rows live in the report only: a corrected file imports them
+        number = outcome.tracking_number
+        if outcome.outcome == "created":
+            first_line_of_number[number] = row.line
+            done(row, CREATED)
+        elif outcome.outcome == "added":
+            first = first_line_of_number.get(number)
+            done(row, ADDED, f"items added to the shipment of line {first}" if first else "items added")
+        else:
+            done(row, ALREADY, "the shipment already holds these items")
+        new_rows.append(db_row)
+    ExternalShipment.objects.bulk_create(new_rows, batch_size=500)
+    report.results = [results[row.line] for row in rows]
+
+
+def csv_import_report_from(csv_import: CsvImport) -> dict[str, Any]:
+    """The stored report of an earlier import (admin history)."""
+    return dict(csv_import.report or {})
+

@@ -1,0 +1,307 @@
+"""Matching a reported shipment to its Genstore order and line items, without ever shipping more than was ordered.
+
+Order: the platform's order id is looked up as Genstore's `sourceIdentifier` first, then as `orderId`. When two
+orders share a sourceIdentifier (two channels reusing ids), the channel's `source_names` break the tie; a tie
+they cannot break is refused rather than guessed.
+
+Items: a record names lines by line item id or SKU, with or without a quantity; no lines means everything still
+left to ship. What is left of a line is its quantity minus
+- what live shipments of the order already hold (voided ones do not count),
+- what Genstore fulfillments with a tracking number we do not track already hold (shipped elsewhere),
+- and what Genstore no longer counts as fulfillable for reasons no fulfillment explains (refunds, removals):
+  `quantity - fulfillableQuantity` beyond the quantities of the mirrored fulfillments.
+Our own pushed shipments appear both as shipments and as Genstore fulfillments; matching by tracking number counts
+them once. A record repeating what a shipment already holds adds nothing, so replays and re-imports are harmless.
+Allocation runs with the order row locked (SELECT ... FOR UPDATE), so two channels reporting at once cannot both
+take the last item.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from django.db.models import Q
+
+from oma.channels.connectors.base import LineRef, normalize_tracking_number
+from oma.orders.models import GenstoreFulfillment, LineItem, Order
+from oma.stores.models import Store
+
+CANCELLED = "cancelled"  # tracking.vocabulary.Status.CANCELLED: a voided label; its items are free again
+# Genstore fulfillment statuses that hold no items (genstore-contract.md, the Fulfillment object).
+VOID_FULFILLMENT_STATUSES = frozenset({"cancelled", "error", "failure"})
+
+
+class MatchProblem(Exception):
+    """Why a record cannot be matched (said for people: it ends up in reports and in admin)."""
+
+
+# --- orders --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLookup:
+    order: Order | None = None
+    problem: str = ""  # set when several orders fit and nothing says which
+
+
+def _pick(candidates: list[Order], source_names: Sequence[str], external_id: str) -> OrderLookup:
+    if len(candidates) == 1:
+        return OrderLookup(order=candidates[0])
+    preferred = [order for order in candidates if order.source_name in set(source_names)]
+    if len(preferred) == 1:
+        return OrderLookup(order=preferred[0])
+    names = ", ".join(sorted(order.order_id for order in (preferred or candidates)))
+    return OrderLookup(
+        problem=(
+            f"orders {names} all have sourceIdentifier {external_id!r}: set the channel's source names "
+            "to say which sales channel it covers"
+        )
+    )
+
+
+def orders_for_external_ids(
+    *, store: Store, external_ids: Iterable[str], source_names: Sequence[str] = ()
+) -> dict[str, OrderLookup]:
+    """For each external id that fits a mirrored order: that order (or why it is ambiguous). Two queries."""
+    wanted = {external_id for external_id in external_ids if external_id}
+    if not wanted:
+        return {}
+    by_source: dict[str, list[Order]] = defaultdict(list)
+    for order in Order.objects.filter(store=store, source_identifier__in=wanted).order_by("pk"):
+        by_source[order.source_identifier].append(order)
+    found = {external_id: _pick(orders, source_names, external_id) for external_id, orders in by_source.items()}
+    rest = wanted - set(found)
+    if rest:
+        for order in Order.objects.filter(store=store, order_id__in=rest):
+            found[order.order_id] = OrderLookup(order=order)
+    return found
+
+
+def waiting_keys_for(orders: Iterable[Order]) -> set[str]:
+    """The external ids under which records may be waiting for these orders."""
+    keys: set[str] = set()
+    for order in orders:
+        keys.add(order.order_id)
+        if order.source_identifier:
+            keys.add(order.source_identifier)
+    return keys
+
+
+# --- line items ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Allocation:
+    """What one record puts in its shipment: quantities added per line, and the lines' totals afterwards."""
+
+    added: dict[int, int] = field(default_factory=dict)  # line item pk -> quantity this record adds
+    totals: dict[int, int] = field(default_factory=dict)  # line item pk -> quantity in the shipment afterwards
+
+    @property
+    def adds_anything(self) -> bool:
+        return any(self.added.values())
+
+
+def _as_int(value: object) -> int:
+    try:
+        return max(0, int(str(value)))
+    except (TypeError, ValueError):
+        return 0
+
+
+class OrderLedger:
+    """The items of one (locked) order and what its live shipments already hold, kept current as records match."""
+
+    def __init__(
+        self,
+        order: Order,
+        lines: Sequence[LineItem],
+        held: dict[str, dict[int, int]],
+        genstore_fulfilled: dict[str, dict[str, int]] | None = None,
+    ) -> None:
+        self.order = order
+        self.lines = list(lines)
+        self.held = held  # tracking number -> line item pk -> quantity, live shipments only
+        # Genstore's fulfillments: normalized tracking number ("" when none) -> Genstore line item id -> quantity.
+        self.genstore_fulfilled = genstore_fulfilled or {}
+        self._by_line_item_id = {line.line_item_id: line for line in self.lines}
+        self._by_sku: dict[str, list[LineItem]] = defaultdict(list)
+        self._by_sku_folded: dict[str, list[LineItem]] = defaultdict(list)
+        for line in self.lines:
+            if line.sku:
+                self._by_sku[line.sku].append(line)
+                self._by_sku_folded[line.sku.casefold()].append(line)
+
+    @classmethod
+    def load(cls, orders: Sequence[Order]) -> dict[int, OrderLedger]:
+        """Ledgers for many orders in two queries."""
+        from tracking.models import ShipmentLine
+
+        pks = [order.pk for order in orders]
+        lines: dict[int, list[LineItem]] = defaultdict(list)
+        for line in LineItem.objects.filter(order_id__in=pks).order_by("pk"):
+            lines[line.order_id].append(line)
+        held: dict[int, dict[str, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
+        rows = (
+            ShipmentLine.objects.filter(line_item__order_id__in=pks)
+            .exclude(shipment__status=CANCELLED)
+            .values_list("line_item__order_id", "shipment__tracking_number", "line_item_id", "quantity")
+        )
+        for order_id, number, line_pk, quantity in rows:
+            held[order_id][number][line_pk] = quantity
+        fulfilled: dict[int, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+        for order_id, number, items in (
+            GenstoreFulfillment.objects.filter(order_id__in=pks)
+            .exclude(status__in=VOID_FULFILLMENT_STATUSES)
+            .values_list("order_id", "tracking_number", "line_items")
+        ):
+            for item in items if isinstance(items, list) else ():
+                if isinstance(item, dict) and item.get("id") is not None:
+                    quantity = _as_int(item.get("quantity"))
+                    fulfilled[order_id][normalize_tracking_number(number or "")][str(item["id"])] += quantity
+        return {
+            order.pk: cls(
+                order, lines[order.pk], dict(held[order.pk]), {k: dict(v) for k, v in fulfilled[order.pk].items()}
+            )
+            for order in orders
+        }
+
+    # -- what is left --
+
+    def _held_elsewhere(self, line: LineItem, tracking_number: str) -> int:
+        return sum(lines.get(line.pk, 0) for number, lines in self.held.items() if number != tracking_number)
+
+    def held_in(self, tracking_number: str, line: LineItem) -> int:
+        return self.held.get(tracking_number, {}).get(line.pk, 0)
+
+    def _fulfilled_on_genstore(self, line: LineItem) -> tuple[int, int]:
+        """(all of this line in Genstore fulfillments, the part under tracking numbers we do not track)."""
+        ours = set(self.held)
+        total = outside = 0
+        for number, items in self.genstore_fulfilled.items():
+            quantity = items.get(line.line_item_id, 0)
+            total += quantity
+            if number not in ours:
+                outside += quantity
+        return total, outside
+
+    def left_to_ship(self, line: LineItem, tracking_number: str) -> int:
+        """What another parcel may still take of this line (what `tracking_number` holds already excluded)."""
+        fulfilled_total, fulfilled_outside = self._fulfilled_on_genstore(line)
+        unexplained = 0
+        if line.fulfillable_quantity is not None:
+            unexplained = max(0, line.quantity - line.fulfillable_quantity - fulfilled_total)
+        left = (
+            line.quantity
+            - self._held_elsewhere(line, tracking_number)
+            - self.held_in(tracking_number, line)
+            - fulfilled_outside
+            - unexplained
+        )
+        return max(0, left)
+
+    # -- allocation --
+
+    def _lines_for(self, ref: LineRef) -> list[LineItem]:
+        if ref.line_item_id and ref.line_item_id in self._by_line_item_id:
+            return [self._by_line_item_id[ref.line_item_id]]
+        if ref.sku:
+            return self._by_sku.get(ref.sku) or self._by_sku_folded.get(ref.sku.casefold()) or []
+        return []
+
+    def _describe(self, ref: LineRef) -> str:
+        return f"line item {ref.line_item_id}" if ref.line_item_id and not ref.sku else f"sku {ref.sku}"
+
+    def allocate(self, *, tracking_number: str, refs: Sequence[LineRef]) -> Allocation:
+        """The items a record puts in the parcel `tracking_number`; MatchProblem when it asks for too much."""
+        order_label = self.order.order_id
+        allocation = Allocation()
+
+        def holds(line: LineItem) -> int:
+            return self.held_in(tracking_number, line) + allocation.added.get(line.pk, 0)
+
+        def left(line: LineItem) -> int:
+            return self.left_to_ship(line, tracking_number) - allocation.added.get(line.pk, 0)
+
+        def add(line: LineItem, quantity: int) -> None:
+            if quantity > 0:
+                allocation.added[line.pk] = allocation.added.get(line.pk, 0) + quantity
+
+        if not refs:
+            shippable = [line for line in self.lines if line.requires_shipping is not False]
+            if not shippable:
+                raise MatchProblem(f"order {order_label} has no items to ship")
+            for line in shippable:
+                add(line, left(line))
+            if not allocation.adds_anything and not any(holds(line) for line in shippable):
+                raise MatchProblem(f"nothing left to ship on order {order_label}: every item already has tracking")
+        for ref in refs:
+            lines = self._lines_for(ref)
+            if not lines:
+                what = f"line item {ref.line_item_id}" if ref.line_item_id and not ref.sku else f"sku {ref.sku!r}"
+                if ref.line_item_id and ref.sku:
+                    what = f"line item {ref.line_item_id} or sku {ref.sku!r}"
+                raise MatchProblem(f"order {order_label} has no {what}")
+            label = self._describe(ref)
+            already = sum(holds(line) for line in lines)
+            available = sum(left(line) for line in lines)
+            if ref.quantity is None:
+                if available == 0 and already == 0:
+                    raise MatchProblem(f"nothing left to ship of {label} on order {order_label}")
+                for line in lines:
+                    add(line, left(line))
+                continue
+            wanted = ref.quantity - already
+            if wanted <= 0:
+                continue  # the parcel already holds that many: a repeat
+            if wanted > available:
+                ordered = sum(line.quantity for line in lines)
+                in_parcel = f"; {already} already in this parcel" if already else ""
+                raise MatchProblem(
+                    f"quantity {ref.quantity} of {label} is more than is left to ship on order {order_label} "
+                    f"({available} left of {ordered} ordered{in_parcel})"
+                )
+            for line in lines:
+                take = min(wanted, left(line))
+                add(line, take)
+                wanted -= take
+                if wanted == 0:
+                    break
+        allocation.totals = {
+            line.pk: holds(line) for line in self.lines if line.pk in allocation.added
+        }
+        return allocation
+
+    def commit(self, tracking_number: str, allocation: Allocation) -> None:
+        """Count an allocation as held (after its shipment was written)."""
+        held = self.held.setdefault(tracking_number, {})
+        held.update(allocation.totals)
+
+    def release(self, tracking_number: str) -> None:
+        """A parcel was voided: its items are free again."""
+        self.held.pop(tracking_number, None)
+
+    def line(self, pk: int) -> LineItem:
+        return next(line for line in self.lines if line.pk == pk)
+
+
+def allotted_json(ledger: OrderLedger, allocation: Allocation) -> list[dict[str, object]]:
+    return [
+        {"lineItemId": ledger.line(pk).line_item_id, "sku": ledger.line(pk).sku, "added": quantity,
+         "inShipment": allocation.totals.get(pk, quantity)}
+        for pk, quantity in allocation.added.items()
+    ]
+
+
+def lock_orders(orders: Iterable[Order]) -> list[Order]:
+    """Lock the orders' rows for the rest of the transaction, in pk order (no deadlock between two importers)."""
+    pks = sorted({order.pk for order in orders})
+    if not pks:
+        return []
+    return list(Order.objects.select_for_update().filter(pk__in=pks).order_by("pk"))
+
+
+def unmatched_filter_for(store: Store, orders: Iterable[Order]) -> Q:
+    return Q(store=store, state="unmatched", external_order_id__in=waiting_keys_for(orders))

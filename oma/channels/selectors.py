@@ -1,0 +1,109 @@
+"""Channel reads: which orders a polling channel should ask about, and what waits or was rejected."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+
+from oma.channels.connectors.base import PolledOrder
+from oma.channels.matching import CANCELLED
+from oma.channels.models import Channel, ExternalShipment, OrderPoll
+from oma.orders.models import LineItem, Order
+from oma.stores.models import Store
+
+
+def _setting(name: str, default: int) -> int:
+    return int(getattr(settings, name, default))
+
+
+def channel_for_webhook(slug: str) -> Channel | None:
+    return Channel.objects.select_related("store").filter(slug=slug).first()
+
+
+def polling_channels() -> QuerySet[Channel]:
+    from oma.channels.connectors import REGISTRY
+
+    kinds = [kind for kind, connector in REGISTRY.items() if connector.polls]
+    return Channel.objects.filter(kind__in=kinds, is_enabled=True, store__is_active=True)
+
+
+def external_order_id_for(channel: Channel, order: Order) -> str:
+    """The number the platform knows the order by.
+
+    A channel covering named sales channels (e.g. amazon) ships those channels' orders: the platform knows them by
+    the sales channel's id, Genstore's sourceIdentifier. A channel covering every order (ShipStation as the
+    store's shipping tool) imported them from Genstore, under Genstore's orderId.
+    """
+    if channel.source_names and order.source_identifier:
+        return order.source_identifier
+    return order.order_id
+
+
+def orders_to_poll(*, channel: Channel, now: datetime, limit: int | None = None) -> list[PolledOrder]:
+    """The channel's orders worth asking about now, the longest-unasked first.
+
+    Worth asking: not cancelled, placed within CHANNELS_POLL_LOOKBACK_DAYS, not asked within
+    CHANNELS_POLL_INTERVAL_MINUTES, and either still lacking tracking for some shippable item, or holding a
+    shipment this channel reported within CHANNELS_VOID_WINDOW_DAYS (its label may still be voided).
+    """
+    from tracking.models import ShipmentLine
+
+    lookback = timedelta(days=_setting("CHANNELS_POLL_LOOKBACK_DAYS", 30))
+    interval = timedelta(minutes=_setting("CHANNELS_POLL_INTERVAL_MINUTES", 30))
+    void_window = timedelta(days=_setting("CHANNELS_VOID_WINDOW_DAYS", 7))
+    limit = limit or _setting("CHANNELS_POLL_MAX_ORDERS", 2000)
+
+    shippable = (
+        LineItem.objects.filter(order=OuterRef("pk"))
+        .exclude(requires_shipping=False)
+        .values("order")
+        .annotate(total=Sum("quantity"))
+        .values("total")
+    )
+    covered = (
+        ShipmentLine.objects.filter(line_item__order=OuterRef("pk"))
+        .exclude(shipment__status=CANCELLED)
+        .values("line_item__order")
+        .annotate(total=Sum("quantity"))
+        .values("total")
+    )
+    reported_recently = ExternalShipment.objects.filter(
+        channel=channel, order=OuterRef("pk"), state=ExternalShipment.State.MATCHED, received_at__gte=now - void_window
+    )
+    polls = OrderPoll.objects.filter(channel=channel, order=OuterRef("pk"))
+    queryset = Order.objects.filter(
+        store_id=channel.store_id, cancelled_at__isnull=True, genstore_created_at__gte=now - lookback
+    )
+    if channel.source_names:
+        queryset = queryset.filter(source_name__in=channel.source_names)
+    queryset = (
+        queryset.annotate(
+            shippable=Coalesce(Subquery(shippable, output_field=IntegerField()), 0),
+            covered=Coalesce(Subquery(covered, output_field=IntegerField()), 0),
+            last_polled=Subquery(polls.values("last_polled_at")[:1]),
+        )
+        .filter(Q(shippable__gt=F("covered")) | Exists(reported_recently))
+        .exclude(Exists(polls.filter(last_polled_at__gte=now - interval)))
+        .order_by(F("last_polled").asc(nulls_first=True), "-genstore_created_at", "pk")
+        .only("pk", "order_id", "source_identifier")
+    )
+    return [
+        PolledOrder(order_pk=order.pk, external_order_id=external_order_id_for(channel, order))
+        for order in queryset[:limit]
+    ]
+
+
+def records_waiting(*, store: Store | None = None) -> QuerySet[ExternalShipment]:
+    queryset = ExternalShipment.objects.filter(state=ExternalShipment.State.UNMATCHED)
+    return queryset.filter(store=store) if store is not None else queryset
+
+
+def channel_record_counts(channel: Channel) -> dict[str, int]:
+    """Records per state, for the admin and `channel list`."""
+    counts = {state: 0 for state in ExternalShipment.State.values}
+    for row in channel.external_shipments.values("state").annotate(n=Count("pk")).order_by():
+        counts[row["state"]] = row["n"]
+    return counts

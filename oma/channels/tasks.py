@@ -1,0 +1,72 @@
+"""Thin Celery tasks for channels: ids in, load, call one service. Each is safe to run twice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.db.models import Q
+from django.utils import timezone
+
+from oma.channels.models import Channel
+from oma.stores.models import Store
+
+# A poll stops asking after this long (ShipStation allows 40 requests a minute: about 300 orders), well inside
+# the task's soft time limit; orders not reached are first in line next time.
+POLL_TIME_BUDGET_SECONDS = 420
+POLL_LEASE = timedelta(minutes=10)
+
+
+@shared_task(name="channels.poll_all", ignore_result=True, acks_late=False)
+def poll_all() -> int:
+    """Beat entry point: one poll task per enabled polling channel that is not paused; then the matching net."""
+    from oma.channels.selectors import polling_channels
+
+    now = timezone.now()
+    ids = list(
+        polling_channels()
+        .filter(Q(poll_paused_until__isnull=True) | Q(poll_paused_until__lte=now))
+        .values_list("pk", flat=True)
+    )
+    for channel_id in ids:
+        poll_channel.delay(channel_id)
+    match_waiting_all.delay()
+    return len(ids)
+
+
+@shared_task(name="channels.poll_channel", ignore_result=True, soft_time_limit=540, time_limit=600)
+def poll_channel(channel_id: int) -> str:
+    from oma.channels.services import channel_poll
+
+    now = timezone.now()
+    # The lease: a conditional UPDATE, so a second copy of this task (redelivery, a manual run) skips.
+    taken = (
+        Channel.objects.filter(pk=channel_id, is_enabled=True)
+        .filter(Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now))
+        .filter(Q(poll_paused_until__isnull=True) | Q(poll_paused_until__lte=now))
+        .update(poll_lease_until=now + POLL_LEASE)
+    )
+    if not taken:
+        return "skipped"
+    try:
+        channel = Channel.objects.select_related("store").get(pk=channel_id)
+        return channel_poll(channel=channel, time_budget_seconds=POLL_TIME_BUDGET_SECONDS).describe()
+    finally:
+        Channel.objects.filter(pk=channel_id).update(poll_lease_until=None)
+
+
+@shared_task(name="channels.match_waiting", ignore_result=True)
+def match_waiting(store_id: int, order_ids: list[int]) -> str:
+    from oma.channels.services import external_shipments_match_waiting
+
+    store = Store.objects.filter(pk=store_id).first()
+    if store is None:
+        return "no store"
+    return external_shipments_match_waiting(store=store, order_ids=order_ids).describe()
+
+
+@shared_task(name="channels.match_waiting_all", ignore_result=True)
+def match_waiting_all() -> str:
+    from oma.channels.services import external_shipments_match_all_waiting
+
+    return external_shipments_match_all_waiting().describe()
