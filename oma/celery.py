@@ -52,4 +52,14 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": crontab(minute="*/10"),
         "expire_seconds": 9 * 60,
     },
+    "merchant: alert digests (each store once a day, from its chosen hour)": {
+        "task": "merchant.send_alert_digests",
+        "schedule": crontab(minute="*/15"),
+        "expire_seconds": 14 * 60,
+    },
+    "merchant: learn delivery times for estimated delivery (nightly)": {
+        "task": "merchant.learn_transit_times",
+        "schedule": crontab(hour=2, minute=43),
+        "expire_seconds": 6 * 3600,
+    },
 }

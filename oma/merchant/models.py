@@ -73,6 +73,12 @@ class AlertPolicy(models.Model):
 class AlertDigest(models.Model):
     """One day's digest of one store: written before it is sent, so a second run the same day sends nothing."""
 
+    class State(models.TextChoices):
+        PENDING = "pending", "to send"
+        SENT = "sent", "sent"
+        NOTHING = "nothing", "nothing to report (not sent)"
+        FAILED = "failed", "failed (gave up)"
+
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="alert_digests")
     digest_date = models.DateField()
     period_start = models.DateTimeField(help_text="New exceptions are those since this time")
@@ -82,6 +88,7 @@ class AlertDigest(models.Model):
     subject = models.CharField(max_length=255)
     body = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)

@@ -110,3 +110,81 @@ def branding_set_logo(*, branding: StoreBranding, data: bytes) -> None:
     branding.logo = data
     branding.logo_content_type = content_type
     branding.logo_sha256 = hashlib.sha256(data).hexdigest()
+
+
+# --- admin actions on orders ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ResyncResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    not_found: list[str] = field(default_factory=list)
+
+
+def orders_resync(*, store: Store, order_pks: Sequence[int]) -> ResyncResult:
+    """Read these orders of `store` again from Genstore (order details) and upsert them through the mirror's one
+    write path (newest updatedAt still wins); their unified status is recomputed even when nothing changed.
+    Order pks of another store are ignored: the caller's selection is never trusted on its own."""
+    from oma.genstore.errors import GenstoreNotFound
+    from oma.orders.models import Order
+    from oma.orders.services import orders_upsert_page
+    from oma.stores.services import genstore_client_for
+
+    orders = list(Order.objects.filter(store=store, pk__in=list(order_pks)).values_list("pk", "order_id"))
+    result = ResyncResult()
+    if not orders:
+        return result
+    client = genstore_client_for(store)
+    records = []
+    try:
+        for _pk, order_id in orders:
+            try:
+                records.append(client.get_order(order_id))
+            except GenstoreNotFound:
+                result.not_found.append(order_id)
+    finally:
+        client.close()
+    counts = orders_upsert_page(store=store, records=records)
+    result.created, result.updated, result.unchanged, result.stale = (
+        counts.created, counts.updated, counts.unchanged, counts.stale
+    )
+    try:
+        from oma.fulfillment.services import orders_unified_status_refresh
+    except ImportError:  # pragma: no cover - installed with OMA
+        return result
+    orders_unified_status_refresh(order_ids=[pk for pk, _ in orders])
+    logger.info("re-synced %d orders of %s: %s", len(orders), store.domain, result)
+    return result
+
+
+def orders_poll_now(*, order_pks: Sequence[int], store_ids: Sequence[int] | None = None) -> int:
+    """Make the selected orders' live shipments due now and wake the poller once per store (after commit).
+    Returns the number of shipments made due."""
+    from django.utils import timezone
+
+    from tracking.models import Shipment
+    from tracking.vocabulary import TERMINAL_STATUSES
+
+    shipments = Shipment.objects.filter(order_id__in=list(order_pks)).exclude(status__in=TERMINAL_STATUSES)
+    if store_ids is not None:
+        shipments = shipments.filter(store_id__in=list(store_ids))
+    stores = sorted(set(shipments.values_list("store_id", flat=True)))
+    now = timezone.now()
+    count = shipments.update(next_poll_at=now, consecutive_failures=0, updated_at=now)
+
+    def wake() -> None:
+        from tracking.tasks import poll_due
+
+        for store_id in stores:
+            try:
+                poll_due.delay(store_id)
+            except Exception:  # the broker is down: the beat's minute dispatch still finds them due
+                logger.warning("could not queue a poll for store %s", store_id, exc_info=True)
+                return
+
+    if count:
+        transaction.on_commit(wake)
+    return count
