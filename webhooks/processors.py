@@ -135,6 +135,12 @@ def _check_shop(store: Store, payload: dict[str, Any]) -> None:
         raise PermanentProcessingError("payload names another shop than the one that signed it")
 
 
+def _customer(payload: dict[str, Any]) -> dict[str, Any]:
+    """The customer object; empty once a redaction erased it (a replayed request still names its orders)."""
+    customer = payload.get("customer")
+    return customer if isinstance(customer, dict) else {}
+
+
 def _order_list(payload: dict[str, Any], key: str) -> list[str]:
     value = payload.get(key) or []
     if not isinstance(value, list):
@@ -146,7 +152,7 @@ def process_customer_redact(store: Store, delivery: WebhookDelivery, payload: di
     """customers/redact: erase the customer's personal data on the listed orders and in their stored deliveries."""
     _check_shop(store, payload)
     order_ids = _order_list(payload, "ordersToRedact")
-    result = compliance.customer_redact(store=store, customer=payload["customer"], order_ids=order_ids)
+    result = compliance.customer_redact(store=store, customer=_customer(payload), order_ids=order_ids)
     # This delivery's own body names the customer: it is erased too.
     redacted = services.deliveries_redact(store=store, order_ids=order_ids, also=[delivery.pk])
     return f"redacted {result.orders} orders, {result.refunds} refunds, {redacted} delivery bodies"
@@ -156,7 +162,7 @@ def process_customer_data_request(store: Store, delivery: WebhookDelivery, paylo
     """customers/data_request: build the export of what OMA holds on the customer, downloadable in admin."""
     _check_shop(store, payload)
     order_ids = _order_list(payload, "ordersRequested")
-    customer = payload["customer"]
+    customer = _customer(payload)
     data = compliance.customer_data_export(store=store, customer=customer, order_ids=order_ids)
     export = services.customer_data_export_save(
         store=store,

@@ -121,9 +121,14 @@ def customer_data_export(*, store: Store, customer: Mapping[str, Any], order_ids
     orders = (
         Order.objects.filter(store=store)
         .filter(matching)
-        .prefetch_related("line_items", "genstore_fulfillments", "refunds")
+        .prefetch_related("line_items", "genstore_fulfillments")
         .order_by("genstore_created_at", "order_id")
     )
+    orders = list(orders)
+    # Refunds are matched by orderId: one can arrive before its order was mirrored (no foreign key yet).
+    refunds_by_order: dict[str, list[Refund]] = {}
+    for refund in Refund.objects.filter(store=store, order_id_text__in=[o.order_id for o in orders]):
+        refunds_by_order.setdefault(refund.order_id_text, []).append(refund)
     exported = []
     for order in orders:
         exported.append(
@@ -152,7 +157,7 @@ def customer_data_export(*, store: Store, customer: Mapping[str, Any], order_ids
                 "refunds": [
                     {"refundId": r.refund_id, "amount": _money(r.amount), "currency": r.currency or None,
                      "createdAt": _when(r.genstore_created_at)}
-                    for r in order.refunds.all()
+                    for r in sorted(refunds_by_order.get(order.order_id, []), key=lambda r: r.refund_id)
                 ],
                 # The order as Genstore last sent it: addresses and contact details included.
                 "genstoreOrder": order.raw,
