@@ -375,12 +375,21 @@ class _Refused(Exception):
 
 
 def shipment_push(
-    *, shipment_id: int, client: GenstoreClient | None = None, force: bool = False
+    *,
+    shipment_id: int,
+    client: GenstoreClient | None = None,
+    force: bool = False,
+    status_refresh_later: set[int] | None = None,
 ) -> PushOutcome:
     """Bring Genstore in line with one shipment (create, adopt or update its fulfillment). Safe to run any number
     of times, concurrently or after a crash: see the module docstring. `force` re-runs a push whose shipment has
-    not changed (a failed one included)."""
-    outcome = _shipment_push_once(shipment_id=shipment_id, client=client, force=force)
+    not changed (a failed one included) and re-reads Genstore rather than trusting the mirror.
+
+    The order's unified status is recomputed after the push commits; a batch run passes `status_refresh_later`
+    to collect the order ids instead and recompute them all at once at the end."""
+    outcome = _shipment_push_once(
+        shipment_id=shipment_id, client=client, force=force, status_refresh_later=status_refresh_later
+    )
     # The shipment changed while we pushed (a poll landed): its own trigger found us busy, so go again now.
     for _ in range(2):
         push = outcome.push
@@ -389,13 +398,17 @@ def shipment_push(
         shipment = Shipment.objects.filter(pk=shipment_id).first()
         if shipment is None or shipment.order_id != push.order_id or _source_matches(push, shipment):
             break
-        again = _shipment_push_once(shipment_id=shipment_id, client=client, force=False)
+        again = _shipment_push_once(
+            shipment_id=shipment_id, client=client, force=False, status_refresh_later=status_refresh_later
+        )
         again.requests += outcome.requests
         outcome = again
     return outcome
 
 
-def _shipment_push_once(*, shipment_id: int, client: GenstoreClient | None, force: bool) -> PushOutcome:
+def _shipment_push_once(
+    *, shipment_id: int, client: GenstoreClient | None, force: bool, status_refresh_later: set[int] | None
+) -> PushOutcome:
     shipment = Shipment.objects.select_related("store", "order").filter(pk=shipment_id).first()
     if shipment is None:
         return PushOutcome(PushResult.NOT_PUSHABLE, detail="no such shipment")
@@ -433,9 +446,14 @@ def _shipment_push_once(*, shipment_id: int, client: GenstoreClient | None, forc
                 push=push, store=store, order=order, shipment=shipment, genstore=genstore, verify=force
             )
         except _Refused as refused:
-            return _finish_refused(push, refused, genstore)
+            outcome = _finish_refused(push, refused, genstore)
+            _after_push(push, status_refresh_later)
+            return outcome
         except GenstoreError as exc:
-            return _finish_error(push, exc, genstore)
+            outcome = _finish_error(push, exc, genstore)
+            if outcome.result == PushResult.FAILED:
+                _after_push(push, status_refresh_later)
+            return outcome
         except BaseException as exc:
             # Our own bug or a killed task: leave it pending so the beat tries again (reading before writing).
             push.state = State.PENDING
@@ -446,7 +464,7 @@ def _shipment_push_once(*, shipment_id: int, client: GenstoreClient | None, forc
         finally:
             if client is None and genstore is not None:
                 genstore.client.close()
-    _after_push(push)
+    _after_push(push, status_refresh_later)
     return PushOutcome(result, push=push, requests=genstore.requests if genstore else 0)
 
 
@@ -543,8 +561,9 @@ def _execute(
     push.fulfill_id = created.fulfill_id
     _log(push, f"created fulfillment {created.fulfill_id}")
     _save(push, "fulfill_id")
-    _mirror(store=store, order=order, record=created)
-    return _keep_current(push=push, plan=plan, record=created, genstore=genstore, result=PushResult.CREATED)
+    return _keep_current(
+        push=push, plan=plan, record=created, genstore=genstore, result=PushResult.CREATED, mirror_record=True
+    )
 
 
 def _adopt(
@@ -578,8 +597,10 @@ def _adopt(
 
 def _keep_current(
     *, push: FulfillmentPush, plan: PushPlan, record: FulfillmentRecord | None, genstore: _Genstore,
-    result: PushResult,
+    result: PushResult, mirror_record: bool = False,
 ) -> PushResult:
+    """update_tracking if Genstore differs from the plan (never backwards); mark the push succeeded.
+    `mirror_record`: `record` is not in the order mirror yet (a fresh create): mirror whichever version is last."""
     current = _current_of(push, record)
     if current["status"] in DEAD_FULFILLMENT_STATUSES:
         raise _Refused(
@@ -613,11 +634,13 @@ def _keep_current(
             shipment_status=target or None,
             notify_customer=notify,
         )
-        _mirror(store=push.store, order=push.order, record=updated)
+        record, mirror_record = updated, True
         moves = ", ".join(f"{name} {current[name] or '-'} -> {wanted[name] or '-'}" for name in differs)
         _log(push, f"update_tracking: {moves}")
         if result == PushResult.UNCHANGED:
             result = PushResult.UPDATED
+    if mirror_record and record is not None:
+        _mirror(store=push.store, order=push.order, record=record)
     push.tracking_number, push.tracking_company, push.tracking_url = (
         plan.tracking_number, plan.tracking_company, plan.tracking_url,
     )
@@ -657,7 +680,6 @@ def _finish_refused(push: FulfillmentPush, refused: _Refused, genstore: _Genstor
         push.last_error_status = None
     _log(push, f"{state}: {refused.reason}")
     _save(push, "state", "state_reason", "next_attempt_at", "last_error", "last_error_status")
-    _after_push(push)
     return PushOutcome(refused.result, push=push, detail=refused.reason, requests=genstore.requests if genstore else 0)
 
 
@@ -687,11 +709,13 @@ def _finish_error(push: FulfillmentPush, exc: GenstoreError, genstore: _Genstore
     push.next_attempt_at = None
     _log(push, f"failed: {exc}")
     _save(push, "state", "state_reason", "next_attempt_at", "last_error", "last_error_status")
-    _after_push(push)
     return PushOutcome(PushResult.FAILED, push=push, detail=push.state_reason, requests=requests)
 
 
-def _after_push(push: FulfillmentPush) -> None:
+def _after_push(push: FulfillmentPush, later: set[int] | None) -> None:
+    if later is not None:
+        later.add(push.order_id)
+        return
     transaction.on_commit(lambda: orders_unified_status_refresh(order_ids=[push.order_id]))
 
 
@@ -935,6 +959,7 @@ def pushes_run(
         store=store, limit=10**9, include_queued=True
     )
     summary = PushRunSummary(shipments=len(ids))
+    refresh_later: set[int] = set()  # one unified-status pass at the end instead of one per push
     lock = threading.Lock()
     local = threading.local()
     clients: list[GenstoreClient] = []
@@ -954,7 +979,10 @@ def pushes_run(
     def one(shipment_id: int) -> None:
         close_old_connections()
         try:
-            outcome = shipment_push(shipment_id=shipment_id, client=client_for(store_of[shipment_id]), force=force)
+            outcome = shipment_push(
+                shipment_id=shipment_id, client=client_for(store_of[shipment_id]), force=force,
+                status_refresh_later=refresh_later,
+            )
         except Exception as exc:
             logger.exception("push of shipment %s failed", shipment_id)
             outcome = PushOutcome(PushResult.RETRY, detail=f"{type(exc).__name__}: {exc}")
@@ -992,6 +1020,7 @@ def pushes_run(
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for future in [pool.submit(drain) for _ in range(workers)]:
                 future.result()
+    orders_unified_status_refresh(order_ids=sorted(refresh_later))
     summary.seconds = time.monotonic() - started
     for client in clients:
         summary.requests += client.stats.requests
