@@ -207,7 +207,14 @@ def _upsert_locked(*, store: Store, records: list[OrderRecord]) -> PageCounts:
     if to_create:
         Order.objects.bulk_create(to_create)
     if to_update:
-        Order.objects.bulk_update(to_update, _ORDER_FIELDS)
+        # The rows exist and are locked by this transaction, so INSERT ... ON CONFLICT DO UPDATE is a plain
+        # update here, and one statement instead of bulk_update's per-field CASE expressions (much faster).
+        Order.objects.bulk_create(
+            to_update,
+            update_conflicts=True,
+            unique_fields=["store", "order_id"],
+            update_fields=[*_ORDER_FIELDS, "updated_at"],
+        )
     if unchanged_ids:
         Order.objects.filter(pk__in=unchanged_ids).update(last_synced_at=now)
     if written:
