@@ -366,10 +366,14 @@ def _lock_and_match(*, row: ExternalShipment, lookup: OrderLookup | None, now: d
         row.problem = lookup.problem
         return MatchOutcome(outcome="rejected", problem=lookup.problem)
     assert lookup.order is not None
-    # of=("self",): lock the order row only, not its store (matching for other orders of the store goes on).
-    order = Order.objects.select_for_update(of=("self",)).select_related("store").get(pk=lookup.order.pk)
+    order = lock_order(lookup.order.pk)
     ledger = OrderLedger.load([order])[order.pk]
     return match_row(row=row, order=order, ledger=ledger, now=now)
+
+
+def lock_order(order_pk: int) -> Order:
+    # of=("self",): lock the order row only, not its store (matching for other orders of the store goes on).
+    return Order.objects.select_for_update(of=("self",)).select_related("store").get(pk=order_pk)
 
 
 @dataclass
@@ -393,69 +397,125 @@ def external_shipments_receive(
     delivery_id: int | None = None,
     order: Order | None = None,
     now: datetime | None = None,
+    touch_channel: bool = True,
 ) -> ReceiveSummary:
     """Store and match the records one platform reported (a webhook delivery, a poll answer).
 
     `order`: the order the records are known to be about (a poll asked for it); otherwise each record's external
-    order id is looked up. Voided records go first so that a reissued label can take the items a void freed.
-    Outcomes per record: created/added (a shipment was written), already, waiting (order not mirrored yet: kept
-    and matched when it arrives), rejected (with the reason), withdrawn, duplicate (this report was stored before).
+    order id is looked up. Records about one order are handled in one transaction holding that order's lock;
+    voided ones go first, so that a reissued label can take the items a void freed. Outcomes per record:
+    created/added (a shipment was written), already, waiting (order not mirrored yet: kept and matched when it
+    arrives), rejected (with the reason), withdrawn, duplicate (this report was stored before).
     """
     now = now or timezone.now()
     summary = ReceiveSummary()
-    ordered = sorted(records, key=lambda record: not record.voided)
+    if not records:
+        return summary
+    keyed = sorted(((dedupe_key(r), r) for r in records), key=lambda item: not item[1].voided)
+    known = dict(
+        ExternalShipment.objects.filter(channel=channel, dedupe_key__in=[key for key, _ in keyed]).values_list(
+            "dedupe_key", "voided"
+        )
+    )
     lookups: dict[str, OrderLookup] = {}
     if order is None:
         lookups = orders_for_external_ids(
             store=channel.store,
-            external_ids=[r.external_order_id for r in ordered if not r.voided],
+            external_ids=[r.external_order_id for key, r in keyed if not r.voided and key not in known],
             source_names=channel.source_names,
         )
-    for record in ordered:
-        summary.outcomes.append(
-            _receive_one(
-                channel=channel,
-                record=record,
-                lookup=OrderLookup(order=order) if order is not None else lookups.get(record.external_order_id),
-                delivery_id=delivery_id,
-                now=now,
-            )
+    groups: dict[int | None, list[tuple[str, ExternalShipmentRecord]]] = {}
+    for key, record in keyed:
+        if key in known and not (record.voided and not known[key]):
+            summary.outcomes.append(MatchOutcome(outcome="duplicate"))  # stored before, nothing new in it
+            continue
+        lookup = OrderLookup(order=order) if order is not None else lookups.get(record.external_order_id)
+        target = lookup.order.pk if lookup is not None and lookup.order is not None and not record.voided else None
+        groups.setdefault(target, []).append((key, record))
+    for order_pk, items in groups.items():
+        summary.outcomes.extend(
+            _receive_group(channel=channel, order_pk=order_pk, items=items, lookups=lookups, delivery_id=delivery_id,
+                           now=now)
         )
-    if records:
+    if touch_channel:
         _touch(channel, now=now)
     return summary
 
 
-def _receive_one(
-    *, channel: Channel, record: ExternalShipmentRecord, lookup: OrderLookup | None, delivery_id: int | None,
+def _receive_group(
+    *,
+    channel: Channel,
+    order_pk: int | None,
+    items: Sequence[tuple[str, ExternalShipmentRecord]],
+    lookups: dict[str, OrderLookup],
+    delivery_id: int | None,
     now: datetime,
-) -> MatchOutcome:
-    key = dedupe_key(record)
-    try:
-        with transaction.atomic():
-            existing = (
-                ExternalShipment.objects.select_for_update().filter(channel=channel, dedupe_key=key).first()
-            )
-            if existing is not None:
-                if record.voided and not existing.voided:  # the platform voided a shipment it reported before
-                    existing.voided = True
-                    existing.reported_status = record.status[:64]
-                    outcome = withdraw_row(row=existing, now=now)
-                    existing.save()
-                    return outcome
-                return MatchOutcome(outcome="duplicate", shipment_id=existing.shipment_id)
-            row = _new_row(channel=channel, record=record, key=key, delivery_id=delivery_id)
-            row.save(force_insert=True)
-            outcome = withdraw_row(row=row, now=now) if record.voided else _lock_and_match(
-                row=row, lookup=lookup, now=now
-            )
-            row.save()
-            return outcome
-    except IntegrityError:
-        # The same report arriving twice at once: the other copy stored it.
-        if ExternalShipment.objects.filter(channel=channel, dedupe_key=key).exists():
-            return MatchOutcome(outcome="duplicate")
-        raise
+) -> list[MatchOutcome]:
+    """One transaction for the records of one order (or of no known order). A racing copy of the same report
+    makes the insert fail: the group is rolled back and done again, when the copy's rows are there to see."""
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                return _receive_group_once(channel=channel, order_pk=order_pk, items=items, lookups=lookups,
+                                           delivery_id=delivery_id, now=now)
+        except IntegrityError:
+            if attempt == 1:
+                raise
+            logger.info("channel %s: the same records arrived twice at once; handling them again", channel.slug)
+    raise AssertionError("unreachable")
+
+
+def _receive_group_once(
+    *,
+    channel: Channel,
+    order_pk: int | None,
+    items: Sequence[tuple[str, ExternalShipmentRecord]],
+    lookups: dict[str, OrderLookup],
+    delivery_id: int | None,
+    now: datetime,
+) -> list[MatchOutcome]:
+    ledger = None
+    known_shipments: dict[str, object] | None = None
+    if order_pk is not None:
+        order = lock_order(order_pk)
+        ledger = OrderLedger.load([order])[order.pk]
+        known_shipments = existing_shipments(
+            store=order.store,
+            numbers=[
+                canonical_tracking_number(store=order.store, number=r.tracking_number, carrier=r.carrier)
+                for _, r in items
+            ],
+        )
+    existing = {
+        row.dedupe_key: row
+        for row in ExternalShipment.objects.select_for_update().filter(
+            channel=channel, dedupe_key__in=[key for key, _ in items]
+        )
+    }
+    outcomes = []
+    for key, record in items:
+        row = existing.get(key)
+        if row is not None:
+            if record.voided and not row.voided:  # the platform voided a shipment it reported before
+                row.voided = True
+                row.reported_status = record.status[:64]
+                outcomes.append(withdraw_row(row=row, now=now))
+                row.save()
+            else:
+                outcomes.append(MatchOutcome(outcome="duplicate", shipment_id=row.shipment_id))
+            continue
+        row = _new_row(channel=channel, record=record, key=key, delivery_id=delivery_id)
+        if record.voided:
+            row.save(force_insert=True)  # withdraw_row looks for this channel's other records of the number
+            outcome = withdraw_row(row=row, now=now)
+        elif ledger is not None:
+            outcome = match_row(row=row, order=ledger.order, ledger=ledger, now=now, known_shipments=known_shipments)
+        else:
+            outcome = _lock_and_match(row=row, lookup=lookups.get(record.external_order_id), now=now)
+        row.save()
+        existing[key] = row
+        outcomes.append(outcome)
+    return outcomes
 
 
 def external_shipment_rematch(*, record_id: int, include_rejected: bool = False) -> MatchOutcome:
@@ -589,20 +649,36 @@ def channel_poll(
         return result
     orders = {order.pk: order for order in Order.objects.filter(pk__in=[item.order_pk for item in due])}
     deadline = time.monotonic() + time_budget_seconds if time_budget_seconds else None
-    options = {"client": client} if client is not None else {}
+    options: dict[str, object] = {}
+    if client is not None:
+        options["client"] = client
+        result.stats = getattr(client, "stats", result.stats)
     error = ""
     pause_for: float | None = None
+    asked: list[OrderPoll] = []
+
+    def remember_asked() -> None:
+        # When each order was last asked, written in batches (one upsert each).
+        if asked:
+            OrderPoll.objects.bulk_create(
+                asked, update_conflicts=True, unique_fields=["channel", "order"],
+                update_fields=["last_polled_at", "shipments_seen"],
+            )
+            asked.clear()
+
     try:
         for polled, records in connector.fetch_shipments(
             channel, due, stats=result.stats, deadline=deadline, **options  # type: ignore[call-arg]
         ):
             order = orders[polled.order_pk]
-            summary = external_shipments_receive(channel=channel, records=records, order=order, now=timezone.now())
-            result.summary.outcomes.extend(summary.outcomes)
-            OrderPoll.objects.update_or_create(
-                channel=channel, order=order,
-                defaults={"last_polled_at": timezone.now(), "shipments_seen": len(records)},
+            summary = external_shipments_receive(
+                channel=channel, records=records, order=order, now=timezone.now(), touch_channel=False
             )
+            result.summary.outcomes.extend(summary.outcomes)
+            asked.append(OrderPoll(channel=channel, order=order, last_polled_at=timezone.now(),
+                                   shipments_seen=len(records)))
+            if len(asked) >= 50:
+                remember_asked()
             result.orders_asked += 1
         if result.orders_asked < len(due):
             result.stopped = "time budget used up"
@@ -615,6 +691,8 @@ def channel_poll(
     except ConnectorError as exc:
         result.stopped = error = str(exc)
         pause_for = 300.0 if exc.transient else 3600.0
+    finally:
+        remember_asked()
     Channel.objects.filter(pk=channel.pk).update(
         last_polled_at=now,
         last_activity_at=now,

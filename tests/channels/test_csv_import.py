@@ -102,6 +102,7 @@ def build_acceptance_file(store) -> tuple[bytes, dict[int, str]]:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_acceptance_1000_rows_30_bad_then_reimport_creates_nothing(store):
     data, expected = build_acceptance_file(store)
     report = tracking_csv_import(store=store, data=data, file_name="tracking.csv")
