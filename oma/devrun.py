@@ -157,7 +157,8 @@ def main() -> int:
 def stop_all(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
     for _, process in reversed(children):
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
+            # The main process only: Celery then shuts its pool down warmly (finishing what it holds).
+            process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 15
     for name, process in reversed(children):
         try:
