@@ -131,7 +131,9 @@ class TrackingPage:
     cancelled: bool
     overall_label: str
     parcels: list[ParcelView]
+    order_items: list[ParcelItem]
     not_shipped: list[ParcelItem]
+    overall_tone: str = ""  # "problem", "done" or "": how the status badge is drawn
     steps: tuple[str, ...] = STEPS
 
 
@@ -253,13 +255,21 @@ def tracking_page_for(order: Order, *, now: datetime | None = None) -> TrackingP
     ]
     parcels = [_parcel_from_shipment(shipment, lanes, now, line_items) for shipment in shipments]
     parcels += [_parcel_from_fulfillment(fulfillment, line_items) for fulfillment in fulfillments]
+    shippable = [(line, line.quantity) for line in line_items if line.requires_shipping is not False]
+    order_items: list[ParcelItem] = []
+    if len(parcels) == 1 and not parcels[0].items:
+        parcels[0].items = _items(shippable)  # the one parcel carries the order
+    elif any(not parcel.items for parcel in parcels):
+        order_items = _items(shippable)  # which parcel carries what is unknown: list the order once
     return TrackingPage(
         branding=branding_for(order.store),
         order_label=order.name or f"#{order.order_id}",
         placed_at=order.genstore_created_at,
         cancelled=order.is_cancelled,
         overall_label=_overall_label(order, parcels),
+        overall_tone=_overall_tone(order, parcels),
         parcels=parcels,
+        order_items=order_items,
         not_shipped=[] if order.is_cancelled else _not_shipped(order, line_items, shipments),
     )
 
@@ -372,6 +382,16 @@ def _overall_label(order: Order, parcels: list[ParcelView]) -> str:
     if all(parcel.status == Status.DELIVERED for parcel in parcels):
         return "Delivered"
     return "On its way"
+
+
+def _overall_tone(order: Order, parcels: list[ParcelView]) -> str:
+    if order.is_cancelled or order.unified_status in ("delivery_issue", "returned", "cancelled", "refunded"):
+        return "problem"
+    if any(parcel.is_problem for parcel in parcels):
+        return "problem"
+    if order.unified_status == "delivered" or (parcels and all(p.status == Status.DELIVERED for p in parcels)):
+        return "done"
+    return ""
 
 
 def delivery_window_text(estimate: DeliveryEstimate) -> str:

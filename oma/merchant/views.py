@@ -40,8 +40,10 @@ def _secure(response: HttpResponse, nonce: str) -> HttpResponse:
         f"default-src 'none'; img-src 'self'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
         "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
-    # The token in the URL is the key to the page: never sent to carrier sites, never cached or indexed.
-    response["Referrer-Policy"] = "no-referrer"
+    # The token in the URL is the key to the page: never sent to carrier sites (no Referer leaves the site),
+    # never cached or indexed. Not "no-referrer": browsers would then send `Origin: null` with the lookup form,
+    # which Django's CSRF check rightly refuses.
+    response["Referrer-Policy"] = "same-origin"
     response["X-Robots-Tag"] = "noindex, nofollow"
     response["Cache-Control"] = "no-store"
     return response

@@ -104,7 +104,7 @@ def test_the_page_is_self_contained_and_private(client, tracked_order: Tracked):
     assert "<link" not in html
     csp = response["Content-Security-Policy"]
     assert "default-src 'none'" in csp and "script-src 'nonce-" in csp
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "same-origin"
     assert "no-store" in response["Cache-Control"]
     assert tracked_order.order.email not in html
     assert 'name="viewport"' in html and '<html lang="en">' in html
