@@ -464,9 +464,10 @@ def poll_due_shipments(
             done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
             for future in done:
                 item, token, shipments = in_flight.pop(future)
-                _store_outcome(item, token, shipments, future.result(), now, summary)
-                if not item.failed:
-                    submit(item)
+                outcome = future.result()
+                if outcome.account_error is None:
+                    submit(item)  # the account's next chunk travels while this one is stored
+                _store_outcome(item, token, shipments, outcome, now, summary)
 
     for item in work:
         if item.answered_any and not item.failed and (item.account.consecutive_failures or item.account.backoff_until):

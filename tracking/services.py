@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from oma.orders.models import LineItem, Order
@@ -282,7 +283,7 @@ def shipments_apply_results(
     ):
         known_keys[shipment_id].add(key)
 
-    new_events: list[TrackingEvent] = []
+    new_events: list[tuple] = []  # rows in EVENT_COLUMNS order
     outcomes: list[ApplyOutcome] = []
     changed_shipments: list[Shipment] = []
     for shipment, result in pairs:
@@ -295,15 +296,16 @@ def shipments_apply_results(
             keys.add(key)
             added += 1
             new_events.append(
-                TrackingEvent(
-                    shipment_id=shipment.pk,
-                    occurred_at=_aware(record.occurred_at),
-                    status=record.status[:32],
-                    substatus=record.substatus[:32],
-                    raw_code=record.raw_code[:64],
-                    raw_text=record.raw_text[:1024],
-                    location=record.location[:255],
-                    key=key,
+                (
+                    shipment.pk,
+                    _aware(record.occurred_at),
+                    str(record.status)[:32],
+                    str(record.substatus)[:32],
+                    record.raw_code[:64],
+                    record.raw_text[:1024],
+                    record.location[:255],
+                    key,
+                    now,
                 )
             )
         previous_status = shipment.status
@@ -323,9 +325,9 @@ def shipments_apply_results(
 
     with transaction.atomic():
         if new_events:
-            TrackingEvent.objects.bulk_create(new_events, batch_size=1000, ignore_conflicts=True)
+            insert_events(new_events)
         # Only the fields a poll owns: a concurrent shipment_add (order, lines, carrier) is never overwritten.
-        Shipment.objects.bulk_update([s for s, _ in pairs], APPLY_FIELDS, batch_size=500)
+        bulk_update_rows([s for s, _ in pairs], APPLY_FIELDS)
         for carrier, ids in identified.items():
             Shipment.objects.filter(pk__in=ids, carrier="").update(carrier=carrier)
         for shipment in changed_shipments:
@@ -355,6 +357,72 @@ APPLY_FIELDS = [
     "poll_claim_token",
     "updated_at",
 ]
+
+
+EVENT_COLUMNS = ("shipment_id", "occurred_at", "status", "substatus", "raw_code", "raw_text", "location", "key",
+                 "created_at")
+
+
+def insert_events(rows: Sequence[tuple], *, batch_size: int = 2000) -> None:
+    """Insert event rows (EVENT_COLUMNS order); a row whose (shipment, key) exists already is skipped.
+
+    On PostgreSQL one INSERT ... SELECT FROM unnest(arrays) per batch, without building model instances (a poll
+    inserts tens of thousands); elsewhere bulk_create(ignore_conflicts=True).
+    """
+    if connection.vendor != "postgresql":
+        TrackingEvent.objects.bulk_create(
+            [TrackingEvent(**dict(zip(EVENT_COLUMNS, row, strict=True))) for row in rows],
+            batch_size=500,
+            ignore_conflicts=True,
+        )
+        return
+    fields = [TrackingEvent._meta.get_field(name) for name in EVENT_COLUMNS]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in fields)
+    table = quote(TrackingEvent._meta.db_table)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}) "  # noqa: S608 - identifiers quoted
+                f"ON CONFLICT ({quote('shipment_id')}, {quote('key')}) DO NOTHING",
+                [list(column) for column in zip(*batch, strict=True)],
+            )
+
+
+def bulk_update_rows(objects: Sequence[Model], field_names: Sequence[str], *, batch_size: int = 1000) -> None:
+    """Write `field_names` of many rows of one model: one UPDATE ... FROM (VALUES ...) per batch on PostgreSQL.
+
+    Django's bulk_update builds a CASE WHEN per field and row, whose cost grows with rows x fields in Python and in
+    the database (measured: 20 s for 2,000 shipments); a VALUES list is linear. Other databases use bulk_update.
+    """
+    if not objects:
+        return
+    model = type(objects[0])
+    if connection.vendor != "postgresql":
+        model.objects.bulk_update(objects, field_names, batch_size=500)
+        return
+    fields = [model._meta.get_field(name) for name in field_names]
+    pk = model._meta.pk
+    quote = connection.ops.quote_name
+    columns = [pk, *fields]
+    row_sql = "(" + ", ".join(f"%s::{field.cast_db_type(connection)}" for field in columns) + ")"
+    assignments = ", ".join(f"{quote(field.column)} = v.{quote(field.column)}" for field in fields)
+    names = ", ".join(quote(field.column) for field in columns)
+    table = quote(model._meta.db_table)
+    with connection.cursor() as cursor:
+        for start in range(0, len(objects), batch_size):
+            batch = objects[start : start + batch_size]
+            params: list[object] = []
+            for obj in batch:
+                for field in columns:
+                    params.append(field.get_db_prep_save(getattr(obj, field.attname), connection))
+            cursor.execute(
+                f"UPDATE {table} AS t SET {assignments} FROM (VALUES {', '.join([row_sql] * len(batch))}) "  # noqa: S608 - identifiers quoted, values bound
+                f"AS v({names}) WHERE t.{quote(pk.column)} = v.{quote(pk.column)}",
+                params,
+            )
 
 
 def _apply_to_shipment(shipment: Shipment, result: TrackingResult, now: datetime) -> bool:
@@ -443,11 +511,10 @@ def shipments_record_failure(*, shipments: Sequence[Shipment], error: str, now: 
         shipment.poll_claim_token = ""
         shipment.updated_at = now
         shipment.next_poll_at = next_poll_at_for(shipment, now)
-    Shipment.objects.bulk_update(
+    bulk_update_rows(
         shipments,
         ["consecutive_failures", "last_error", "last_polled_at", "poll_claimed_until", "poll_claim_token",
          "next_poll_at", "updated_at"],
-        batch_size=500,
     )
 
 

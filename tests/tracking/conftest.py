@@ -10,7 +10,7 @@ import pytest
 from oma.stores.models import Store
 from tracking.models import CarrierAccount
 from tracking.polling import forget_transports
-from tracking.sandbox import CARRIERS, CarrierSandbox
+from tracking.sandbox import CARRIERS, CarrierSandbox, SandboxProcess
 from tracking.services import carrier_account_add
 
 # Journeys start within the 48 h after the epoch and last at most ~6 days: nine days ago, every journey has ended
@@ -42,7 +42,11 @@ def carrier_sandbox() -> Iterator[CarrierSandbox]:
 
 
 def add_sandbox_account(
-    sandbox: CarrierSandbox, carrier: str, *, store: Store | None = None, rate_limit: tuple[int, float] | None = None
+    sandbox: CarrierSandbox | SandboxProcess,
+    carrier: str,
+    *,
+    store: Store | None = None,
+    rate_limit: tuple[int, float] | None = None,
 ) -> CarrierAccount:
     credentials = (
         {"api_key": f"{carrier}-key"}

@@ -2,6 +2,7 @@
 
 from tracking.sandbox.journeys import FINAL_STATUS, Milestone, Scenario, scenario_for
 from tracking.sandbox.numbers import numbers_for
+from tracking.sandbox.remote import SandboxProcess
 from tracking.sandbox.server import CARRIERS, CarrierSandbox, Limit, published_limits
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "CarrierSandbox",
     "Limit",
     "Milestone",
+    "SandboxProcess",
     "Scenario",
     "numbers_for",
     "published_limits",

@@ -365,6 +365,9 @@ Response = tuple[int, Any, dict[str, str]]
 class _Handler(BaseHTTPRequestHandler):
     sandbox: CarrierSandbox
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse their connection, as with the real APIs
+    # Headers and body leave in one segment: otherwise Nagle + delayed ACK cost ~40 ms per keep-alive request.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
     server_version = "OMA-CarrierSandbox/1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -384,6 +387,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         self._body = self.rfile.read(length) if length else b""
         self._query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        if url.path.startswith("/_sandbox/"):
+            try:
+                status, body = self._control(method, url.path[len("/_sandbox/"):])
+            except (KeyError, TypeError, ValueError) as exc:
+                status, body = 400, {"error": f"bad control request: {exc}"}
+            self._send(status, body)
+            return
         route = self._route(method, url.path)
         if route is None:
             self._send(404, {"error": f"no such endpoint: {method} {url.path}"})
@@ -401,6 +411,37 @@ class _Handler(BaseHTTPRequestHandler):
             status, body, headers = reject.status, reject.body, reject.headers
         self.sandbox._count(endpoint, status, getattr(self, "_numbers_asked", 0))
         self._send(status, body, headers)
+
+    def _control(self, method: str, action: str) -> tuple[int, Any]:
+        """Remote control for a sandbox in another process (tracking/sandbox/remote.py): clock, limits, faults."""
+        sandbox = self.sandbox
+        body = self._json_body() if method == "POST" else None
+        if method == "GET" and action == "stats":
+            return 200, sandbox.stats()
+        if method == "GET" and action == "clock":
+            return 200, {"now": sandbox.now().isoformat(), "epoch": sandbox.epoch.isoformat()}
+        if method != "POST" or not isinstance(body, dict):
+            return 404, {"error": f"no control action {method} {action}"}
+        if action == "clock":
+            sandbox.set_clock(datetime.fromisoformat(body["now"]), running=bool(body.get("running", False)))
+        elif action == "reset_stats":
+            sandbox.reset_stats()
+        elif action == "rate_limit":
+            sandbox.set_rate_limit(body["carrier"], int(body["requests"]), float(body["per_seconds"]))
+        elif action == "down":
+            sandbox.set_down(body["carrier"], bool(body.get("down", True)), seconds=body.get("seconds"))
+        elif action == "fail_next":
+            sandbox.fail_next(body["carrier"], int(body.get("count", 1)), status=int(body.get("status", 503)))
+        elif action == "script":
+            sandbox.script(body["number"], body["scenario"])
+        elif action == "credentials":
+            sandbox.set_credentials(
+                body["carrier"], client_id=body.get("client_id", ""), client_secret=body.get("client_secret", ""),
+                api_key=body.get("api_key", ""),
+            )
+        else:
+            return 404, {"error": f"no control action {action}"}
+        return 200, {"ok": True}
 
     def _route(self, method: str, path: str) -> tuple[str, str, Callable[[], Response]] | None:
         if method == "POST" and path == "/security/v1/oauth/token":
