@@ -25,11 +25,11 @@ from oma.channels.connectors.csv import CsvFileError, CsvRow, parse_tracking_csv
 from oma.channels.matching import OrderLedger, lock_orders, orders_for_external_ids
 from oma.channels.models import Channel, CsvImport, ExternalShipment
 from oma.channels.services import (
-    _new_row,
-    _touch,
     canonical_tracking_number,
+    channel_touch,
     dedupe_key,
     existing_shipments,
+    external_shipment_row,
     match_row,
 )
 from oma.stores.models import Store
@@ -233,7 +233,7 @@ def tracking_csv_import(
             csv_import.report = report.as_json()
             csv_import.finished_at = timezone.now()
             csv_import.save()
-            _touch(channel, now=now)
+            channel_touch(channel, now=now)
             if dry_run:
                 raise _DryRunRollback
     except _DryRunRollback:
@@ -317,7 +317,7 @@ def _import_rows(
         if lookup is not None and lookup.problem:
             done(row, REJECTED, lookup.problem)
             continue
-        db_row = _new_row(channel=channel, record=record, key=keys[row.line], csv_import=csv_import)
+        db_row = external_shipment_row(channel=channel, record=record, key=keys[row.line], csv_import=csv_import)
         if lookup is None:
             done(
                 row,

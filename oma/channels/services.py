@@ -148,7 +148,7 @@ def csv_channel_for(*, store: Store, name: str | None) -> Channel:
     return channel or channel_create(store=store, kind="csv", name="CSV import")
 
 
-def _touch(channel: Channel, *, now: datetime) -> None:
+def channel_touch(channel: Channel, *, now: datetime) -> None:
     Channel.objects.filter(pk=channel.pk).update(last_activity_at=now)
     channel.last_activity_at = now
 
@@ -212,7 +212,7 @@ class MatchOutcome:
     tracking_number: str = ""  # the number as the tracking engine holds it
 
 
-def _new_row(
+def external_shipment_row(
     *,
     channel: Channel,
     record: ExternalShipmentRecord,
@@ -438,7 +438,7 @@ def external_shipments_receive(
                            now=now)
         )
     if touch_channel:
-        _touch(channel, now=now)
+        channel_touch(channel, now=now)
     return summary
 
 
@@ -504,7 +504,7 @@ def _receive_group_once(
             else:
                 outcomes.append(MatchOutcome(outcome="duplicate", shipment_id=row.shipment_id))
             continue
-        row = _new_row(channel=channel, record=record, key=key, delivery_id=delivery_id)
+        row = external_shipment_row(channel=channel, record=record, key=key, delivery_id=delivery_id)
         if record.voided:
             row.save(force_insert=True)  # withdraw_row looks for this channel's other records of the number
             outcome = withdraw_row(row=row, now=now)
