@@ -220,8 +220,9 @@ class CarrierTransport:
     def _send(self, call: HttpCall) -> tuple[int, Any]:
         """One request with auth, rate limit and transient retries; returns (status, decoded JSON body).
 
-        Returns 2xx answers, and 4xx answers with a JSON body (carriers answer "not found" that way: the parser
-        turns them into results). Raises for everything else.
+        Returns 2xx answers, and 404 answers with a JSON body (UPS, USPS and DHL say "unknown number" that way:
+        the parser turns them into not-found results). Raises for everything else: a 400 is our mistake or a
+        number the carrier rejects, and retrying it would not help.
         """
         url = f"{self.base_url}{call.path}"
         refreshed_token = False
@@ -279,10 +280,10 @@ class CarrierTransport:
                         status_code=status, body=response.text,
                     )
                 return status, body
-            if 400 <= status < 500 and body is not None:
-                return status, body
+            if status == 404 and body is not None:
+                return status, body  # carriers answer "unknown number" this way: the parser makes results of it
             raise CarrierError(
-                f"{self.spec.display_name} answered HTTP {status} for {call.method} {call.path}",
+                f"{self.spec.display_name} refused {call.method} {call.path}: HTTP {status} {response.text[:300]}",
                 status_code=status, body=response.text,
             )
 
