@@ -56,6 +56,7 @@ class Command(BaseCommand):
                 f"{number} ({sandbox.scenario(number)})" for number in numbers_for(carrier, int(options["examples"]))
             )
             self.stdout.write(f"  {carrier:8} limit {limit.requests}/{limit.per_seconds:g}s  e.g. {samples}")
+        self.stdout.flush()
         try:
             sandbox.serve_forever()
         except KeyboardInterrupt:
