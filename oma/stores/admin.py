@@ -4,8 +4,10 @@ settings on the store's page. Secrets are write-only: never rendered back to a p
 from __future__ import annotations
 
 import logging
+from fnmatch import fnmatch
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 from django.conf import settings
@@ -39,6 +41,21 @@ def default_webhook_address(request: HttpRequest | None) -> str:
     return request.build_absolute_uri(route) if request is not None else ""
 
 
+# Hosts a merchant may point a store's API at (Genstore's own by default): the worker calls that URL with the
+# store's token, so an arbitrary one would let a merchant aim OMA at internal addresses (SSRF). Superusers may use
+# any (sandboxes, staging). Override with OMA_MERCHANT_API_HOSTS (fnmatch patterns).
+DEFAULT_MERCHANT_API_HOSTS = ("*.genmystore.com",)
+
+
+def api_base_url_allowed(url: str, *, user: Any) -> bool:
+    if not url or user.is_superuser:
+        return True
+    parts = urlsplit(url)
+    patterns = getattr(settings, "OMA_MERCHANT_API_HOSTS", DEFAULT_MERCHANT_API_HOSTS)
+    host = (parts.hostname or "").lower()
+    return parts.scheme in ("https", "http") and any(fnmatch(host, pattern) for pattern in patterns)
+
+
 def enqueue_backfill(store: Store, kind: str = SyncRun.Kind.FULL) -> None:
     """Start a sweep once the surrounding transaction commits (the task must find the store)."""
     from oma.orders.tasks import sweep_store
@@ -61,6 +78,16 @@ class StoreConnectForm(forms.Form):
         required=False, assume_scheme="https", help_text="Where Genstore sends webhooks (https)"
     )
     start_backfill = forms.BooleanField(initial=True, required=False, label="Import the store's orders now")
+
+    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_api_base_url(self) -> str:
+        url = self.cleaned_data.get("api_base_url") or ""
+        if self.user is not None and not api_base_url_allowed(url, user=self.user):
+            raise forms.ValidationError("Only Genstore's own API hosts may be used here; ask your operator.")
+        return url
 
     def clean_domain(self) -> str:
         domain = self.cleaned_data["domain"].strip().lower()
@@ -117,7 +144,7 @@ class StoreBrandingInline(admin.StackedInline):
     model = StoreBranding
     form = StoreBrandingForm
     can_delete = False
-    extra = 0
+    extra = 1  # shown ready to fill when the store has none yet (an untouched form saves nothing)
     max_num = 1
     fields = ["display_name", "accent_colour", "current_logo", "logo_upload", "remove_logo", "support_email",
               "support_url"]
@@ -134,7 +161,7 @@ class StoreBrandingInline(admin.StackedInline):
 class AlertPolicyInline(admin.StackedInline):
     model = AlertPolicy
     can_delete = False
-    extra = 0
+    extra = 1
     max_num = 1
     fields = ["is_enabled", "recipients", "not_picked_up_after_days", "stuck_after_days", "late_after_days",
               "include_exceptions", "send_hour_utc"]
@@ -155,6 +182,12 @@ class StoreAdmin(admin.ModelAdmin):
     exclude = ["access_token", "client_secret", "previous_client_secret"]
     readonly_fields = ["domain", "genstore_shop_id", "scopes", "fulfillment_create_path", "created_at", "updated_at"]
     actions = ["register_webhooks", "start_full_backfill", "start_incremental_sweep"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Store | None = None) -> list[str]:
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            readonly.append("api_base_url")  # changed through the connect form, which checks the host
+        return readonly
 
     def get_inlines(self, request: HttpRequest, obj: Store | None) -> list[type]:
         inlines: list[type] = [StoreBrandingInline, AlertPolicyInline]
@@ -201,13 +234,13 @@ class StoreAdmin(admin.ModelAdmin):
         if not self.has_add_permission(request) and not request.user.is_superuser:
             raise PermissionDenied
         if request.method == "POST":
-            form = StoreConnectForm(request.POST)
+            form = StoreConnectForm(request.POST, user=request.user)
             if form.is_valid():
                 store = self._connect(request, form)
                 if store is not None:
                     return HttpResponseRedirect(reverse("admin:stores_store_change", args=[store.pk]))
         else:
-            form = StoreConnectForm(initial={"webhook_address": default_webhook_address(request)})
+            form = StoreConnectForm(initial={"webhook_address": default_webhook_address(request)}, user=request.user)
         context = {
             **self.admin_site.each_context(request),
             "title": "Connect a Genstore store",

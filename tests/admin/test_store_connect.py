@@ -25,6 +25,11 @@ def sandbox() -> Iterator:
     sandbox.stop()
 
 
+@pytest.fixture(autouse=True)
+def sandbox_host_allowed(settings):
+    settings.OMA_MERCHANT_API_HOSTS = ["*.genmystore.com", "127.0.0.1"]
+
+
 @pytest.fixture
 def merchant_client(client, db):
     user = merchant("newbie", StoreFactory(domain="first.genmystore.com"))
@@ -86,3 +91,14 @@ def test_the_add_button_leads_to_the_connect_form(merchant_client):
     response = merchant_client.get(reverse("admin:stores_store_add"))
     assert response.status_code == 302 and response["Location"] == reverse(CONNECT)
     assert merchant_client.get(reverse(CONNECT)).status_code == 200
+
+
+def test_a_merchant_cannot_aim_the_api_at_an_arbitrary_host(merchant_client, sandbox, settings):
+    settings.OMA_MERCHANT_API_HOSTS = ["*.genmystore.com"]
+    response = merchant_client.post(reverse(CONNECT), _form(sandbox, api_base_url="http://169.254.169.254/latest"))
+    assert response.status_code == 200
+    assert "Only Genstore" in response.content.decode()
+    assert not Store.objects.filter(domain=sandbox.domain_for("shop1")).exists()
+    store = Store.objects.get(domain="first.genmystore.com")
+    page = merchant_client.get(reverse("admin:stores_store_change", args=[store.pk])).content.decode()
+    assert 'name="api_base_url"' not in page

@@ -100,3 +100,31 @@ def test_customer_looks_up_an_order_on_a_phone(live_server, phone, shop):
     url = phone.url
     phone.goto(url)
     assert "Order #1002" in phone.locator("h1").inner_text()
+
+
+def test_merchant_brands_the_tracking_page(live_server, page, shop, tmp_path):
+    import base64
+
+    from oma.merchant.models import StoreBranding
+
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="))
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "teapots")
+    page.fill("#id_password", "pw-teapots")
+    page.click("input[type=submit]")
+    page.goto(f"{live_server.url}/admin/stores/store/{shop.pk}/change/")
+    page.fill("#id_branding-0-display_name", "The Teapot Emporium")
+    page.set_input_files("#id_branding-0-logo_upload", str(logo))
+    page.fill("#id_alert_policy-0-recipients", "ops@teapots.example")
+    page.click("input[name=_continue]")
+    page.wait_for_selector(".messagelist .success")
+    screenshot(page, "merchant-05-branding")
+    branding = StoreBranding.objects.get(store=shop)
+    assert branding.display_name == "The Teapot Emporium" and branding.logo_content_type == "image/png"
+    assert shop.alert_policy.recipient_list == ["ops@teapots.example"]
+
+    page.goto(f"{live_server.url}/track/?store={shop.domain}")
+    assert page.locator("header.brand .name").inner_text() == "The Teapot Emporium"
+    assert page.evaluate("document.querySelector('header.brand img').naturalWidth") == 1  # served by OMA
