@@ -5,8 +5,10 @@ Every row is checked; good rows become shipments while bad ones are reported wit
 kept and matched as soon as the order arrives. Importing the same file again creates nothing: each row is a
 record with a dedupe key, and a row repeating what a shipment holds adds nothing.
 
-The import runs in one transaction holding the rows' orders locked, so it never races a webhook or a poll for the
-last items of an order, and a failure half-way leaves nothing half-written.
+Rows are matched in batches of orders, each batch one transaction holding its orders locked: an import never races
+a webhook or a poll for the last items of an order, and never holds an order for long. A failure half-way leaves
+complete batches only (no row half-written); importing the file again finishes the rest. A dry run is one
+transaction, rolled back.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -202,7 +205,8 @@ def tracking_csv_import(
     report.rows = len(parsed.rows)
     report.ignored_columns = parsed.ignored_columns
     try:
-        with transaction.atomic():
+        # A dry run is one transaction rolled back at the end; a real import commits batch by batch.
+        with transaction.atomic() if dry_run else nullcontext():
             try:
                 channel = channel or csv_channel_for(store=store, name=channel_name)
             except ChannelInvalid as exc:
@@ -212,8 +216,6 @@ def tracking_csv_import(
                 report.file_error = f"channel {channel.name!r} belongs to another store"
                 return report
             report.channel_name = channel.name
-            # One import at a time per channel: a second upload of the same file waits, then finds it imported.
-            Channel.objects.select_for_update().filter(pk=channel.pk).first()
             csv_import = CsvImport.objects.create(
                 store=store,
                 channel=channel,
@@ -224,7 +226,16 @@ def tracking_csv_import(
                 rows=len(parsed.rows),
             )
             report.import_id = csv_import.pk
-            _import_rows(store=store, channel=channel, csv_import=csv_import, rows=parsed.rows, report=report, now=now)
+            try:
+                _import_rows(
+                    store=store, channel=channel, csv_import=csv_import, rows=parsed.rows, report=report, now=now
+                )
+            except Exception as exc:
+                # Batches before the failure are in (each complete); importing the file again finishes the rest.
+                csv_import.file_error = f"stopped by an error: {type(exc).__name__}: {exc}"[:2000]
+                csv_import.finished_at = timezone.now()
+                csv_import.save(update_fields=["file_error", "finished_at"])
+                raise
             csv_import.shipments_created = report.count(CREATED)
             csv_import.lines_added = report.count(ADDED)
             csv_import.already_imported = report.count(ALREADY)
@@ -242,6 +253,24 @@ def tracking_csv_import(
     return report
 
 
+class _Results:
+    """Each row's outcome, by line."""
+
+    def __init__(self) -> None:
+        self.by_line: dict[int, RowResult] = {}
+
+    def done(self, row: CsvRow, outcome: str, reason: str = "") -> None:
+        record = row.record
+        self.by_line[row.line] = RowResult(
+            line=row.line,
+            outcome=outcome,
+            reason=reason,
+            order=record.external_order_id if record else row.values.get("order", ""),
+            tracking_number=record.tracking_number if record else row.values.get("tracking_number", ""),
+            values=dict(row.values) if outcome in PROBLEM_OUTCOMES else {},
+        )
+
+
 def _import_rows(
     *,
     store: Store,
@@ -251,105 +280,139 @@ def _import_rows(
     report: CsvImportReport,
     now: datetime,
 ) -> None:
-    results: dict[int, RowResult] = {}
-
-    def done(row: CsvRow, outcome: str, reason: str = "") -> None:
-        record = row.record
-        results[row.line] = RowResult(
-            line=row.line,
-            outcome=outcome,
-            reason=reason,
-            order=record.external_order_id if record else row.values.get("order", ""),
-            tracking_number=record.tracking_number if record else row.values.get("tracking_number", ""),
-            values=dict(row.values) if outcome in PROBLEM_OUTCOMES else {},
-        )
-
+    results = _Results()
     for row in rows:
         if row.problem:
-            done(row, REJECTED, row.problem)
+            results.done(row, REJECTED, row.problem)
     for line, problem in _check_within_file(rows).items():
-        done(next(r for r in rows if r.line == line), REJECTED, problem)
-    good = [row for row in rows if row.line not in results]
-
-    # Imported before (this channel, same report): nothing to do.
+        results.done(next(r for r in rows if r.line == line), REJECTED, problem)
+    good = [row for row in rows if row.line not in results.by_line]
     keys = {row.line: dedupe_key(row.record) for row in good if row.record is not None}
-    known = dict(
-        ExternalShipment.objects.filter(channel=channel, dedupe_key__in=list(keys.values())).values_list(
-            "dedupe_key", "state"
-        )
-    )
-    fresh = []
-    for row in good:
-        state = known.get(keys[row.line])
-        if state is None:
-            fresh.append(row)
-        elif state == ExternalShipment.State.UNMATCHED:
-            assert row.record is not None
-            done(row, WAITING, f"still waiting for order {row.record.external_order_id!r} (kept from an earlier "
-                               "import; matched automatically when the order arrives)")
-        else:
-            done(row, ALREADY)
-
     lookups = orders_for_external_ids(
         store=store,
-        external_ids={row.record.external_order_id for row in fresh if row.record is not None},
+        external_ids={row.record.external_order_id for row in good if row.record is not None},
         source_names=channel.source_names,
     )
-    orders = lock_orders(lookup.order for lookup in lookups.values() if lookup.order is not None)
+    waiting: list[CsvRow] = []
+    by_order: dict[int, list[CsvRow]] = {}
+    for row in good:
+        assert row.record is not None
+        lookup = lookups.get(row.record.external_order_id)
+        if lookup is None:
+            waiting.append(row)
+        elif lookup.problem:
+            results.done(row, REJECTED, lookup.problem)
+        else:
+            assert lookup.order is not None
+            by_order.setdefault(lookup.order.pk, []).append(row)
+
+    _import_waiting(channel=channel, csv_import=csv_import, rows=waiting, keys=keys, results=results)
+    # Batches of orders, each in its own transaction holding those orders locked: a long file never holds an
+    # order for long, and a webhook or poll for the same order waits for one batch at most.
+    order_pks = list(by_order)
+    for start in range(0, len(order_pks), ORDERS_PER_BATCH):
+        batch = {pk: by_order[pk] for pk in order_pks[start:start + ORDERS_PER_BATCH]}
+        with transaction.atomic():
+            _import_batch(store=store, channel=channel, csv_import=csv_import, rows_by_order=batch, keys=keys,
+                          results=results, now=now)
+    report.results = [results.by_line[row.line] for row in rows]
+
+
+ORDERS_PER_BATCH = 200
+
+
+def _known_states(channel: Channel, keys: Sequence[str]) -> dict[str, str]:
+    """Rows this channel stored before (an earlier import of the same rows): dedupe key -> state."""
+    return dict(
+        ExternalShipment.objects.filter(channel=channel, dedupe_key__in=list(keys)).values_list("dedupe_key", "state")
+    )
+
+
+def _skip_if_known(row: CsvRow, state: str | None, results: _Results) -> bool:
+    if state is None:
+        return False
+    if state == ExternalShipment.State.UNMATCHED:
+        assert row.record is not None
+        results.done(row, WAITING, f"still waiting for order {row.record.external_order_id!r} (kept from an "
+                                   "earlier import; matched automatically when the order arrives)")
+    else:
+        results.done(row, ALREADY)
+    return True
+
+
+def _import_waiting(
+    *, channel: Channel, csv_import: CsvImport, rows: Sequence[CsvRow], keys: dict[int, str], results: _Results
+) -> None:
+    """Rows whose order is not mirrored: kept as unmatched records, matched when the order arrives."""
+    if not rows:
+        return
+    known = _known_states(channel, [keys[row.line] for row in rows])
+    new_rows = []
+    for row in rows:
+        assert row.record is not None
+        if _skip_if_known(row, known.get(keys[row.line]), results):
+            continue
+        results.done(
+            row,
+            WAITING,
+            f"unknown order {row.record.external_order_id!r}: no mirrored order has this orderId or "
+            "sourceIdentifier; kept, and matched automatically if that order arrives",
+        )
+        new_rows.append(
+            external_shipment_row(channel=channel, record=row.record, key=keys[row.line], csv_import=csv_import)
+        )
+    # ignore_conflicts: the same rows imported at the same moment by someone else are already kept.
+    ExternalShipment.objects.bulk_create(new_rows, batch_size=500, ignore_conflicts=True)
+
+
+def _import_batch(
+    *,
+    store: Store,
+    channel: Channel,
+    csv_import: CsvImport,
+    rows_by_order: dict[int, list[CsvRow]],
+    keys: dict[int, str],
+    results: _Results,
+    now: datetime,
+) -> None:
+    orders = lock_orders(rows_by_order)
     for order in orders:
         order.store = store
-    by_pk = {order.pk: order for order in orders}
     ledgers = OrderLedger.load(orders)
+    rows = [row for order in orders for row in rows_by_order[order.pk]]
+    # Read under the locks: a concurrent import of the same rows committed before we got them, or waits for us.
+    known = _known_states(channel, [keys[row.line] for row in rows])
     known_shipments = existing_shipments(
         store=store,
         numbers=[
             canonical_tracking_number(store=store, number=row.record.tracking_number, carrier=row.record.carrier)
-            for row in fresh
+            for row in rows
             if row.record is not None
         ],
     )
     new_rows: list[ExternalShipment] = []
     first_line_of_number: dict[str, int] = {}
-    for row in fresh:
-        record = row.record
-        assert record is not None
-        lookup = lookups.get(record.external_order_id)
-        if lookup is not None and lookup.problem:
-            done(row, REJECTED, lookup.problem)
-            continue
-        db_row = external_shipment_row(channel=channel, record=record, key=keys[row.line], csv_import=csv_import)
-        if lookup is None:
-            done(
-                row,
-                WAITING,
-                f"unknown order {record.external_order_id!r}: no mirrored order has this orderId or "
-                "sourceIdentifier; kept, and matched automatically if that order arrives",
+    for order in orders:
+        for row in rows_by_order[order.pk]:
+            record = row.record
+            assert record is not None
+            if _skip_if_known(row, known.get(keys[row.line]), results):
+                continue
+            db_row = external_shipment_row(channel=channel, record=record, key=keys[row.line], csv_import=csv_import)
+            outcome = match_row(
+                row=db_row, order=order, ledger=ledgers[order.pk], now=now, known_shipments=known_shipments
             )
+            if outcome.outcome == "rejected":
+                results.done(row, REJECTED, outcome.problem)
+                continue  # rejected rows live in the report only: a corrected file imports them
+            number = outcome.tracking_number
+            if outcome.outcome == "created":
+                first_line_of_number[number] = row.line
+                results.done(row, CREATED)
+            elif outcome.outcome == "added":
+                first = first_line_of_number.get(number)
+                results.done(row, ADDED, f"items added to the shipment of line {first}" if first else "items added")
+            else:
+                results.done(row, ALREADY, "the shipment already holds these items")
             new_rows.append(db_row)
-            continue
-        assert lookup.order is not None
-        order = by_pk[lookup.order.pk]
-        outcome = match_row(
-            row=db_row, order=order, ledger=ledgers[order.pk], now=now, known_shipments=known_shipments
-        )
-        if outcome.outcome == "rejected":
-            done(row, REJECTED, outcome.problem)
-            continue  # rejected rows live in the report only: a corrected file imports them
-        number = outcome.tracking_number
-        if outcome.outcome == "created":
-            first_line_of_number[number] = row.line
-            done(row, CREATED)
-        elif outcome.outcome == "added":
-            first = first_line_of_number.get(number)
-            done(row, ADDED, f"items added to the shipment of line {first}" if first else "items added")
-        else:
-            done(row, ALREADY, "the shipment already holds these items")
-        new_rows.append(db_row)
     ExternalShipment.objects.bulk_create(new_rows, batch_size=500)
-    report.results = [results[row.line] for row in rows]
-
-
-def csv_import_report_from(csv_import: CsvImport) -> dict[str, Any]:
-    """The stored report of an earlier import (admin history)."""
-    return dict(csv_import.report or {})
-

@@ -22,8 +22,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from django.db.models import Q
-
 from oma.channels.connectors.base import LineRef, normalize_tracking_number
 from oma.orders.models import GenstoreFulfillment, LineItem, Order
 from oma.stores.models import Store
@@ -295,13 +293,9 @@ def allotted_json(ledger: OrderLedger, allocation: Allocation) -> list[dict[str,
     ]
 
 
-def lock_orders(orders: Iterable[Order]) -> list[Order]:
-    """Lock the orders' rows for the rest of the transaction, in pk order (no deadlock between two importers)."""
-    pks = sorted({order.pk for order in orders})
+def lock_orders(order_pks: Iterable[int]) -> list[Order]:
+    """Lock these orders' rows for the rest of the transaction, in pk order (no deadlock between two importers)."""
+    pks = sorted(set(order_pks))
     if not pks:
         return []
     return list(Order.objects.select_for_update().filter(pk__in=pks).order_by("pk"))
-
-
-def unmatched_filter_for(store: Store, orders: Iterable[Order]) -> Q:
-    return Q(store=store, state="unmatched", external_order_id__in=waiting_keys_for(orders))

@@ -12,7 +12,6 @@ from oma.channels.connectors.base import PolledOrder
 from oma.channels.matching import CANCELLED
 from oma.channels.models import Channel, ExternalShipment, OrderPoll
 from oma.orders.models import LineItem, Order
-from oma.stores.models import Store
 
 
 def _setting(name: str, default: int) -> int:
@@ -94,11 +93,6 @@ def orders_to_poll(*, channel: Channel, now: datetime, limit: int | None = None)
         PolledOrder(order_pk=order.pk, external_order_id=external_order_id_for(channel, order))
         for order in queryset[:limit]
     ]
-
-
-def records_waiting(*, store: Store | None = None) -> QuerySet[ExternalShipment]:
-    queryset = ExternalShipment.objects.filter(state=ExternalShipment.State.UNMATCHED)
-    return queryset.filter(store=store) if store is not None else queryset
 
 
 def channel_record_counts(channel: Channel) -> dict[str, int]:
