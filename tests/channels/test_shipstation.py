@@ -263,3 +263,18 @@ def test_sandbox_control_api(sandbox):
     assert body["shipments"][0]["shipmentItems"] is None and body["shipments"][0]["voidDate"]
     assert set(answer.headers) >= {"X-Rate-Limit-Limit", "X-Rate-Limit-Remaining", "X-Rate-Limit-Reset"}
     assert requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()["requests"] == 1
+
+
+@pytest.mark.django_db
+def test_sandbox_seeded_from_a_store_gives_a_poll_its_shipments(store, sandbox):
+    from oma.channels.management.commands.shipstation_sandbox import Command
+    from oma.channels.sandbox.server import seed_demo
+
+    sync_orders(store, [order_record(f"{100 + i}", [("L1", "SKU-A", 2), ("L2", "SKU-B", 1)]) for i in range(20)])
+    counts = seed_demo(sandbox, Command()._orders_of(store.domain, 50))
+    assert counts["orders"] == 20 and counts["voided"] == 2
+    channel = shipstation_channel(store, sandbox)
+    channel_poll(channel=channel)
+    assert live_numbers() == {s["trackingNumber"] for s in sandbox.shipments(voided=False)}
+    assert not Shipment.objects.filter(
+        tracking_number__in=[s["trackingNumber"] for s in sandbox.shipments(voided=True)]).exists()
