@@ -42,7 +42,10 @@ def on_orders_changed(store: Store, order_ids: list[int]) -> None:
     )
     if waiting:
         FulfillmentPush.objects.filter(
-            shipment_id__in=waiting, state__in=[FulfillmentPush.State.SKIPPED, FulfillmentPush.State.FAILED]
+            shipment_id__in=waiting,
+            order_id__in=order_ids,
+            fulfill_id="",
+            state__in=[FulfillmentPush.State.SKIPPED, FulfillmentPush.State.FAILED],
         ).update(state=FulfillmentPush.State.PENDING, state_reason="the order changed: judging again")
         shipments_push_enqueue(shipment_ids=sorted(waiting))
 
