@@ -146,7 +146,34 @@ def test_merchant_a_sees_only_store_a(model, world: World, client_a, merchant_a)
         body = b"".join(response.streaming_content) if response.streaming else response.content  # CSV exports
         assert "bmark" not in body.decode(), action_name
 
+    # Custom pages of the admin (downloads, uploads, exports...): with B's id they refuse, without one they show
+    # nothing of B's. Found from the admin's own URL patterns, so pages added later are probed too.
+    for pattern in _custom_patterns(model_admin):
+        params = list(pattern.pattern.converters)
+        if len(params) > 1:
+            continue
+        url = reverse(f"admin:{pattern.name}", kwargs={params[0]: b_obj.pk} if params else {})
+        response = client_a.get(url)
+        body = b"".join(response.streaming_content) if response.streaming else response.content
+        assert "bmark" not in body.decode(errors="replace"), url
+        if params:
+            assert _refused(response), (url, response.status_code)
+
     assert b_snapshot() == before
+
+
+STANDARD_VIEWS = ("changelist", "add", "history", "delete", "change")
+
+
+def _custom_patterns(model_admin) -> list:
+    from django.urls import URLPattern
+
+    prefix = f"{model_admin.opts.app_label}_{model_admin.opts.model_name}_"
+    return [
+        pattern for pattern in model_admin.get_urls()
+        if isinstance(pattern, URLPattern) and pattern.name
+        and pattern.name.removeprefix(prefix) not in STANDARD_VIEWS
+    ]
 
 
 @pytest.mark.parametrize("model", SCOPED, ids=_label)
@@ -168,6 +195,12 @@ def test_models_of_no_store_are_for_superusers_only(model, world: World, client_
     shared = model._default_manager.first()
     if shared is not None:
         assert _refused(client_a.get(admin_url(model, "change", shared.pk)))
+    for pattern in _custom_patterns(REGISTRY[model]):
+        params = list(pattern.pattern.converters)
+        if len(params) == 1 and shared is not None:
+            assert _refused(client_a.get(reverse(f"admin:{pattern.name}", kwargs={params[0]: shared.pk})))
+        elif not params:
+            assert client_a.get(reverse(f"admin:{pattern.name}")).status_code in (302, 403)
     index = client_a.get(reverse("admin:index")).content.decode()
     assert admin_url(model, "changelist") not in index
 
