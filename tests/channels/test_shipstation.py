@@ -62,16 +62,17 @@ def test_client_refuses_bad_credentials_and_says_so(sandbox):
 
 
 def test_client_waits_for_the_window_from_the_rate_limit_headers_instead_of_hitting_429():
-    with ShipStationSandbox(api_key=KEY, api_secret=SECRET, rate_limit=3, rate_window_seconds=0.5) as server:
+    # Windows long enough that even a slow machine uses one up before it resets.
+    with ShipStationSandbox(api_key=KEY, api_secret=SECRET, rate_limit=3, rate_window_seconds=1.5) as server:
         client = client_for(server)
-        for n in range(8):
+        for n in range(6):
             client.list_order_shipments(str(n))
-        assert server.stats.rate_limited == 0 and client.stats.requests == 8
+        assert server.stats.rate_limited == 0 and client.stats.requests == 6
         assert client.stats.waited_seconds > 0
 
 
 def test_client_honours_a_429_and_stops_when_the_wait_is_longer_than_allowed():
-    with ShipStationSandbox(api_key=KEY, api_secret=SECRET, rate_limit=2, rate_window_seconds=1) as server:
+    with ShipStationSandbox(api_key=KEY, api_secret=SECRET, rate_limit=2, rate_window_seconds=3) as server:
         first = client_for(server)
         first.list_order_shipments("a")
         first.list_order_shipments("b")
