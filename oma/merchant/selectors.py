@@ -93,8 +93,15 @@ def late_shipments(
 ) -> Iterator[tuple[Shipment, DeliveryEstimate]]:
     """Parcels still travelling past their estimated delivery (carrier's, else learned) plus the store's grace."""
     lanes = learned_lanes(store_ids=store_ids)
+    # Only parcels that can have an estimate at all: a carrier date already past, or a carrier with learned
+    # figures in that store. The exact test (first scan, destination, grace) is delivery_estimate's.
+    candidates = Q(estimated_delivery_date__lt=now.date()) | Q(estimated_delivery_at__lt=now)
+    for store_id, carrier in {(store_id, carrier) for store_id, carrier, _destination in lanes}:
+        candidates |= Q(store_id=store_id, carrier=carrier, estimated_delivery_date__isnull=True,
+                        estimated_delivery_at__isnull=True)
     queryset = shipments_with_estimate_facts(
         Shipment.objects.filter(store_id__in=list(store_ids)).exclude(status__in=NO_ESTIMATE_STATUSES)
+        .filter(candidates)
     ).select_related("order").order_by("created_at", "pk")[:LATE_SCAN_LIMIT]
     for shipment in queryset.iterator(chunk_size=2000):
         estimate = estimate_for_annotated(shipment, lanes)
