@@ -232,3 +232,29 @@ def test_the_order_list_costs_the_same_queries_for_10_and_10000_orders(client, s
     large = [queries(params) for params in pages]
     assert large == small
     assert max(large) <= 20
+
+
+def test_resync_reads_the_orders_again_from_genstore(client, eager_celery, django_capture_on_commit_callbacks):
+    from oma.merchant.services import orders_resync
+    from oma.orders.services import orders_sweep
+    from tests.genstore_sandbox import connect, start_sandbox
+
+    sandbox = start_sandbox(orders=6, seed=11)
+    try:
+        store = connect(sandbox)
+        orders_sweep(store=store, kind="full")
+        order = Order.objects.filter(store=store, cancelled_at__isnull=True).first()
+        sandbox.cancel_order("shop1", order.order_id, reason="fraud")
+        foreign = OrderFactory(store=StoreFactory())
+        client.force_login(merchant("resyncer", store))
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(reverse(CHANGELIST), {
+                "action": "resync_from_genstore", "_selected_action": [order.pk], "index": 0})
+        assert response.status_code == 302
+        order.refresh_from_db()
+        assert order.cancelled_at is not None and order.cancel_reason == "fraud"
+        assert order.unified_status == "cancelled"
+        # The service never trusts a pk on its own: another store's order is ignored.
+        assert orders_resync(store=store, order_pks=[foreign.pk]).updated == 0
+    finally:
+        sandbox.stop()
