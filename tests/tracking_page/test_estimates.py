@@ -125,3 +125,16 @@ def test_a_parcel_past_its_90th_percentile_is_running_late(client, history):
     response = _page(client, order)
     assert response.context["page"].parcels[0].running_late
     assert "Taking longer than usual" in response.content.decode()
+
+
+def test_the_nightly_task_learns_every_active_store(history):
+    from oma.celery import app
+    from oma.merchant.tasks import learn_transit_times
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        assert learn_transit_times.apply().get() == 1  # fans out one task per active store
+    finally:
+        app.conf.task_always_eager = previous
+    assert TransitTimeStat.objects.filter(store=history).count() == 3
