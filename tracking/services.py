@@ -471,7 +471,7 @@ def _may_take(shipment: Shipment, status: str, substatus: str) -> bool:
     if status == current:
         return True
     if is_terminal(current, shipment.substatus):
-        # Delivered, cancelled or expired never change because of carrier data that is not newer.
+        # A terminal status only moves on to a later one (delivered -> cancelled), never back to "in transit".
         return moves_forward(current, status) and status != Status.UNKNOWN
     if status == Status.EXCEPTION and substatus in FAILURE_SUBSTATUSES:
         # A parcel lost or damaged after it was out for delivery must show, whatever the rank says.

@@ -6,6 +6,7 @@ import math
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from oma.stores.models import Store
@@ -84,6 +85,12 @@ def test_requests_are_batch_optimal_and_a_second_poll_adds_no_event(
     assert stats["max_batch"]["fedex"] == 30 and stats["max_batch"]["17track"] == 40
     assert sum(stats["rate_limited"].values()) == 0
     assert first.polled == sum(counts.values())
+    # The OAuth token lives on the account row (encrypted), for every worker to reuse.
+    ups_account = CarrierAccount.objects.get(pk=sandbox_accounts["ups"].pk)
+    assert ups_account.oauth_token.startswith("ups-") and ups_account.oauth_token_expires_at > timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT oauth_token FROM tracking_carrieraccount WHERE id = %s", [ups_account.pk])
+        assert not cursor.fetchone()[0].startswith("ups-")
     events = TrackingEvent.objects.count()
     assert first.events_added == events > 0
 
