@@ -154,6 +154,16 @@ def stores_for(user: Any) -> QuerySet:
     return store.objects.all() if ids is None else store.objects.filter(pk__in=ids)
 
 
+def effective_store_path(model: type[models.Model]) -> str | None:
+    """The path the admin uses for `model`: its registered ModelAdmin's declaration, else introspection."""
+    from django.contrib import admin
+
+    model_admin = admin.site._registry.get(model)
+    if isinstance(model_admin, StoreScopedAdminMixin):
+        return model_admin.get_store_path()
+    return store_path_for(model)
+
+
 def scope_queryset(queryset: QuerySet, *, user: Any, path: str | object | None = ...) -> QuerySet:
     """`queryset` narrowed to the stores `user` may see (unchanged for superusers, empty for unscoped models)."""
     ids = store_ids_for(user)
@@ -161,7 +171,7 @@ def scope_queryset(queryset: QuerySet, *, user: Any, path: str | object | None =
         return queryset
     model = queryset.model
     if path is ...:
-        path = store_path_for(model)
+        path = effective_store_path(model)
     if path is None or path == SUPERUSER_ONLY:
         return queryset.none()
     return filter_by_stores(queryset, path=str(path), store_ids=ids)
@@ -287,9 +297,11 @@ class _ScopedFormFieldsMixin:
 
 
 class StoreScopedAdminMixin(_ScopedFormFieldsMixin):
-    """Mixed into every ModelAdmin by OmaAdminSite.register(); see the module docstring."""
+    """Mixed into every ModelAdmin by OmaAdminSite.register(); see the module docstring.
 
-    store_path: str | None = None
+    The ModelAdmin may declare `store_path`; the mixin defines no default of its own, because it comes first in
+    the MRO and would hide the declaration.
+    """
 
     # -- the path --
     def get_store_path(self) -> str | None:
@@ -419,12 +431,7 @@ def scoped_admin_class(admin_class: type) -> type:
 
 def model_is_store_scoped(model: type[models.Model]) -> bool:
     """Scoped as the admin sees it (the registered ModelAdmin's declared path wins over introspection)."""
-    from django.contrib import admin
-
-    model_admin = admin.site._registry.get(model)
-    if isinstance(model_admin, StoreScopedAdminMixin):
-        return model_admin.is_store_scoped()
-    return store_path_for(model) is not None
+    return effective_store_path(model) is not None
 
 
 class MerchantPermissionBackend(BaseBackend):

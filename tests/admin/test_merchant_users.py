@@ -106,3 +106,29 @@ def test_shared_carrier_accounts_are_for_the_operator_only(client):
     listed = client.get(reverse("admin:tracking_carrieraccount_changelist")).context["cl"].result_list
     assert [account.pk for account in listed] == [own.pk]
     assert client.get(reverse("admin:tracking_carrieraccount_change", args=[shared.pk])).status_code == 302
+
+
+def test_a_path_declared_on_the_admin_wins_over_introspection():
+    from django.contrib import admin
+
+    from oma.core.tenancy import SUPERUSER_ONLY, effective_store_path, model_is_store_scoped
+    from oma.merchant.admin import TransitTimeStatAdmin
+    from oma.merchant.models import TransitTimeStat
+
+    store = StoreFactory()
+    _run("--username", "fay", "--password", "pw-fay", "--store", store.domain)
+    user = get_user_model().objects.get(username="fay")
+    assert effective_store_path(TransitTimeStat) == "store" and user.has_perm("merchant.view_transittimestat")
+
+    class OperatorOnly(TransitTimeStatAdmin):
+        store_path = SUPERUSER_ONLY
+
+    admin.site.unregister(TransitTimeStat)
+    admin.site.register(TransitTimeStat, OperatorOnly)
+    try:
+        assert effective_store_path(TransitTimeStat) is None and not model_is_store_scoped(TransitTimeStat)
+        fresh = get_user_model().objects.get(username="fay")
+        assert not fresh.has_perm("merchant.view_transittimestat")
+    finally:
+        admin.site.unregister(TransitTimeStat)
+        admin.site.register(TransitTimeStat, TransitTimeStatAdmin)
