@@ -8,11 +8,9 @@ from datetime import datetime
 from django.db.models import Count, Q, QuerySet
 
 from oma.stores.models import Store
+from tracking.carriers.registry import api_carrier_for
 from tracking.models import CarrierAccount, CarrierCode, Shipment, TrackingEvent
 from tracking.vocabulary import TERMINAL_STATUSES, Status, Substatus
-
-# Carriers asked directly when an account exists; every other carrier (and an unknown one) goes to 17TRACK.
-DIRECT_CARRIERS: frozenset[str] = frozenset({CarrierCode.UPS, CarrierCode.FEDEX, CarrierCode.USPS, CarrierCode.DHL})
 
 
 def due_shipments(*, now: datetime, store: Store | None = None) -> QuerySet[Shipment]:
@@ -32,11 +30,6 @@ def due_groups(*, now: datetime, store: Store | None = None) -> dict[tuple[int, 
     """(store id, carrier) -> number of due shipments: the polling plan in one small GROUP BY."""
     rows = due_shipments(now=now, store=store).values("store_id", "carrier").annotate(n=Count("id")).order_by()
     return {(row["store_id"], row["carrier"]): row["n"] for row in rows}
-
-
-def api_carrier_for(carrier: str) -> str:
-    """The API that answers for a detected carrier: itself for UPS, FedEx, USPS and DHL, else 17TRACK."""
-    return carrier if carrier in DIRECT_CARRIERS else CarrierCode.SEVENTEENTRACK
 
 
 def active_accounts(*, store_ids: Iterable[int]) -> list[CarrierAccount]:

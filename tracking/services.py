@@ -23,13 +23,17 @@ from django.utils import timezone
 from oma.orders.models import LineItem, Order
 from oma.stores.models import Store
 from tracking.carriers.base import TrackingEventRecord, TrackingResult
+from tracking.carriers.registry import CARRIERS, UnknownCarrier, get_spec
 from tracking.models import CarrierAccount, CarrierCode, Shipment, ShipmentLine, TrackingEvent
 from tracking.vocabulary import FAILURE_SUBSTATUSES, Status, is_terminal, moves_forward
 
 logger = logging.getLogger(__name__)
 
 _SEPARATORS = re.compile(r"[\s\-]+")
-OAUTH_CARRIERS: frozenset[str] = frozenset({CarrierCode.UPS, CarrierCode.FEDEX, CarrierCode.USPS})
+# The carriers whose accounts hold OAuth client credentials (the others hold an API key).
+OAUTH_CARRIERS: frozenset[str] = frozenset(
+    code for code, spec in CARRIERS.items() if spec.auth == "oauth_client_credentials"
+)
 
 
 # Called after commit with the ids of shipments that were added, linked to an order, or changed status, once per
@@ -217,11 +221,10 @@ def _detection_fields(*, store: Store, number: str, carrier: str) -> dict:
 
 
 def _spec_tracking_url(carrier: str, number: str) -> str:
+    """The public tracking page from the carrier module, for a carrier given by hand that detection did not see."""
     try:
-        from tracking.carriers.registry import get_spec
-
         return get_spec(carrier).tracking_url(number)
-    except (ImportError, KeyError, LookupError):
+    except UnknownCarrier:
         return ""
 
 

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from oma.genstore.ratelimit import LocalTokenBucket
 from oma.stores.models import Store
+from tracking import polling
 from tracking.models import CarrierAccount
 from tracking.polling import forget_transports
 from tracking.sandbox import CARRIERS, CarrierSandbox, SandboxProcess
@@ -23,6 +25,15 @@ FAST_LIMITS = {carrier: (1000, 1.0) for carrier in CARRIERS}
 
 def make_store(domain: str = "shop1.genmystore.com", **fields: object) -> Store:
     return Store.objects.create(domain=domain, access_token="token", client_secret="secret", **fields)
+
+
+@pytest.fixture(autouse=True)
+def own_rate_buckets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test paces carrier calls with its own in-process buckets: Redis db 15 is shared with parallel test
+    runs (which flush it), and account ids repeat between runs, so a shared bucket would not be this test's."""
+    bucket = LocalTokenBucket()
+    monkeypatch.setattr(polling, "default_rate_limiter", lambda: bucket)
+    forget_transports()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -176,11 +176,6 @@ class CarrierTransport:
         for call in self.spec.build_calls(list(numbers)):
             results.extend(self.execute(call))
         return results
-
-    def iter_track(self, numbers: Sequence[str]) -> Iterator[tuple[HttpCall, list[TrackingResult]]]:
-        """Like track(), one call at a time, so a caller can store each batch before the next request."""
-        for call in self.spec.build_calls(list(numbers)):
-            yield call, self.execute(call)
 
     def register(self, numbers: Sequence[str]) -> dict[str, Any]:
         """Aggregators only (17TRACK): register numbers before asking for them. Returns the decoded answers."""
