@@ -11,12 +11,21 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oma.settings")
 
 app = Celery("oma")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def _use_django_logging(**kwargs: object) -> None:
+    """Workers and beat log through settings.LOGGING (redaction, store/order ids), not Celery's own handlers."""
+    from oma.ops.logging import configure_celery_logging
+
+    configure_celery_logging(**kwargs)
 
 # name -> task, schedule (a crontab or a number of seconds), kwargs, and how long a missed run stays useful.
 BEAT_SCHEDULE: dict[str, dict] = {
@@ -56,6 +65,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "merchant.send_alert_digests",
         "schedule": crontab(minute="*/15"),
         "expire_seconds": 14 * 60,
+    },
+    "ops: heartbeat (a worker ran a task beat sent: /healthz and /metrics read it)": {
+        "task": "ops.heartbeat",
+        "schedule": 30,
+        "expire_seconds": 25,
     },
     "merchant: learn delivery times for estimated delivery (nightly)": {
         "task": "merchant.learn_transit_times",

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import environ
 
+from oma.ops.logging import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -50,6 +52,7 @@ INSTALLED_APPS = [
     "webhooks",
     "oma.channels",
     "oma.merchant",
+    "oma.ops",
 ]
 
 # Merchants group members get view/add/change/delete on store-scoped models, within their stores only.
@@ -61,6 +64,7 @@ AUTHENTICATION_BACKENDS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # admin static files under gunicorn, no extra server
+    "oma.ops.middleware.OpsMiddleware",  # request id and store in the log context; webhook answer counters
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -93,6 +97,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker, beat) share the file: wait for locks instead of failing at once.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 30, "transaction_mode": "IMMEDIATE"})
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+elif DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
+    # A database host that vanished fails a request (and /healthz) within seconds instead of hanging on TCP.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", 5))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -109,7 +116,7 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^healthz/live$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
@@ -145,7 +152,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 30
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler behind a lease: a second beat stands by instead of doubling the schedule.
+CELERY_BEAT_SCHEDULER = "oma.ops.beat:LeasedDatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
@@ -192,13 +200,14 @@ GENSTORE_MAX_RETRIES = env.int("GENSTORE_MAX_RETRIES", default=8)
 OMA_SWEEP_OVERLAP_MINUTES = env.int("OMA_SWEEP_OVERLAP_MINUTES", default=10)
 OMA_SWEEP_PAGE_SIZE = env.int("OMA_SWEEP_PAGE_SIZE", default=250)
 
-# --- Logging ----------------------------------------------------------------------------------------
+# --- Logging and operations -------------------------------------------------------------------------
+# Every handler redacts secrets and customer e-mails/phones and adds store/order ids (oma.ops.logging).
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # plain | json (one object per line)
+LOG_FILE = env.str("LOG_FILE", default="")  # also write to this file (reopened after logrotate moves it)
+LOGGING = logging_config(level=LOG_LEVEL, log_format=LOG_FORMAT, log_file=LOG_FILE)
+OMA_BEAT_LEASE_SECONDS = env.float("OMA_BEAT_LEASE_SECONDS", default=30.0)  # a dead beat's standby waits this long
+OMA_BEAT_STALE_SECONDS = env.float("OMA_BEAT_STALE_SECONDS", default=60.0)  # /healthz: beat's lease renewal
+OMA_WORKER_STALE_SECONDS = env.float("OMA_WORKER_STALE_SECONDS", default=150.0)  # /healthz: the heartbeat task
+OMA_METRICS_TOKEN = env.str("OMA_METRICS_TOKEN", default="")  # set: /metrics wants "Authorization: Bearer <it>"
+OMA_METRICS_CACHE_SECONDS = env.float("OMA_METRICS_CACHE_SECONDS", default=5.0)

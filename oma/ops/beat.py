@@ -1,0 +1,117 @@
+"""Exactly one beat: django-celery-beat's DatabaseScheduler that runs the schedule only while it holds a lease.
+
+Celery's docs require a single scheduler ("otherwise you'd end up with duplicate tasks"), yet a deploy that
+overlaps, a scaled service or a second `make run` starts another one. So every beat ticks through a lease row
+(oma.ops.models.BeatLease) taken and renewed with one conditional UPDATE against the database clock:
+
+* free or expired -> the beat takes it and runs the schedule; it renews it on every tick (at most every 5 s);
+* held by another beat -> this one stands by, asking again every few seconds, dispatching nothing;
+* the holder dies -> its lease expires after OMA_BEAT_LEASE_SECONDS and a standby takes over, re-reading the
+  schedule (with each entry's last run) from the database first;
+* a holder that cannot renew (database gone) stops dispatching until it holds the lease again.
+
+The holder saves each entry's last run right after sending it (`sync_every_tasks = 1`), so a takeover does not
+re-send what the previous holder already sent. The renewal is also beat's heartbeat for /healthz. The lease is an
+efficiency measure, not the only guard: every periodic task is safe to run twice (database constraints and locks).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, connection
+from django.db.models import Case, DateTimeField, ExpressionWrapper, F, Q, Value, When
+from django.db.models.functions import Now
+from django_celery_beat.schedulers import DatabaseScheduler
+
+from oma.ops.health import BEAT_LEASE_NAME
+from oma.ops.models import BeatLease
+
+logger = logging.getLogger(__name__)
+
+
+def lease_seconds() -> float:
+    return float(getattr(settings, "OMA_BEAT_LEASE_SECONDS", 30))
+
+
+def lease_acquire_or_renew(*, holder: str, seconds: float, name: str = BEAT_LEASE_NAME) -> bool:
+    """Take the lease if it is free or expired, or extend it if `holder` has it. True when `holder` holds it now."""
+    expires = ExpressionWrapper(Now() + Value(timedelta(seconds=seconds)), output_field=DateTimeField())
+    claimable = Q(holder=holder) | Q(expires_at__isnull=True) | Q(expires_at__lt=Now())
+    for _ in range(2):
+        updated = BeatLease.objects.filter(claimable, name=name).update(
+            acquired_at=Case(When(holder=holder, then=F("acquired_at")), default=Now()),
+            holder=holder,
+            renewed_at=Now(),
+            expires_at=expires,
+        )
+        if updated:
+            return True
+        _, created = BeatLease.objects.get_or_create(name=name)
+        if not created:
+            return False
+    return False
+
+
+def lease_release(*, holder: str, name: str = BEAT_LEASE_NAME) -> bool:
+    """Let a standby take over at once (a clean stop) instead of after the lease expires."""
+    return bool(BeatLease.objects.filter(name=name, holder=holder).update(expires_at=Now(), holder=""))
+
+
+class LeasedDatabaseScheduler(DatabaseScheduler):
+    """`celery -A oma beat` with CELERY_BEAT_SCHEDULER = "oma.ops.beat:LeasedDatabaseScheduler"."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease_seconds = lease_seconds()
+        self.holds_lease = False
+        super().__init__(*args, **kwargs)
+        # Save an entry's last run right after sending it: a beat taking over must not send it again.
+        self.sync_every_tasks = 1
+
+    def standby_interval(self) -> float:
+        return max(0.5, min(float(self.max_interval), self.lease_seconds / 3))
+
+    def _check_lease(self) -> bool:
+        try:
+            held = lease_acquire_or_renew(holder=self.holder, seconds=self.lease_seconds)
+        except (DatabaseError, InterfaceError) as exc:
+            if self.holds_lease:
+                logger.warning("beat: cannot renew the lease (%s); dispatching nothing until it is renewed", exc)
+            connection.close()
+            held = False
+        if held and not self.holds_lease:
+            logger.info("beat: lease acquired by %s; this beat runs the schedule", self.holder)
+            # Another beat may have run the schedule meanwhile: start from the database's last runs.
+            self._initial_read = True
+            self._heap = None
+        elif self.holds_lease and not held:
+            logger.warning("beat: lease lost by %s; standing by", self.holder)
+        elif not held and not getattr(self, "_announced_standby", False):
+            logger.info("beat: another beat holds the lease; %s stands by", self.holder)
+            self._announced_standby = True
+        self.holds_lease = held
+        return held
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        if not self._check_lease():
+            return self.standby_interval()
+        return min(super().tick(*args, **kwargs), self.standby_interval())
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.holds_lease:
+                try:
+                    lease_release(holder=self.holder)
+                    logger.info("beat: lease released by %s", self.holder)
+                except (DatabaseError, InterfaceError) as exc:
+                    logger.warning("beat: could not release the lease (%s); it expires by itself", exc)
+                self.holds_lease = False
