@@ -253,3 +253,24 @@ def _assert_form_choices_exclude_b(model_admin, request, a_obj, world: World) ->
             b_obj = world.store_b if related is Store else world.objects.get((related, "b"))
             if b_obj is not None:
                 assert not queryset.filter(pk=b_obj.pk).exists(), f"{type(form).__name__}.{name} offers B's row"
+
+
+@pytest.mark.parametrize("model", SCOPED, ids=_label)
+def test_every_list_costs_the_same_queries_for_more_rows(model, world: World, client_a):
+    """No admin list runs a query per row (N+1), whatever app it belongs to."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if model is Store:
+        pytest.skip("a merchant's store list grows only with memberships")
+    world.get(model, "a")
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client_a.get(admin_url(model, "changelist")).status_code == 200
+        return len(captured.captured_queries)
+
+    one = count()
+    for variant in (1, 2, 3):
+        world.another(model, "a", variant)
+    assert count() == one, f"{_label(model)}: the list runs more queries with more rows"

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.apps import apps
 from django.contrib.auth import get_user_model
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from oma.core.tenancy import direct_store_field, filter_by_stores, store_path_for
@@ -64,8 +64,21 @@ class World:
                 self._building.discard(key)
         return self.objects[key]
 
+    def another(self, model: type[models.Model], tag: str, variant: int) -> models.Model:
+        """One more row of `model` in store `tag` (parents shared with get()'s row). `variant` picks other choices
+        and earlier dates, so that per-store unique constraints (one active account per carrier, one digest a
+        day) still hold."""
+        model = model._meta.concrete_model
+        try:
+            with transaction.atomic():
+                return self._build(model, tag, variant=variant)
+        except IntegrityError:  # a unique constraint on a parent link (one export per delivery...): new parents
+            return self._build(model, tag, variant=variant, fresh_parents=True)
+
     # -- building --
-    def _build(self, model: type[models.Model], tag: str) -> models.Model:
+    def _build(
+        self, model: type[models.Model], tag: str, variant: int = 0, fresh_parents: bool = False
+    ) -> models.Model:
         scoped = tag in ("a", "b") and store_path_for(model) is not None
         values: dict[str, Any] = {}
         for field in model._meta.concrete_fields:
@@ -75,9 +88,10 @@ class World:
             if override is not None:
                 values[field.name] = override(self, self.store(tag), tag) if callable(override) else override
             elif field.is_relation:
-                values[field.name] = self._related_value(model, field, tag if scoped else "g")
+                values[field.name] = self._related_value(model, field, tag if scoped else "g",
+                                                         fresh=fresh_parents and variant)
             else:
-                values[field.name] = self._plain_value(field, MARKERS[tag if scoped else "g"])
+                values[field.name] = self._plain_value(field, MARKERS[tag if scoped else "g"], variant)
         instance = model(**values)
         instance.save()
         for field in model._meta.many_to_many:
@@ -86,11 +100,13 @@ class World:
                 getattr(instance, field.name).add(self.get(related, tag))
         return instance
 
-    def _related_value(self, model: type[models.Model], field: models.Field, tag: str) -> Any:
+    def _related_value(self, model: type[models.Model], field: models.Field, tag: str, fresh: int = 0) -> Any:
         related = field.related_model._meta.concrete_model
         related_scoped = store_path_for(related) is not None
         if related is Store:
             return self.store(tag) if tag in ("a", "b") else (None if field.null else self.store_a)
+        if fresh and tag in ("a", "b") and related_scoped:
+            return self.another(related, tag, fresh)
         if tag in ("a", "b") and related_scoped:
             try:
                 return self.get(related, tag)
@@ -102,11 +118,13 @@ class World:
             return None
         return self.get(related, "g")
 
-    def _plain_value(self, field: models.Field, marker: str) -> Any:
+    def _plain_value(self, field: models.Field, marker: str, variant: int = 0) -> Any:
         n = next(_counter)
         text = f"{marker}{n}"
         if field.choices:
             values = [value for value, _label in field.flatchoices if value not in ("", None)]
+            if variant and values:
+                return values[variant % len(values)]
             if field.has_default() and field.get_default() in values:
                 return field.get_default()
             return values[0] if values else field.get_default()
@@ -130,9 +148,9 @@ class World:
                 return default
             return text[: field.max_length] if field.max_length else text
         if isinstance(field, models.DateTimeField):
-            return timezone.now() - timedelta(days=1)
+            return timezone.now() - timedelta(days=1 + variant)
         if isinstance(field, models.DateField):
-            return timezone.now().date()
+            return timezone.now().date() - timedelta(days=variant)
         if isinstance(field, models.DurationField):
             return timedelta(days=1)
         if isinstance(field, models.DecimalField):
