@@ -104,7 +104,7 @@ def forget_known_secrets() -> None:
 
 def _named_value(match: re.Match[str]) -> str:
     name, separator, scheme, value = match.groups()
-    if value.startswith("[") and value.endswith("]"):  # already a placeholder
+    if value.startswith("["):  # already a placeholder
         return match.group(0)
     return f"{name}{separator}{scheme or ''}{REDACTED}"
 
