@@ -55,7 +55,7 @@ def test_compose_runs_the_production_shape() -> None:
     assert "gunicorn" in compose and "--scheduler" not in compose  # the leased scheduler comes from settings
     assert compose.count("celery\", \"-A\", \"oma\", \"beat\"") == 1
     assert "replicas: 1" in compose
-    assert "/healthz" in compose and "healthcheck --only beat" in compose
+    assert "/healthz" in compose and "\"healthcheck\", \"--only\", \"beat\"" in compose
     assert "noeviction" in compose
     assert "profiles: [\"flower\"]" in compose
 
