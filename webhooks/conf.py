@@ -24,6 +24,10 @@ _DEFAULTS: dict[str, int] = {
     "OMA_WEBHOOK_REDISPATCH_SECONDS": 300,
     # A processing attempt that has not finished after this long is presumed dead (above the task's hard limit).
     "OMA_WEBHOOK_LEASE_SECONDS": 300,
+    # How long a web process reuses a store's row (id, secrets) between deliveries; 0 reads it every time.
+    "OMA_WEBHOOK_STORE_CACHE_SECONDS": 10,
+    # 1: the web process publishes from a background thread (requests never wait for the broker); 0: inline.
+    "OMA_WEBHOOK_BACKGROUND_PUBLISH": 1,
     # Outbox: rows claimed per batch, and rows pruned per run.
     "OMA_WEBHOOK_DISPATCH_BATCH": 500,
     "OMA_WEBHOOK_PRUNE_BATCH": 2000,

@@ -7,11 +7,16 @@ every minute. Publishing twice is harmless: processing claims the row first.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import queue
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -20,34 +25,121 @@ from webhooks.models import WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
-# One quick retry covers a pooled connection that went stale; more would hold the web worker while Redis is down.
+# One quick retry covers a pooled connection that went stale; more would only hold the publisher while Redis is down.
 _PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
+# Ids per processing message: enough to spread a publish's cost, few enough to keep the workers busy in parallel.
+BATCH_SIZE = 10
 
 
-def delivery_enqueue(delivery_id: int, *, countdown: float | None = None) -> bool:
-    """Publish the processing task; False (never an exception) when the broker cannot take it."""
-    from webhooks.tasks import process_delivery
+def deliveries_enqueue(delivery_ids: Sequence[int], *, countdown: float | None = None) -> bool:
+    """Publish the processing of these deliveries (one message); False, never an exception, if the broker is down."""
+    from webhooks.tasks import process_deliveries
 
     try:
-        process_delivery.apply_async(
-            (delivery_id,), countdown=countdown, retry=True, retry_policy=_PUBLISH_RETRY_POLICY
+        process_deliveries.apply_async(
+            (list(delivery_ids),), countdown=countdown, retry=True, retry_policy=_PUBLISH_RETRY_POLICY
         )
     except Exception as exc:  # any broker failure: the outbox is the guarantee, not this call
-        logger.warning("broker did not take delivery %s (%s); the outbox will dispatch it", delivery_id, exc)
+        logger.warning("broker did not take %d deliveries (%s); the outbox will dispatch them", len(delivery_ids), exc)
         return False
     return True
 
 
-def delivery_enqueue_after_receipt(delivery_id: int) -> None:
-    """on_commit callback of the receiving view: publish, or make the row due for the next dispatcher run."""
-    if delivery_enqueue(delivery_id):
-        return
+def delivery_enqueue(delivery_id: int, *, countdown: float | None = None) -> bool:
+    return deliveries_enqueue([delivery_id], countdown=countdown)
+
+
+def _mark_due(delivery_ids: Sequence[int]) -> None:
+    """Make freshly received deliveries due for the very next outbox run (their publish failed)."""
     try:
-        WebhookDelivery.objects.filter(pk=delivery_id, state=WebhookDelivery.State.RECEIVED).update(
+        WebhookDelivery.objects.filter(pk__in=list(delivery_ids), state=WebhookDelivery.State.RECEIVED).update(
             next_dispatch_at=timezone.now()
         )
-    except DatabaseError as exc:  # the row still carries its later deadline: the dispatcher gets it then
-        logger.warning("could not mark delivery %s due for the outbox: %s", delivery_id, exc)
+    except DatabaseError as exc:  # the rows still carry their later deadline: the dispatcher gets them then
+        logger.warning("could not mark %d deliveries due for the outbox: %s", len(delivery_ids), exc)
+
+
+def deliveries_publish(delivery_ids: Sequence[int]) -> None:
+    """Publish received (or replayed) deliveries now, BATCH_SIZE per message; on a broker failure the rest are
+    made due for the next outbox run."""
+    for start in range(0, len(delivery_ids), BATCH_SIZE):
+        batch = delivery_ids[start : start + BATCH_SIZE]
+        if not deliveries_enqueue(batch):
+            _mark_due(delivery_ids[start:])
+            return
+
+
+class BackgroundPublisher:
+    """Publishes received deliveries from a thread of the web process, so a request never waits for the broker.
+
+    Requests hand over ids after their row is committed; the thread publishes whatever has gathered meanwhile in
+    messages of BATCH_SIZE ids, so the cost of a publish is shared when deliveries arrive fast. If the process dies
+    with ids still queued, their rows are already stored with a dispatch deadline: the outbox enqueues them.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+
+    def submit(self, delivery_id: int) -> None:
+        self._ensure_running()
+        self._queue.put(delivery_id)
+
+    def _ensure_running(self) -> None:
+        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+                return
+            if self._pid != os.getpid():  # a forked worker must not inherit its parent's pending ids
+                self._queue = queue.SimpleQueue()
+                atexit.register(self.flush)
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name="webhook-publisher", daemon=True)
+            self._thread.start()
+
+    def _take(self, *, block: bool) -> list[int]:
+        batch: list[int] = []
+        try:
+            batch.append(self._queue.get(block=block))
+            while len(batch) < BATCH_SIZE * 5:
+                batch.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take(block=True)
+            try:
+                deliveries_publish(batch)
+            except Exception:  # never let the thread die: the rows are stored and the outbox has them anyway
+                logger.exception("webhook publisher: %d deliveries left to the outbox", len(batch))
+            finally:
+                connection.close()  # only used when marking rows due; do not hold a connection per thread
+
+    def flush(self) -> None:
+        """Publish what is still queued (at process exit)."""
+        if self._pid != os.getpid():
+            return
+        while batch := self._take(block=False):
+            deliveries_publish(batch)
+
+
+_publisher = BackgroundPublisher()
+
+
+def delivery_enqueue_after_receipt(delivery_id: int) -> None:
+    """on_commit callback of the receiving view: hand the delivery to the publisher thread (or publish inline when
+    tasks run eagerly or OMA_WEBHOOK_BACKGROUND_PUBLISH=0); a failed publish makes the row due for the outbox."""
+    from oma.celery import app
+
+    if app.conf.task_always_eager or not webhook_setting("OMA_WEBHOOK_BACKGROUND_PUBLISH"):
+        deliveries_publish([delivery_id])
+    else:
+        _publisher.submit(delivery_id)
 
 
 @dataclass(frozen=True)
@@ -78,13 +170,13 @@ def deliveries_dispatch_due(*, now: datetime | None = None, max_batches: int = 2
                 WebhookDelivery.objects.filter(pk__in=ids).update(
                     next_dispatch_at=now + redispatch_after, dispatch_count=F("dispatch_count") + 1
                 )
-        for position, delivery_id in enumerate(ids):
-            if not delivery_enqueue(delivery_id):
+        for position in range(0, len(ids), BATCH_SIZE):
+            if not deliveries_enqueue(ids[position : position + BATCH_SIZE]):
                 # Broker down: what was not published is due again at the next run.
                 WebhookDelivery.objects.filter(pk__in=ids[position:]).update(next_dispatch_at=now)
                 logger.warning("outbox: broker down after %d dispatches; %d left due", dispatched, len(ids[position:]))
                 return DispatchResult(dispatched=dispatched, broker_down=True)
-            dispatched += 1
+            dispatched += len(ids[position : position + BATCH_SIZE])
         if len(ids) < batch_size:
             break
     if dispatched:

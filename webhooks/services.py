@@ -9,11 +9,11 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from urllib.parse import urlsplit
 
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db import connection, transaction
+from django.db.models import F, Field, Q, QuerySet
 from django.utils import timezone
 
 from oma.genstore.errors import GenstoreError, GenstoreRateLimited
@@ -21,7 +21,7 @@ from oma.genstore.webhooks import COMPLIANCE_TOPICS, WEBHOOK_TOPICS
 from oma.orders.compliance import redact_personal_data
 from oma.stores.models import Store
 from webhooks.conf import webhook_setting
-from webhooks.dispatch import delivery_enqueue_after_receipt
+from webhooks.dispatch import deliveries_publish, delivery_enqueue_after_receipt
 from webhooks.models import CustomerDataExport, WebhookDelivery
 from webhooks.topics import HANDLED_TOPICS
 
@@ -61,6 +61,36 @@ class ReceiveResult:
     ignored: bool
 
 
+@lru_cache(maxsize=1)
+def _insert_sql() -> tuple[str, list[Field]]:
+    meta = WebhookDelivery._meta
+    quote = connection.ops.quote_name
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    conflict = ", ".join(quote(meta.get_field(name).column) for name in ("store", "dedupe_key"))
+    # Identifiers come from the model's metadata; every value is a parameter.
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+        f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {quote(meta.pk.column)}"
+    )
+    return sql, fields
+
+
+def _insert_unless_duplicate(delivery: WebhookDelivery) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the new id, or None when the dedupe key exists already.
+
+    One statement and one round trip in autocommit; a concurrent copy waits for the first to commit, then finds
+    the conflict. Values are prepared by the model's own fields; plain SQL because this runs on every delivery.
+    """
+    sql, fields = _insert_sql()
+    params = [field.get_db_prep_save(field.pre_save(delivery, add=True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
 def delivery_receive(
     *,
     store: Store,
@@ -73,15 +103,16 @@ def delivery_receive(
 ) -> ReceiveResult:
     """Store an authentic delivery once and enqueue its processing after the commit.
 
-    A second delivery with the same dedupe key (even one racing this one) hits the unique constraint and is
+    A second delivery with the same dedupe key (even one racing this one) meets the unique constraint and is
     reported as a duplicate: it is neither stored nor processed again. A broker failure never reaches the caller.
+    `store` needs only its pk and domain (the view passes the light store of `store_for_webhook`).
     """
     webhook_id = webhook_id.strip()
     dedupe_key = delivery_dedupe_key(topic=topic, body=body, webhook_id=webhook_id)
     now = timezone.now()
     redispatch_after = timedelta(seconds=webhook_setting("OMA_WEBHOOK_REDISPATCH_SECONDS"))
     delivery = WebhookDelivery(
-        store=store,
+        store_id=store.pk,
         shop_domain=store.domain,
         topic=topic[:64],
         webhook_id=webhook_id[:255],
@@ -95,15 +126,12 @@ def delivery_receive(
         next_dispatch_at=now + redispatch_after if handled else None,
         outcome="" if handled else "topic not handled by OMA",
     )
-    try:
-        with transaction.atomic():
-            delivery.save(force_insert=True)
-            if handled:
-                transaction.on_commit(partial(delivery_enqueue_after_receipt, delivery.pk), robust=True)
-    except IntegrityError:
-        if not WebhookDelivery.objects.filter(store=store, dedupe_key=dedupe_key).exists():
-            raise
+    delivery.pk = _insert_unless_duplicate(delivery)
+    if delivery.pk is None:
         return ReceiveResult(delivery_id=None, duplicate=True, ignored=not handled)
+    if handled:
+        # Autocommit: the row is committed already, so this runs at once (inside a caller's transaction, after it).
+        transaction.on_commit(partial(delivery_enqueue_after_receipt, delivery.pk), robust=True)
     return ReceiveResult(delivery_id=delivery.pk, duplicate=False, ignored=not handled)
 
 
@@ -235,8 +263,7 @@ def deliveries_replay(*, deliveries: QuerySet[WebhookDelivery]) -> int:
             lease_expires_at=None,
             processed_at=None,
         )
-        for delivery_id in ids:
-            transaction.on_commit(partial(delivery_enqueue_after_receipt, delivery_id), robust=True)
+        transaction.on_commit(partial(deliveries_publish, ids), robust=True)
     if ids:
         logger.info("replaying %d webhook deliveries", len(ids))
     return len(ids)

@@ -12,8 +12,8 @@ def store_webhook_secrets(store: Store) -> list[str]:
     return [secret for secret in (store.client_secret, store.previous_client_secret) if secret]
 
 
-def delivery_signature_valid(*, store: Store, body: bytes, header_value: str) -> bool:
-    secrets = store_webhook_secrets(store)
+def delivery_signature_valid(*, store: Store, body: bytes, header_value: str, current_only: bool = False) -> bool:
+    secrets = [store.client_secret] if current_only else store_webhook_secrets(store)
     if not secrets or not header_value:
         return False
     return verify_webhook_hmac(secrets, body, header_value)

@@ -13,6 +13,15 @@ from tests.webhooks.payloads import OTHER_SECRET, OTHER_SHOP, SECRET, SHOP, enco
 URL = "/webhooks/genstore/"
 
 
+@pytest.fixture(autouse=True)
+def _in_process_webhook_settings(settings: Any) -> None:
+    """In-process tests publish from the request's own thread (the background publisher would use another
+    database connection, outside the test's transaction) and read the store on every delivery (rolled-back
+    stores leave no trace for the per-process cache to notice); the acceptance tests run the real thing."""
+    settings.OMA_WEBHOOK_BACKGROUND_PUBLISH = 0
+    settings.OMA_WEBHOOK_STORE_CACHE_SECONDS = 0
+
+
 @pytest.fixture
 def store(db: None) -> Store:
     # The API base points at a closed port: a test that reaches for the API without a sandbox fails loudly.

@@ -48,12 +48,12 @@ def test_outbox_enqueues_due_unfinished_deliveries_only(store, eager_celery):
 def test_outbox_leaves_rows_due_when_the_broker_is_down(store, monkeypatch):
     from kombu.exceptions import OperationalError
 
-    from webhooks.tasks import process_delivery
+    from webhooks.tasks import process_deliveries
 
     def broker_down(*args, **kwargs):
         raise OperationalError("Connection refused")
 
-    monkeypatch.setattr(process_delivery, "apply_async", broker_down)
+    monkeypatch.setattr(process_deliveries, "apply_async", broker_down)
     now = timezone.now()
     for order_id in ("1", "2", "3"):
         _received(store, order_id, next_dispatch_at=now - timedelta(seconds=1))

@@ -7,6 +7,7 @@ import logging
 import pytest
 from kombu.exceptions import OperationalError
 
+from oma.stores.models import Store
 from tests.webhooks.payloads import (
     OTHER_SECRET,
     PREVIOUS_SECRET,
@@ -160,12 +161,12 @@ def test_only_post_is_allowed(store, client):
 
 def test_broker_outage_does_not_change_the_answer(store, post_webhook, monkeypatch, django_capture_on_commit_callbacks):
     """The broker is the network edge here: its publish fails, the delivery waits for the outbox."""
-    from webhooks.tasks import process_delivery
+    from webhooks.tasks import process_deliveries
 
     def broker_down(*args, **kwargs):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6399. Connection refused.")
 
-    monkeypatch.setattr(process_delivery, "apply_async", broker_down)
+    monkeypatch.setattr(process_deliveries, "apply_async", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         response = post_webhook(order_json("1"))
     assert (response.status_code, response.json()) == (200, {"status": "accepted"})
@@ -180,3 +181,24 @@ def test_customer_email_is_not_logged(store, post_webhook, caplog):
         post_webhook(order_json("1"))
         post_webhook(body=b'{"order": ', topic="orders/update")
     assert "jane.doe.customer@example.com" not in caplog.text
+
+
+def test_a_secret_changed_by_another_process_is_used_at_once_despite_the_store_cache(store, post_webhook, settings):
+    settings.OMA_WEBHOOK_STORE_CACHE_SECONDS = 60
+    assert post_webhook(order_json("1")).status_code == 200  # the store's row is now cached in this process
+    # Another process (admin, connect_store) rotates the secret: no signal reaches this one.
+    Store.objects.filter(pk=store.pk).update(client_secret="rotated-secret", previous_client_secret=SECRET)
+    assert post_webhook(order_json("2"), secret="rotated-secret").status_code == 200
+    assert post_webhook(order_json("3"), secret=SECRET).status_code == 200  # the previous one still works
+    Store.objects.filter(pk=store.pk).update(previous_client_secret="")
+    assert post_webhook(order_json("4"), secret=SECRET).status_code == 401
+    assert WebhookDelivery.objects.count() == 3
+
+
+def test_a_store_saved_in_this_process_is_read_again(store, post_webhook, settings):
+    settings.OMA_WEBHOOK_STORE_CACHE_SECONDS = 60
+    assert post_webhook(order_json("1")).status_code == 200
+    store.client_secret = "new-secret"
+    store.previous_client_secret = ""
+    store.save()
+    assert post_webhook(order_json("2"), secret=SECRET).status_code == 401

@@ -1,0 +1,266 @@
+"""Webhook intake through gunicorn on 127.0.0.1: signed deliveries per second and p50/p99 latency at concurrency 32,
+beside the same server's trivial 200 view (the floor: Django, middleware and gunicorn, no work).
+
+    python -m bench.webhooks [--requests 3000] [--concurrency 32] [--workers 3] [--threads 4] [--rounds 2]
+
+Every delivery is unique and correctly signed, so each one is verified, parsed, stored and its processing published
+to a Redis broker of its own (a redis-server on a free port; no worker consumes, so only the intake is measured).
+Targets: webhook throughput >= half the floor's, p99 < 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import types
+from typing import Any
+
+from bench.common import ROOT, figure, setup_django
+
+SHOP = "bench.genmystore.com"
+SECRET = "bench-client-secret-0123456789"
+FLOOR_PATH = "/bench/floor/"
+WEBHOOK_PATH = "/webhooks/genstore/"
+
+
+# --- the server side (imported by gunicorn as `bench.webhooks:wsgi_app()`) --------------------------------------
+
+
+def wsgi_app() -> Any:
+    """OMA's WSGI application with one extra URL, the floor view, added for this benchmark only."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oma.settings")
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+    from django.http import HttpResponse
+    from django.urls import path
+    from django.views.decorators.csrf import csrf_exempt
+
+    application = get_wsgi_application()
+    import oma.urls
+
+    @csrf_exempt
+    def floor(request: Any) -> HttpResponse:
+        return HttpResponse(b'{"status":"ok"}', content_type="application/json")
+
+    urls = types.ModuleType("bench_webhooks_urls")
+    urls.urlpatterns = [path(FLOOR_PATH.strip("/") + "/", floor), *oma.urls.urlpatterns]  # type: ignore[attr-defined]
+    sys.modules[urls.__name__] = urls
+    settings.ROOT_URLCONF = urls.__name__
+    return application
+
+
+# --- the load generator --------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, timeout: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"process exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on port {port} after {timeout:.0f} s")
+
+
+def _signed(order_number: int, run: str) -> tuple[bytes, dict[str, str]]:
+    order_id = str(order_number)
+    body = json.dumps(
+        {
+            "order": {
+                "orderId": order_id,
+                "name": f"#{order_id}",
+                "financialStatus": "paid",
+                "updatedAt": "2026-11-01T12:00:00+00:00",
+                "totalPrice": "42.00",
+                "currency": "USD",
+                "lineItems": [{"id": f"{order_id}-1", "sku": "SKU-1", "quantity": 1, "price": "42.00"}],
+            }
+        },
+        separators=(",", ":"),
+    ).encode()
+    signature = base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Genstore-Topic": "orders/update",
+        "X-Genstore-Shop-Domain": SHOP,
+        "X-Genstore-Hmac-Sha256": signature,
+        "X-Genstore-Webhook-Id": f"bench-{run}-{order_id}",
+    }
+    return body, headers
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes and their live children (Linux /proc), in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    seen: set[int] = set()
+    pending = list(pids)
+    while pending:
+        pid = pending.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+            total += int(fields[11]) + int(fields[12])
+            children = open(f"/proc/{pid}/task/{pid}/children").read().split()  # noqa: SIM115
+        except OSError:
+            continue
+        pending.extend(int(child) for child in children)
+    return total / ticks
+
+
+def _load(
+    port: int, path: str, requests: list[tuple[bytes, dict[str, str]]], concurrency: int, server_pids: list[int]
+) -> dict[str, Any]:
+    latencies: list[float] = [0.0] * len(requests)
+    statuses: list[int] = [0] * len(requests)
+    lock = threading.Lock()
+    cursor = iter(range(len(requests)))
+
+    def sender() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while True:
+            with lock:
+                index = next(cursor, None)
+            if index is None:
+                break
+            body, headers = requests[index]
+            started = time.perf_counter()
+            try:
+                connection.request("POST", path, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                statuses[index] = response.status
+            except (OSError, http.client.HTTPException):
+                statuses[index] = -1
+                connection.close()
+            latencies[index] = time.perf_counter() - started
+        connection.close()
+
+    cpu_before = _cpu_seconds(server_pids)
+    started = time.perf_counter()
+    threads = [threading.Thread(target=sender) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    server_cpu = _cpu_seconds(server_pids) - cpu_before
+    ordered = sorted(latencies)
+    return {
+        "server_cpu_ms": server_cpu / len(requests) * 1000,
+        "per_second": len(requests) / elapsed,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        "max_ms": ordered[-1] * 1000,
+        "statuses": {status: statuses.count(status) for status in set(statuses)},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=3000, help="requests per measured round and path")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (gthread)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating floor/webhook rounds; the best is kept")
+    args = parser.parse_args()
+
+    redis_binary = shutil.which("redis-server")
+    if redis_binary is None:
+        raise SystemExit("bench/webhooks.py needs redis-server (the broker the intake publishes to)")
+    vendor = setup_django("oma_bench_webhooks")
+    from oma.stores.models import Store
+    from webhooks.models import WebhookDelivery
+
+    Store.objects.create(domain=SHOP, access_token="bench-token", client_secret=SECRET)
+
+    redis_port, web_port = _free_port(), _free_port()
+    scratch = tempfile.mkdtemp(prefix="oma-bench-webhooks-")
+    redis = subprocess.Popen(
+        [redis_binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", scratch], stdout=subprocess.DEVNULL,
+    )
+    env = {
+        **os.environ,
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "SECURE_SSL_REDIRECT": "0",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    }
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "bench.webhooks:wsgi_app()", f"--bind=127.0.0.1:{web_port}",
+         f"--workers={args.workers}", f"--threads={args.threads}", "--worker-class=gthread", "--backlog=512",
+         "--keep-alive=30", "--log-level=warning"],
+        cwd=ROOT, env=env,
+    )
+    try:
+        _wait_for_port(redis_port, 10, redis)
+        _wait_for_port(web_port, 30, web)
+        warmup = [_signed(n, "warmup") for n in range(300)]
+        pids = [web.pid, redis.pid]
+        _load(web_port, FLOOR_PATH, warmup, args.concurrency, pids)
+        _load(web_port, WEBHOOK_PATH, warmup, args.concurrency, pids)
+
+        floors, hooks = [], []
+        for round_number in range(args.rounds):
+            batch = [_signed(n, f"r{round_number}") for n in range(args.requests)]
+            floors.append(_load(web_port, FLOOR_PATH, batch, args.concurrency, pids))
+            hooks.append(_load(web_port, WEBHOOK_PATH, batch, args.concurrency, pids))
+        floor = max(floors, key=lambda r: r["per_second"])
+        hook = max(hooks, key=lambda r: r["per_second"])
+        stored = WebhookDelivery.objects.count()
+    finally:
+        web.send_signal(signal.SIGTERM)
+        web.wait(timeout=30)
+        redis.kill()
+        redis.wait(timeout=10)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    expected = 300 + args.requests * args.rounds
+    print(f"database: {vendor}; gunicorn gthread {args.workers}x{args.threads}; concurrency {args.concurrency}; "
+          f"{args.requests} requests per round, best of {args.rounds}; {os.cpu_count()} CPUs")
+    print(f"floor statuses {floor['statuses']}; webhook statuses {hook['statuses']}; "
+          f"deliveries stored {stored} of {expected}")
+    if set(hook["statuses"]) != {200} or stored != expected:
+        raise SystemExit("webhook requests failed: the figures below would not mean anything")
+    ratio = hook["per_second"] / floor["per_second"]
+    figure("floor (trivial 200 view) requests/s", round(floor["per_second"], 1), "req/s")
+    figure("floor p50 latency", round(floor["p50_ms"], 1), "ms")
+    figure("floor p99 latency", round(floor["p99_ms"], 1), "ms")
+    figure("signed deliveries/s", round(hook["per_second"], 1), "req/s", f">= {floor['per_second'] / 2:.0f}")
+    figure("deliveries/s vs floor", round(ratio, 2), "x", ">= 0.5")
+    figure("delivery p50 latency", round(hook["p50_ms"], 1), "ms")
+    figure("delivery p99 latency", round(hook["p99_ms"], 1), "ms", "< 100")
+    figure("delivery max latency", round(hook["max_ms"], 1), "ms")
+    # Where the time goes: CPU of gunicorn and the broker per request (PostgreSQL's own share is not counted).
+    figure("floor server CPU per request", round(floor["server_cpu_ms"], 2), "ms")
+    figure("delivery server CPU per request", round(hook["server_cpu_ms"], 2), "ms")
+
+
+if __name__ == "__main__":
+    main()
