@@ -12,6 +12,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 _PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
 # Ids per processing message: enough to spread a publish's cost, few enough to keep the workers busy in parallel.
 BATCH_SIZE = 10
+# How long the publisher waits for more ids once one arrived: a short delay to processing, fewer publishes.
+_LINGER_SECONDS = 0.02
 
 
 def deliveries_enqueue(delivery_ids: Sequence[int], *, countdown: float | None = None) -> bool:
@@ -101,11 +104,14 @@ class BackgroundPublisher:
             self._thread.start()
 
     def _take(self, *, block: bool) -> list[int]:
+        """The next ids to publish: waits for one (if `block`), then gathers what arrives within _LINGER_SECONDS."""
         batch: list[int] = []
         try:
             batch.append(self._queue.get(block=block))
-            while len(batch) < BATCH_SIZE * 5:
-                batch.append(self._queue.get_nowait())
+            deadline = time.monotonic() + (_LINGER_SECONDS if block else 0)
+            while len(batch) < BATCH_SIZE:
+                remaining = deadline - time.monotonic()
+                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
         except queue.Empty:
             pass
         return batch
