@@ -224,13 +224,17 @@ def _run(genstore, broker, private_redis, celery_worker_factory, carriers) -> No
     retried = sum(
         1 for log in pushes.values_list("log", flat=True) if any("will retry" in entry["message"] for entry in log)
     )
+    taken_over = sum(
+        1 for log in pushes.values_list("log", flat=True)
+        if any("the previous attempt did not finish" in entry["message"] for entry in log)
+    )
     print(  # shown with -s: the figures of the run
         f"\n{shipments.count()} shipments on 400 of 500 orders, {expected_pushes} pushed, "
         f"{pushes.filter(state=State.SKIPPED).count()} skipped (cancelled orders, nothing to ship); "
         f"Genstore: {after['requests']} requests, {after['fulfillments_created']} created, "
         f"{after['fulfillments_updated']} updates, {after['write_faults_injected']} writes answered 502, "
         f"{after['rate_limited']} 429s; {read_back} creates found again by reading after a 502 or the kill; "
-        f"{retried} pushes waited for a retry"
+        f"{retried} pushes waited for a retry; {taken_over} pushes taken over from the killed worker"
     )
 
     report = store_reconcile(store=store, refresh=True)
