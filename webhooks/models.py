@@ -48,8 +48,10 @@ class WebhookDelivery(models.Model):
         null=True, blank=True, help_text="when the outbox re-enqueues it if still unfinished"
     )
     lease_expires_at = models.DateTimeField(
-        null=True, blank=True, help_text="a processing attempt older than this is presumed dead"
+        null=True, blank=True, help_text="processing: the attempt is presumed dead after this; retrying: not before"
     )
+    # Stamped by each claim; the "processed" mark only lands for the claim that did the work.
+    claim_token = models.CharField(max_length=32, blank=True, editable=False)
     dispatch_count = models.PositiveIntegerField(default=0, help_text="times the outbox had to enqueue it")
     replay_count = models.PositiveIntegerField(default=0)
     processed_at = models.DateTimeField(null=True, blank=True)

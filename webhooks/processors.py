@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from oma.genstore.client import GenstoreClient
 from oma.genstore.errors import GenstoreNotFound
 from oma.genstore.parsing import parse_order, parse_refund
 from oma.genstore.records import OrderRecord
@@ -44,23 +45,37 @@ def _order_payload_gap(*, topic: str, record: OrderRecord) -> str | None:
     return None
 
 
-def process_order(store: Store, delivery: WebhookDelivery, payload: dict[str, Any]) -> str:
-    """orders/*: upsert the order, the newest updatedAt winning; a late, older delivery changes nothing.
+class OrderClientCache:
+    """One Genstore client per batch, built only if some delivery needs the API."""
 
-    orders/cancelled sets the order's cancellation, which is what stops pushes for it (pushes skip cancelled
-    orders); the mirror's change hooks tell the other apps.
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._client: GenstoreClient | None = None
+
+    def get(self) -> GenstoreClient:
+        if self._client is None:
+            self._client = genstore_client_for(self.store)
+        return self._client
+
+
+def order_record_for(store: Store, delivery: WebhookDelivery, clients: OrderClientCache) -> tuple[OrderRecord, str]:
+    """orders/*: the order version a delivery brings, and a note for the log when it had to be re-read.
+
+    The payload is used as it is when it carries what OMA needs; otherwise the order is read from the API (the
+    current version, which is at least as new as the delivery's). Upserting it, the newest updatedAt winning, is
+    the caller's job: a late, older delivery changes nothing. orders/cancelled thereby sets the order's
+    cancellation, which is what stops pushes for it (pushes skip cancelled orders), and the mirror's change hooks
+    tell the other apps.
     """
-    record = parse_order(payload["order"])
+    payload = load_payload(delivery)
+    try:
+        record = parse_order(payload["order"])
+    except KeyError as exc:
+        raise PermanentProcessingError(f"payload lacks {exc}") from exc
     gap = _order_payload_gap(topic=delivery.topic, record=record)
-    if gap:
-        record = genstore_client_for(store).get_order(record.order_id)
-    result = order_upsert(store=store, record=record)
-    outcome = f"order {record.order_id} {result.outcome}"
-    if gap:
-        outcome += f" (re-read from Genstore: payload had {gap})"
-    if delivery.topic == "orders/cancelled" and not result.order.is_cancelled:
-        outcome += "; Genstore does not show it cancelled"
-    return outcome
+    if gap is None:
+        return record, ""
+    return clients.get().get_order(record.order_id), f" (re-read from Genstore: payload had {gap})"
 
 
 def _refund_key(raw: dict[str, Any]) -> str:
@@ -182,8 +197,8 @@ def process_shop_redact(store: Store, delivery: WebhookDelivery, payload: dict[s
     return f"shop erased: {sum(result.deleted.values())} rows and {deliveries} deliveries deleted"
 
 
+# Every handled topic but orders/*, which are processed in batches (order_record_for, then one upsert per store).
 PROCESSORS: dict[str, Processor] = {
-    **{topic: process_order for topic in ORDER_TOPICS},
     "refunds/create": process_refund,
     "app/uninstalled": process_app_uninstalled,
     "app/scopesUpdate": process_scopes_update,
@@ -193,19 +208,27 @@ PROCESSORS: dict[str, Processor] = {
 }
 
 
-def process_payload(delivery: WebhookDelivery) -> str:
-    """Run the delivery's processor; raises PermanentProcessingError when it can never succeed."""
-    if delivery.store is None:
-        raise PermanentProcessingError("the store was erased")
-    processor = PROCESSORS.get(delivery.topic)
-    if processor is None:
-        return "topic not handled by OMA"
+def load_payload(delivery: WebhookDelivery) -> dict[str, Any]:
     try:
         payload = json.loads(delivery.body)
     except (ValueError, RecursionError) as exc:
         raise PermanentProcessingError("stored body is not JSON") from exc
     if not isinstance(payload, dict):
         raise PermanentProcessingError("stored body is not a JSON object")
+    return payload
+
+
+def process_payload(delivery: WebhookDelivery) -> str:
+    """Run the processor of a delivery's topic (any but orders/*); raises PermanentProcessingError when it can
+    never succeed."""
+    if delivery.store is None:
+        raise PermanentProcessingError("the store was erased")
+    if delivery.topic in ORDER_TOPICS:
+        raise ValueError("orders/* deliveries are processed in batches: use order_record_for")
+    processor = PROCESSORS.get(delivery.topic)
+    if processor is None:
+        return "topic not handled by OMA"
+    payload = load_payload(delivery)
     try:
         return processor(delivery.store, delivery, payload)
     except KeyError as exc:  # the shape was checked on receipt; a redacted body may no longer fit

@@ -6,6 +6,8 @@ import hashlib
 import json
 import logging
 import random
+import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,13 +19,14 @@ from django.db.models import F, Field, Q, QuerySet
 from django.utils import timezone
 
 from oma.genstore.errors import GenstoreError, GenstoreRateLimited
+from oma.genstore.records import OrderRecord
 from oma.genstore.webhooks import COMPLIANCE_TOPICS, WEBHOOK_TOPICS
 from oma.orders.compliance import redact_personal_data
 from oma.stores.models import Store
 from webhooks.conf import webhook_setting
 from webhooks.dispatch import deliveries_publish, delivery_enqueue_after_receipt
 from webhooks.models import CustomerDataExport, WebhookDelivery
-from webhooks.topics import HANDLED_TOPICS
+from webhooks.topics import HANDLED_TOPICS, ORDER_TOPICS
 
 logger = logging.getLogger(__name__)
 
@@ -150,52 +153,176 @@ class _ClaimLost(Exception):
     """Another attempt took over this delivery (our lease expired): roll back and leave it to that attempt."""
 
 
+# A retry's countdown may fire a moment before the time it was set for.
+_CLAIM_TOLERANCE = timedelta(seconds=2)
+
+
 def _claimable(now: datetime) -> Q:
-    return Q(state__in=[State.RECEIVED, State.RETRYING]) | Q(state=State.PROCESSING, lease_expires_at__lt=now)
+    """Received rows; retries whose backoff is over; processing rows whose lease ran out (their attempt died)."""
+    return (
+        Q(state=State.RECEIVED)
+        | Q(state=State.RETRYING, lease_expires_at__lte=now + _CLAIM_TOLERANCE)
+        | Q(state=State.PROCESSING, lease_expires_at__lt=now)
+    )
+
+
+def deliveries_process(*, delivery_ids: Sequence[int]) -> dict[int, ProcessResult]:
+    """Process deliveries at most once each: claim them, run their topics' processors, record the outcomes.
+
+    The claim is one conditional UPDATE (unfinished, unclaimed rows only) that counts the attempt and stamps a
+    claim token; effects and the "processed" mark commit in one transaction fenced by that token, so a copy of the
+    task that arrives late (outbox, broker redelivery) finds nothing to do. Order deliveries of one store are
+    upserted together, as one page (a constant number of queries; the newest updatedAt wins inside the batch as
+    it does across batches); every other topic runs on its own.
+    """
+    ids = list(dict.fromkeys(delivery_ids))
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    lease = timedelta(seconds=webhook_setting("OMA_WEBHOOK_LEASE_SECONDS"))
+    WebhookDelivery.objects.filter(_claimable(now), pk__in=ids).update(
+        state=State.PROCESSING,
+        attempts=F("attempts") + 1,
+        claim_token=token,
+        lease_expires_at=now + lease,
+        # If this attempt dies, the outbox hands the rows out again once the lease has run out.
+        next_dispatch_at=now + lease + timedelta(seconds=5),
+    )
+    claimed = WebhookDelivery.objects.select_related("store").filter(
+        pk__in=ids, claim_token=token, state=State.PROCESSING
+    )
+    results = {delivery_id: ProcessResult(state="skipped") for delivery_id in ids}
+    order_groups: dict[int, list[WebhookDelivery]] = {}
+    for delivery in claimed:
+        if delivery.topic in ORDER_TOPICS and delivery.store is not None:
+            order_groups.setdefault(delivery.store.pk, []).append(delivery)
+        else:
+            results[delivery.pk] = _process_one(delivery, token)
+    for group in order_groups.values():
+        results.update(_process_orders(group, token))
+    return results
 
 
 def delivery_process(*, delivery_id: int) -> ProcessResult:
-    """Process one delivery at most once: claim it, run its topic's processor, record the outcome.
+    """Process one delivery at most once (see deliveries_process)."""
+    return deliveries_process(delivery_ids=[delivery_id])[delivery_id]
 
-    The claim is a conditional UPDATE (only an unfinished, unclaimed row) that counts the attempt; the effects and
-    the "processed" mark commit in one transaction, fenced by the attempt number, so a copy of the task that
-    arrives late (outbox, broker redelivery) finds nothing to do.
-    """
+
+def _fenced(delivery: WebhookDelivery, token: str) -> QuerySet[WebhookDelivery]:
+    return WebhookDelivery.objects.filter(pk=delivery.pk, claim_token=token, state=State.PROCESSING)
+
+
+_PROCESSED_FIELDS = ["state", "processed_at", "outcome", "last_error", "next_dispatch_at", "lease_expires_at"]
+
+
+def _mark_processed(delivery: WebhookDelivery, outcome: str) -> WebhookDelivery:
+    delivery.state = State.PROCESSED
+    delivery.processed_at = timezone.now()
+    delivery.outcome = outcome[:255]
+    delivery.last_error = ""
+    delivery.next_dispatch_at = None
+    delivery.lease_expires_at = None
+    return delivery
+
+
+def _process_one(delivery: WebhookDelivery, token: str) -> ProcessResult:
     from webhooks.processors import process_payload
 
-    now = timezone.now()
-    lease = timedelta(seconds=webhook_setting("OMA_WEBHOOK_LEASE_SECONDS"))
-    claimed = WebhookDelivery.objects.filter(_claimable(now), pk=delivery_id).update(
-        state=State.PROCESSING,
-        attempts=F("attempts") + 1,
-        lease_expires_at=now + lease,
-        # If this attempt dies, the outbox hands the row out again once the lease has run out.
-        next_dispatch_at=now + lease + timedelta(seconds=5),
-    )
-    if not claimed:
-        return ProcessResult(state="skipped")
-    delivery = WebhookDelivery.objects.select_related("store").get(pk=delivery_id)
-    attempt = delivery.attempts
-    fenced = WebhookDelivery.objects.filter(pk=delivery_id, state=State.PROCESSING, attempts=attempt)
+    fenced = _fenced(delivery, token)
     try:
         with transaction.atomic():
             outcome = process_payload(delivery)
-            if not fenced.update(
-                state=State.PROCESSED,
-                processed_at=timezone.now(),
-                outcome=outcome[:255],
-                last_error="",
-                next_dispatch_at=None,
-                lease_expires_at=None,
-            ):
+            _mark_processed(delivery, outcome)
+            if not fenced.update(**{name: getattr(delivery, name) for name in _PROCESSED_FIELDS}):
                 raise _ClaimLost
     except _ClaimLost:
-        logger.warning("delivery %s: attempt %d lost its claim; its effects were rolled back", delivery_id, attempt)
+        logger.warning("delivery %s: attempt %d lost its claim; its effects were rolled back", delivery.pk,
+                       delivery.attempts)
         return ProcessResult(state="skipped")
     except Exception as exc:
-        return _delivery_attempt_failed(delivery=delivery, attempt=attempt, fenced=fenced, exc=exc)
-    logger.debug("delivery %s (%s) processed: %s", delivery_id, delivery.topic, outcome)
+        return _delivery_attempt_failed(delivery=delivery, attempt=delivery.attempts, fenced=fenced, exc=exc)
+    logger.debug("delivery %s (%s) processed: %s", delivery.pk, delivery.topic, outcome)
     return ProcessResult(state=State.PROCESSED)
+
+
+# Reading orders from the API (payloads that lack what OMA needs) stops after this long, well inside the task's
+# time limits; the deliveries left are retried individually.
+_ORDER_READS_BUDGET_SECONDS = 60
+
+
+def _process_orders(deliveries: list[WebhookDelivery], token: str) -> dict[int, ProcessResult]:
+    """orders/* deliveries of one store: read each one's order (from the payload, or the API when it lacks what OMA
+    needs), then upsert them as one page and mark them processed in the same transaction."""
+    from oma.orders.services import orders_upsert_page
+    from webhooks.processors import OrderClientCache, order_record_for
+
+    store = deliveries[0].store
+    assert store is not None
+    results: dict[int, ProcessResult] = {}
+    prepared: list[tuple[WebhookDelivery, OrderRecord, str]] = []
+    clients = OrderClientCache(store)
+    started = time.monotonic()
+    for delivery in deliveries:
+        try:
+            if time.monotonic() - started > _ORDER_READS_BUDGET_SECONDS:
+                raise TimeoutError("the batch spent its time reading other orders; retried on its own")
+            record, note = order_record_for(store, delivery, clients)
+        except Exception as exc:
+            results[delivery.pk] = _delivery_attempt_failed(
+                delivery=delivery, attempt=delivery.attempts, fenced=_fenced(delivery, token), exc=exc
+            )
+            continue
+        prepared.append((delivery, record, note))
+    if not prepared:
+        return results
+    try:
+        with transaction.atomic():
+            held = set(
+                WebhookDelivery.objects.select_for_update()
+                .filter(pk__in=[delivery.pk for delivery, _, _ in prepared], claim_token=token, state=State.PROCESSING)
+                .values_list("pk", flat=True)
+            )
+            live = [item for item in prepared if item[0].pk in held]
+            newest = _newest_delivery_per_order(live)
+            counts = orders_upsert_page(store=store, records=[record for _, record, _ in newest.values()])
+            processed = []
+            for delivery, record, note in live:
+                applied = newest[record.order_id][0] is delivery
+                outcome = counts.outcomes.get(record.order_id, "stale") if applied else "stale"
+                text = f"order {record.order_id} {outcome}{note}"
+                if delivery.topic == "orders/cancelled" and record.cancelled_at is None:
+                    text += "; Genstore does not show it cancelled"
+                processed.append(_mark_processed(delivery, text))
+            WebhookDelivery.objects.bulk_update(processed, _PROCESSED_FIELDS)
+    except Exception as exc:
+        for delivery, _, _ in prepared:
+            results[delivery.pk] = _delivery_attempt_failed(
+                delivery=delivery, attempt=delivery.attempts, fenced=_fenced(delivery, token), exc=exc
+            )
+        return results
+    for delivery, _, _ in prepared:
+        if delivery.pk not in held:
+            logger.warning("delivery %s: attempt %d lost its claim before processing", delivery.pk, delivery.attempts)
+        results[delivery.pk] = ProcessResult(state=State.PROCESSED if delivery.pk in held else "skipped")
+    return results
+
+
+def _newest_delivery_per_order(
+    items: list[tuple[WebhookDelivery, OrderRecord, str]],
+) -> dict[str, tuple[WebhookDelivery, OrderRecord, str]]:
+    """The delivery carrying each order's newest version (a later one wins a tie, like the upsert itself)."""
+    newest: dict[str, tuple[WebhookDelivery, OrderRecord, str]] = {}
+    for item in items:
+        record = item[1]
+        kept = newest.get(record.order_id)
+        older = (
+            kept is not None
+            and record.updated_at is not None
+            and kept[1].updated_at is not None
+            and record.updated_at < kept[1].updated_at
+        )
+        if not older:
+            newest[record.order_id] = item
+    return newest
 
 
 def retry_delay(*, attempt: int, exc: BaseException | None = None) -> float:
@@ -228,11 +355,12 @@ def _delivery_attempt_failed(
         return ProcessResult(state=State.FAILED)
     delay = retry_delay(attempt=attempt, exc=exc)
     redispatch = timedelta(seconds=webhook_setting("OMA_WEBHOOK_REDISPATCH_SECONDS"))
+    retry_at = timezone.now() + timedelta(seconds=delay)
     fenced.update(
         state=State.RETRYING,
         last_error=error,
-        lease_expires_at=None,
-        next_dispatch_at=timezone.now() + timedelta(seconds=delay) + redispatch,
+        lease_expires_at=retry_at,  # not claimable before: a stray copy of the task cannot cut the backoff short
+        next_dispatch_at=retry_at + redispatch,
     )
     logger.warning("delivery %s (%s, %s) attempt %d failed, retrying in %.0f s: %s", delivery.pk, delivery.topic,
                    delivery.shop_domain, attempt, delay, error)

@@ -152,12 +152,21 @@ def test_scopes_update_records_the_current_scopes(store, deliver, scopes, expect
     assert store.scopes == sorted(expected)
 
 
-def test_transient_failures_are_retried_with_backoff_then_marked_failed(store, deliver, settings):
+def test_transient_failures_are_retried_with_backoff_then_marked_failed(store, settings):
     settings.OMA_WEBHOOK_MAX_ATTEMPTS = 3
     settings.GENSTORE_MAX_RETRIES = 0  # the store's API is a closed port: every re-read fails at once
-    thin = {"order": {"orderId": "1001", "updatedAt": BASE_TIME.isoformat()}}
-    delivery = deliver(thin)
-    delivery.refresh_from_db()
+    thin = encode({"order": {"orderId": "1001", "updatedAt": BASE_TIME.isoformat()}})
+    delivery_id = delivery_receive(store=store, topic="orders/update", body=thin, headers={}).delivery_id
+    states = []
+    for _ in range(5):
+        result = delivery_process(delivery_id=delivery_id)
+        states.append(result.state)
+        # Before its backoff is over, a retry cannot be claimed (a stray copy of the task changes nothing)...
+        assert delivery_process(delivery_id=delivery_id).state == "skipped"
+        # ...after it, it can: let the backoff pass.
+        WebhookDelivery.objects.filter(pk=delivery_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert states == [State.RETRYING, State.RETRYING, State.FAILED, "skipped", "skipped"]
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
     assert (delivery.state, delivery.attempts) == (State.FAILED, 3)
     assert delivery.last_error.startswith("GenstoreTransportError")
     assert delivery.next_dispatch_at is None
@@ -220,3 +229,38 @@ def test_ignored_topics_are_not_processed_or_replayed(store, post_webhook):
 
     assert deliveries_replay(deliveries=WebhookDelivery.objects.all()) == 0
     assert WebhookDelivery.objects.get().state == State.IGNORED
+
+
+def test_a_batch_upserts_each_order_once_at_its_newest_version(store, other_store, settings):
+    from webhooks.services import deliveries_process
+
+    settings.GENSTORE_MAX_RETRIES = 0
+
+    def received(shop_store, payload) -> int:
+        return delivery_receive(store=shop_store, topic="orders/update", body=encode(payload), headers={}).delivery_id
+
+    ids = {
+        "A2": received(store, order_json("A", version=2)),
+        "A5": received(store, order_json("A", version=5)),
+        "A1": received(store, order_json("A", version=1)),
+        "B3": received(store, order_json("B", version=3)),
+        "C1": received(other_store, order_json("C", version=1)),
+        # Lacks updatedAt and the API is unreachable: this one fails alone, the rest of the batch goes through.
+        "D": received(store, {"order": {"orderId": "D", "lineItems": []}}),
+    }
+    results = deliveries_process(delivery_ids=list(ids.values()))
+
+    assert {name: results[pk].state for name, pk in ids.items()} == {
+        "A2": State.PROCESSED, "A5": State.PROCESSED, "A1": State.PROCESSED, "B3": State.PROCESSED,
+        "C1": State.PROCESSED, "D": State.RETRYING,
+    }
+    outcomes = dict(WebhookDelivery.objects.filter(pk__in=ids.values()).values_list("pk", "outcome"))
+    assert outcomes[ids["A5"]] == "order A created"
+    assert outcomes[ids["A2"]] == outcomes[ids["A1"]] == "order A stale"
+    assert outcomes[ids["B3"]] == "order B created"
+    order_a = Order.objects.get(store=store, order_id="A")
+    assert order_a.genstore_updated_at == BASE_TIME + timedelta(minutes=5)
+    assert Order.objects.get(order_id="C").store == other_store
+    assert set(WebhookDelivery.objects.values_list("attempts", flat=True)) == {1}
+    # A second run of the same batch (a redelivered message) finds nothing left to do, the retry included.
+    assert {r.state for r in deliveries_process(delivery_ids=list(ids.values())).values()} == {"skipped"}
