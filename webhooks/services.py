@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.db import connection, transaction
-from django.db.models import F, Field, Q, QuerySet
+from django.db.models import Case, F, Field, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from oma.genstore.errors import GenstoreError, GenstoreRateLimited
@@ -211,17 +212,16 @@ def _fenced(delivery: WebhookDelivery, token: str) -> QuerySet[WebhookDelivery]:
     return WebhookDelivery.objects.filter(pk=delivery.pk, claim_token=token, state=State.PROCESSING)
 
 
-_PROCESSED_FIELDS = ["state", "processed_at", "outcome", "last_error", "next_dispatch_at", "lease_expires_at"]
-
-
-def _mark_processed(delivery: WebhookDelivery, outcome: str) -> WebhookDelivery:
-    delivery.state = State.PROCESSED
-    delivery.processed_at = timezone.now()
-    delivery.outcome = outcome[:255]
-    delivery.last_error = ""
-    delivery.next_dispatch_at = None
-    delivery.lease_expires_at = None
-    return delivery
+def _processed(outcome: Any) -> dict[str, Any]:
+    """The column values of a processed delivery (`outcome` may be an expression)."""
+    return {
+        "state": State.PROCESSED,
+        "processed_at": timezone.now(),
+        "outcome": outcome,
+        "last_error": "",
+        "next_dispatch_at": None,
+        "lease_expires_at": None,
+    }
 
 
 def _process_one(delivery: WebhookDelivery, token: str) -> ProcessResult:
@@ -230,9 +230,8 @@ def _process_one(delivery: WebhookDelivery, token: str) -> ProcessResult:
     fenced = _fenced(delivery, token)
     try:
         with transaction.atomic():
-            outcome = process_payload(delivery)
-            _mark_processed(delivery, outcome)
-            if not fenced.update(**{name: getattr(delivery, name) for name in _PROCESSED_FIELDS}):
+            outcome = process_payload(delivery)[:255]
+            if not fenced.update(**_processed(outcome)):
                 raise _ClaimLost
     except _ClaimLost:
         logger.warning("delivery %s: attempt %d lost its claim; its effects were rolled back", delivery.pk,
@@ -284,15 +283,19 @@ def _process_orders(deliveries: list[WebhookDelivery], token: str) -> dict[int, 
             live = [item for item in prepared if item[0].pk in held]
             newest = _newest_delivery_per_order(live)
             counts = orders_upsert_page(store=store, records=[record for _, record, _ in newest.values()])
-            processed = []
+            outcomes: dict[int, str] = {}
             for delivery, record, note in live:
                 applied = newest[record.order_id][0] is delivery
                 outcome = counts.outcomes.get(record.order_id, "stale") if applied else "stale"
                 text = f"order {record.order_id} {outcome}{note}"
                 if delivery.topic == "orders/cancelled" and record.cancelled_at is None:
                     text += "; Genstore does not show it cancelled"
-                processed.append(_mark_processed(delivery, text))
-            WebhookDelivery.objects.bulk_update(processed, _PROCESSED_FIELDS)
+                outcomes[delivery.pk] = text[:255]
+            # One UPDATE for the batch (the rows are locked above; only the outcome differs from row to row).
+            if outcomes:
+                WebhookDelivery.objects.filter(pk__in=list(outcomes)).update(
+                    **_processed(Case(*[When(pk=pk, then=Value(text)) for pk, text in outcomes.items()]))
+                )
     except Exception as exc:
         for delivery, _, _ in prepared:
             results[delivery.pk] = _delivery_attempt_failed(
