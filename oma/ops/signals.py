@@ -65,10 +65,25 @@ def _lookup(model_label: str, pk: object, store: str, order: str | None) -> dict
     return {"store_id": row[0], **({"order_id": row[1]} if order else {})}
 
 
+def _deliveries(ids: object) -> dict[str, Any]:
+    """A batch of webhook deliveries: their store when they share one, the order when there is one delivery."""
+    if not isinstance(ids, list | tuple) or not ids:
+        return {}
+    rows = list(apps.get_model("webhooks.WebhookDelivery")._default_manager.filter(pk__in=list(ids)[:1000])
+                .values_list("store_id", "resource_id").distinct()[:2])
+    context: dict[str, Any] = {}
+    if len({store_id for store_id, _ in rows}) == 1:
+        context["store_id"] = rows[0][0]
+    if len(ids) == 1 and rows:
+        context["order_id"] = rows[0][1]
+    return context
+
+
 # Task argument -> how to find the store (and Genstore order id) it concerns: one indexed lookup per task.
 ARGUMENT_CONTEXT: dict[str, Callable[[Any], dict[str, Any]]] = {
     "store_id": lambda value: {"store_id": value},
     "delivery_id": lambda value: _lookup("webhooks.WebhookDelivery", value, "store_id", "resource_id"),
+    "delivery_ids": _deliveries,
     "shipment_id": lambda value: _lookup("tracking.Shipment", value, "store_id", "order__order_id"),
     "push_id": lambda value: _lookup("fulfillment.FulfillmentPush", value, "store_id", "order__order_id"),
     "channel_id": lambda value: _lookup("channels.Channel", value, "store_id", None),

@@ -6,7 +6,12 @@ import pytest
 from django.test import override_settings
 
 from oma.ops import metrics
-from tests.fixtures_celery import RedisServer, private_redis  # noqa: F401 (fixture)
+from tests.fixtures_celery import (  # noqa: F401 (fixtures)
+    RedisServer,
+    celery_worker_factory,
+    gunicorn_factory,
+    private_redis,
+)
 
 
 @pytest.fixture
