@@ -32,6 +32,8 @@ _SECRET_NAMES = (
     r"|[a-z0-9_]*(?:client|api|signing|webhook|app)?[_-]?secret[a-z0-9_]*"
     r"|api[_-]?key|apikey|password|passwd|hmac(?:[_-]?sha256)?|signature|token"
 )
+# Every name in _SECRET_NAMES contains one of these.
+_NAME_WORDS = ("auth", "cookie", "token", "secret", "key", "hmac", "signature", "password", "passwd")
 # name, separator (quotes, colon or equals), optional scheme word, then the value up to a delimiter.
 _NAMED_VALUE = re.compile(
     rf"(?i)\b({_SECRET_NAMES})(['\"]?\s*[:=]\s*['\"]?|['\"]?\s*,\s*['\"])((?:bearer|basic|token)\s+)?([^\s'\",;&)}}\]]+)"
@@ -116,9 +118,14 @@ def redact(text: str) -> str:
     pattern = _known.pattern()
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
-    text = _NAMED_VALUE.sub(_named_value, text)
-    text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
-    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    lowered = text.lower()
+    # Cheap substring tests first: most lines name no secret, and the named-value pattern is the costly one.
+    if any(word in lowered for word in _NAME_WORDS):
+        text = _NAMED_VALUE.sub(_named_value, text)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    if "bearer" in lowered or "basic" in lowered:
+        text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     if "@" in text:
         text = _EMAIL.sub(EMAIL_REDACTED, text)
     return _PHONE.sub(PHONE_REDACTED, text)
