@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any, TypeVar
 
 from oma.genstore.errors import GenstoreRecordError
@@ -92,6 +93,9 @@ def _to_text(value: Any) -> str:
     raise _Invalid(f"expected text, got {type(value).__name__}")
 
 
+_WHITESPACE = re.compile(r"\s")
+
+
 def _to_id(value: Any) -> str:
     """Ids are long numbers, sent as strings or bare numbers; always kept as str (never through float)."""
     if isinstance(value, bool):
@@ -102,7 +106,7 @@ def _to_id(value: Any) -> str:
         return str(int(value))
     if isinstance(value, str):
         text = value.strip().strip('"').strip()
-        if text and not any(ch.isspace() for ch in text):
+        if text and _WHITESPACE.search(text) is None:
             return text
     raise _Invalid(f"not an id: {_show(value)}")
 
@@ -188,11 +192,10 @@ def parse_datetime(value: Any) -> datetime:
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        # An offset at either end of the calendar (0001-01-01T00:00+01:00) overflows on the way to UTC.
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise _Invalid(f"not a timestamp: {_show(value)}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _to_tags(value: Any) -> tuple[str, ...]:
@@ -231,6 +234,7 @@ def _to_list(value: Any) -> list[Any]:
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
+@cache  # a few dozen field names, looked up for every order
 def _snake(name: str) -> str:
     return _CAMEL_BOUNDARY.sub("_", name).lower()
 
@@ -374,8 +378,8 @@ def parse_order(raw: Mapping[str, Any]) -> OrderRecord:
     """An Order object from the REST API or an orders/* webhook (the object inside {"order": ...}).
 
     `orderId` is the id used in paths; without a usable one, `id` stands in (noted in `problems`, since the same
-    order could later arrive under its real orderId). Neither: GenstoreRecordError. `fulfillmentStatus` null is
-    kept as None (the caller maps it to unfulfilled). Protected fields (email, customer, addresses) may be missing.
+    order could later arrive under its real orderId). Neither: GenstoreRecordError. `fulfillmentStatus` null (or
+    absent) is `unfulfilled`. Protected fields (email, customer, addresses) may be missing.
     """
     raw = _require_mapping(raw, "order")
     problems = _Problems()
@@ -389,21 +393,25 @@ def parse_order(raw: Mapping[str, Any]) -> OrderRecord:
 
     line_items: list[LineItemRecord] = []
     items_key, items_value = _lookup(raw, ("lineItems",))
-    if items_key is not None and items_value is not None:
+    # Only a list read in full says which lines the order has; absent, null or partly unreadable, it does not.
+    has_line_items = items_key is not None and items_value is not None
+    if has_line_items:
         try:
             items = _to_list(items_value)
         except _Invalid as exc:
             problems.add(items_key, str(exc))
-            items = []
+            items, has_line_items = [], False
         for index, item in enumerate(items):
             label = f"{items_key}[{index}]"
             if not isinstance(item, Mapping):
                 problems.add(label, f"not an object: {_show(item)}; skipped")
+                has_line_items = False
                 continue
             try:
                 line_items.append(_line_item(item, problems.child(label)))
             except GenstoreRecordError:
                 problems.add(label, "no usable id; skipped")
+                has_line_items = False
 
     fulfillments: list[FulfillmentRecord] = []
     fulfillments_key, fulfillments_value = _lookup(raw, ("fulfillments",))
@@ -439,7 +447,7 @@ def parse_order(raw: Mapping[str, Any]) -> OrderRecord:
         "source_name": _field(raw, problems, ("sourceName",), _to_text),
         "source_identifier": _field(raw, problems, ("sourceIdentifier",), _to_text),
         "financial_status": _field(raw, problems, ("financialStatus",), _to_text),
-        "fulfillment_status": _field(raw, problems, ("fulfillmentStatus",), _to_text),
+        "fulfillment_status": _order_fulfillment_status(raw, problems),
         "cancelled_at": _field(raw, problems, ("cancelledAt", "cancelTime", "cancelledTime"), parse_datetime),
         "cancel_reason": _field(raw, problems, ("cancelReason",), _to_text),
         "created_at": _field(raw, problems, ("createdAt", "createTime"), parse_datetime),
@@ -455,12 +463,26 @@ def parse_order(raw: Mapping[str, Any]) -> OrderRecord:
         id=genstore_id,
         email=email,
         line_items=tuple(line_items),
+        has_line_items=has_line_items,
         fulfillments=tuple(fulfillments),
         has_fulfillments=has_fulfillments,
         raw=_as_dict(raw),
         problems=tuple(problems.items),
         **fields,
     )
+
+
+def _order_fulfillment_status(raw: Mapping[str, Any], problems: _Problems) -> str | None:
+    """Genstore writes an unfulfilled order's fulfillmentStatus as null (Part B): that is the word `unfulfilled`.
+    A value that is there but unreadable stays None (unknown), with its problem noted."""
+    key, value = _lookup(raw, ("fulfillmentStatus",))
+    if key is None or value is None:
+        return "unfulfilled"
+    try:
+        return _to_text(value)
+    except _Invalid as exc:
+        problems.add(key, str(exc))
+        return None
 
 
 def _as_dict(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -80,6 +80,9 @@ class OrderRecord:
     subtotal_price: Decimal | None = None
     currency: str | None = None
     line_items: tuple[LineItemRecord, ...] = ()
+    # True when the payload carried a lineItems list that was read in full: a line missing from it is gone. False
+    # (absent, null, or an entry unreadable) means the order's lines are not known from this payload.
+    has_line_items: bool = False
     fulfillments: tuple[FulfillmentRecord, ...] = ()
     # True when the payload carried a fulfillments list (so an empty tuple means "none", not "unknown").
     has_fulfillments: bool = False

@@ -137,15 +137,21 @@ def test_string_null_means_no_value_for_any_nullable_field(null):
         )
     )
     assert record.name is None and record.email is None and record.total_price is None
-    assert record.cancelled_at is None and record.fulfillment_status is None
+    assert record.cancelled_at is None and record.fulfillment_status == "unfulfilled"
     item = record.line_items[0]
     assert item.quantity is None and item.price is None and item.requires_shipping is None and item.sku is None
     assert record.problems == ()
 
 
-def test_fulfillment_status_null_stays_none_for_the_caller_to_map():
-    assert parse_order(order_payload(fulfillmentStatus=None)).fulfillment_status is None
-    assert parse_order(order_payload(fulfillmentStatus="null")).fulfillment_status is None
+def test_fulfillment_status_null_or_absent_means_unfulfilled():
+    # Part B: Genstore writes an unfulfilled order's status as null; the client says what it means.
+    assert parse_order(order_payload(fulfillmentStatus=None)).fulfillment_status == "unfulfilled"
+    assert parse_order(order_payload(fulfillmentStatus="null")).fulfillment_status == "unfulfilled"
+    payload = order_payload()
+    del payload["fulfillmentStatus"]
+    assert parse_order(payload).fulfillment_status == "unfulfilled"
+    odd = parse_order(order_payload(fulfillmentStatus={"status": "partial"}))
+    assert odd.fulfillment_status is None and odd.problems[0].startswith("fulfillmentStatus:")
 
 
 # --- ids ----------------------------------------------------------------------------------------------------------
@@ -216,6 +222,13 @@ def test_timestamps_become_aware_utc(text, expected):
     parsed = parse_datetime(text)
     assert parsed == expected
     assert parsed.utcoffset().total_seconds() == 0
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_timestamp_at_the_end_of_the_calendar_is_a_problem_not_a_crash(text):
+    record = parse_order(order_payload(updatedAt=text))  # converting it to UTC overflows
+    assert record.updated_at is None
+    assert record.problems == (f"updatedAt: not a timestamp: {text!r}",)
 
 
 def test_order_timestamps_with_quirks():
@@ -323,7 +336,23 @@ def test_nested_fulfillment_problems_reach_the_order():
     assert "fulfillments[0].createdAt: not a timestamp: 'yesterday'" in record.problems
 
 
-# --- has_fulfillments ---------------------------------------------------------------------------------------------
+# --- has_line_items, has_fulfillments -----------------------------------------------------------------------------
+
+
+def test_has_line_items_only_when_the_list_was_read_in_full():
+    assert parse_order(order_payload()).has_line_items is True
+    assert parse_order(order_payload(lineItems=[])).has_line_items is True  # an order with no lines says so
+    assert parse_order(order_payload(lineItems={"id": "9"})).has_line_items is True  # one object for a list
+    payload = order_payload()
+    del payload["lineItems"]
+    assert parse_order(payload).has_line_items is False  # not sent: unknown
+    assert parse_order(order_payload(lineItems="null")).has_line_items is False
+    assert parse_order(order_payload(lineItems="lots")).has_line_items is False  # unreadable
+    partial = parse_order(order_payload(lineItems=[{"id": "1"}, {"quantity": 1}]))
+    assert partial.has_line_items is False  # a line without an id may be one we know: it must not look deleted
+    assert [item.id for item in partial.line_items] == ["1"]
+    assert parse_order(order_payload(lineItems=[{"id": "1"}, "junk"])).has_line_items is False
+
 
 
 def test_has_fulfillments_tracks_the_key_not_the_content():
