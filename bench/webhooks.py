@@ -1,7 +1,7 @@
 """Webhook intake through gunicorn on 127.0.0.1: signed deliveries per second and p50/p99 latency at concurrency 32,
 beside the same server's trivial 200 view (the floor: Django, middleware and gunicorn, no work).
 
-    python -m bench.webhooks [--requests 3000] [--concurrency 32] [--workers 3] [--threads 4] [--rounds 2]
+    python -m bench.webhooks [--requests 3000] [--concurrency 32] [--workers 2] [--threads 8] [--rounds 2]
 
 Every delivery is unique and correctly signed, so each one is verified, parsed, stored and its processing published
 to a Redis broker of its own (a redis-server on a free port; no worker consumes, so only the intake is measured).
@@ -185,8 +185,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000, help="requests per measured round and path")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (gthread)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (gthread)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating floor/webhook rounds; the best is kept")
     args = parser.parse_args()
 

@@ -1,7 +1,9 @@
 """One processor per topic: turn an authentic, stored delivery into changes through the owning app's services.
 
-Every processor is idempotent (the same delivery processed twice changes nothing the second time) and returns a
-short outcome for the delivery log, free of personal data. Reads from the Genstore API happen before any write.
+orders/* deliveries are read here (`order_record_for`) and upserted in batches by `webhooks.services`; every
+other topic has its processor in PROCESSORS. Each one is idempotent (the same delivery processed twice changes
+nothing the second time) and returns a short outcome for the delivery log, free of personal data. Reads from the
+Genstore API happen before any write.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ class OrderClientCache:
             self._client = genstore_client_for(self.store)
         return self._client
 
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
 
 def order_record_for(store: Store, delivery: WebhookDelivery, clients: OrderClientCache) -> tuple[OrderRecord, str]:
     """orders/*: the order version a delivery brings, and a note for the log when it had to be re-read.
@@ -89,7 +96,8 @@ def process_refund(store: Store, delivery: WebhookDelivery, payload: dict[str, A
     if not record.order_id:
         raise PermanentProcessingError("refund without orderId")
     try:
-        order_record = genstore_client_for(store).get_order(record.order_id)
+        with genstore_client_for(store) as client:
+            order_record = client.get_order(record.order_id)
     except GenstoreNotFound:
         order_record = None
     if order_record is not None:

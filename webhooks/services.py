@@ -188,8 +188,10 @@ def deliveries_process(*, delivery_ids: Sequence[int]) -> dict[int, ProcessResul
         # If this attempt dies, the outbox hands the rows out again once the lease has run out.
         next_dispatch_at=now + lease + timedelta(seconds=5),
     )
-    claimed = WebhookDelivery.objects.select_related("store").filter(
-        pk__in=ids, claim_token=token, state=State.PROCESSING
+    claimed = (
+        WebhookDelivery.objects.select_related("store")
+        .filter(pk__in=ids, claim_token=token, state=State.PROCESSING)
+        .order_by("pk")  # the order of receipt: of two versions with the same updatedAt, the later one wins
     )
     results = {delivery_id: ProcessResult(state="skipped") for delivery_id in ids}
     order_groups: dict[int, list[WebhookDelivery]] = {}
@@ -260,17 +262,20 @@ def _process_orders(deliveries: list[WebhookDelivery], token: str) -> dict[int, 
     prepared: list[tuple[WebhookDelivery, OrderRecord, str]] = []
     clients = OrderClientCache(store)
     started = time.monotonic()
-    for delivery in deliveries:
-        try:
-            if time.monotonic() - started > _ORDER_READS_BUDGET_SECONDS:
-                raise TimeoutError("the batch spent its time reading other orders; retried on its own")
-            record, note = order_record_for(store, delivery, clients)
-        except Exception as exc:
-            results[delivery.pk] = _delivery_attempt_failed(
-                delivery=delivery, attempt=delivery.attempts, fenced=_fenced(delivery, token), exc=exc
-            )
-            continue
-        prepared.append((delivery, record, note))
+    try:
+        for delivery in deliveries:
+            try:
+                if time.monotonic() - started > _ORDER_READS_BUDGET_SECONDS:
+                    raise TimeoutError("the batch spent its time reading other orders; retried on its own")
+                record, note = order_record_for(store, delivery, clients)
+            except Exception as exc:
+                results[delivery.pk] = _delivery_attempt_failed(
+                    delivery=delivery, attempt=delivery.attempts, fenced=_fenced(delivery, token), exc=exc
+                )
+                continue
+            prepared.append((delivery, record, note))
+    finally:
+        clients.close()
     if not prepared:
         return results
     try:

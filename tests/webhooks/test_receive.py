@@ -202,3 +202,33 @@ def test_a_store_saved_in_this_process_is_read_again(store, post_webhook, settin
     store.previous_client_secret = ""
     store.save()
     assert post_webhook(order_json("2"), secret=SECRET).status_code == 401
+
+
+@pytest.mark.postgres
+def test_concurrent_copies_of_one_delivery_are_stored_once(transactional_db, store):
+    """Genstore retrying while the first attempt is still in flight: the unique key lets exactly one in."""
+    import threading
+
+    from django.db import connection
+
+    from webhooks.services import delivery_receive
+
+    body = encode(order_json("1001"))
+    results = []
+    barrier = threading.Barrier(8)
+
+    def receive() -> None:
+        barrier.wait()
+        try:
+            results.append(delivery_receive(store=store, topic="orders/update", body=body, headers={},
+                                            webhook_id="wh-race", handled=False))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=receive) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(result.duplicate for result in results) == [False] + [True] * 7
+    assert WebhookDelivery.objects.count() == 1
