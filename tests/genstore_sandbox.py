@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from oma.sandbox.server import GenstoreSandbox
 
 from oma.orders.models import Order
+from oma.sandbox.server import GenstoreSandbox
 from oma.stores.models import Store
 
 SANDBOX_TOKEN = "sandbox-token-0123456789"
