@@ -34,11 +34,12 @@ Processor = Callable[[Store, WebhookDelivery, dict[str, Any]], str]
 def _order_payload_gap(*, topic: str, record: OrderRecord) -> str | None:
     """What the payload lacks for OMA to mirror the order from it alone (then the order is re-read), or None.
 
-    Without updatedAt the version guard cannot order it; without line items there is nothing to fulfil.
+    Without updatedAt the version guard cannot order it; without a line item list read in full, the order's lines
+    are not known (and lines are what fulfillments are made of).
     """
     if record.updated_at is None:
         return "no updatedAt"
-    if not record.line_items:
+    if not record.has_line_items:
         return "no lineItems"
     if topic in ("orders/fulfilled", "orders/partiallyFulfilled") and not record.has_fulfillments:
         return "no fulfillments"

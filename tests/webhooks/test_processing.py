@@ -264,3 +264,13 @@ def test_a_batch_upserts_each_order_once_at_its_newest_version(store, other_stor
     assert set(WebhookDelivery.objects.values_list("attempts", flat=True)) == {1}
     # A second run of the same batch (a redelivered message) finds nothing left to do, the retry included.
     assert {r.state for r in deliveries_process(delivery_ids=list(ids.values())).values()} == {"skipped"}
+
+
+def test_order_payload_with_an_unreadable_line_item_is_completed_from_the_api(sandbox, sandbox_store, deliver):
+    order_id = sandbox.order_ids("shop1")[6]
+    payload = {"order": {**sandbox.order("shop1", order_id), "lineItems": ["not a line item"]}}
+    delivery = deliver(payload, secret=SANDBOX_SECRET)
+    delivery.refresh_from_db()
+    assert delivery.outcome.endswith("(re-read from Genstore: payload had no lineItems)")
+    truth = sandbox.canonical("shop1", order_id)
+    assert Order.objects.get(order_id=order_id).line_items.count() == len(truth["lineItems"])
