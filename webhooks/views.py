@@ -68,6 +68,8 @@ def read_raw_body(request: HttpRequest, *, limit: int) -> bytes | None:
 
 
 def _reject(status: int, reason: str, request: HttpRequest, *, domain: str = "", topic: str = "") -> JsonResponse:
+    """Log why and answer `status` with the reason (no secret in it; shop domains are public storefront names).
+    The metrics middleware counts rejections by this reason."""
     logger.warning(
         "webhook rejected %d (%s): shop=%r topic=%r from %s",
         status, reason, domain[:100], topic[:64], request.META.get("REMOTE_ADDR", "?"),
@@ -101,16 +103,21 @@ def _receive(request: HttpRequest, store: Store, topic: str, body: bytes, payloa
 @csrf_exempt
 @require_POST
 def genstore_webhook(request: HttpRequest) -> JsonResponse:
+    try:
+        return _genstore_webhook(request)
+    except DatabaseError:
+        # Nothing was stored, so nothing is acknowledged: a 5xx makes Genstore send it again.
+        logger.exception("webhook: database unavailable; delivery not stored")
+        return JsonResponse({"error": "temporarily unavailable"}, status=503)
+
+
+def _genstore_webhook(request: HttpRequest) -> JsonResponse:
     body = read_raw_body(request, limit=webhook_setting("OMA_WEBHOOK_MAX_BODY_BYTES"))
     domain = request.headers.get("X-Genstore-Shop-Domain", "")
     topic = request.headers.get("X-Genstore-Topic", "").strip()
     if body is None:
         return _reject(413, "body too large", request, domain=domain, topic=topic)
-    try:
-        store = store_for_webhook(domain)
-    except DatabaseError:
-        logger.exception("webhook: database unavailable while looking up the shop")
-        return JsonResponse({"error": "temporarily unavailable"}, status=503)
+    store = store_for_webhook(domain)
     if store is None:
         return _reject(401, "unknown shop", request, domain=domain, topic=topic)
     signature = request.headers.get("X-Genstore-Hmac-Sha256", "").strip()
@@ -132,18 +139,13 @@ def genstore_webhook(request: HttpRequest) -> JsonResponse:
 
     handled = is_handled(topic)
     try:
-        try:
-            result = _receive(request, store, topic, body, payload, handled)
-        except IntegrityError:
-            # Only a store erased since its row was read can break the insert: look again.
-            store = store_for_webhook(domain, fresh=True)
-            if store is None:
-                return _reject(401, "unknown shop", request, domain=domain, topic=topic)
-            result = _receive(request, store, topic, body, payload, handled)
-    except DatabaseError:
-        # Not stored, so not acknowledged: a 5xx makes Genstore send it again.
-        logger.exception("webhook: database unavailable; delivery from %s not stored", store.domain)
-        return JsonResponse({"error": "temporarily unavailable"}, status=503)
+        result = _receive(request, store, topic, body, payload, handled)
+    except IntegrityError:
+        # Only a store erased since its row was read can break the insert: look again.
+        store = store_for_webhook(domain, fresh=True)
+        if store is None:
+            return _reject(401, "unknown shop", request, domain=domain, topic=topic)
+        result = _receive(request, store, topic, body, payload, handled)
     if result.duplicate:
         return JsonResponse({"status": "duplicate"}, status=200)
     if result.ignored:
