@@ -5,19 +5,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from decimal import Decimal
+from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from oma.genstore.errors import GenstoreError
 from oma.genstore.records import FulfillmentRecord, OrderRecord
 from oma.orders.models import GenstoreFulfillment, LineItem, Order, SyncRun
+from oma.orders.pgarrays import quoted_arrays_use
 from oma.stores.models import Store
+
+if TYPE_CHECKING:
+    from oma.genstore.client import GenstoreClient, OrderPage
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +74,7 @@ _FULFILLMENT_FIELDS = [
     "line_items",
     "genstore_created_at",
     "genstore_updated_at",
+    "last_synced_at",
 ]
 
 # Called with the ids of orders that were created or changed, after the transaction commits.
@@ -84,6 +92,14 @@ class PageCounts:
     outcomes: dict[str, Outcome] = field(default_factory=dict)  # orderId -> outcome
     changed_order_ids: list[int] = field(default_factory=list)
 
+    def add(self, other: PageCounts) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.stale += other.stale
+        self.outcomes.update(other.outcomes)
+        self.changed_order_ids.extend(other.changed_order_ids)
+
 
 @dataclass(frozen=True)
 class UpsertResult:
@@ -91,15 +107,62 @@ class UpsertResult:
     order: Order
 
 
-def payload_hash(raw: dict) -> str:
-    return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+# --- fitting Genstore's values into the mirror's columns ------------------------------------------------------------
+# A value the parser accepted may still not fit a column (a price of 1e20, a quantity beyond 32 bits, a NUL
+# character, which PostgreSQL refuses in text and jsonb). Such a value is left empty and noted in parse_problems,
+# like a value that did not parse: one odd field must never keep an order, or its page, out of the mirror.
+
+_CENT = Decimal("0.01")
+_MONEY_BOUND = Decimal(10) ** 12  # numeric(14, 2)
+_INT_BOUND = 2**31  # integer columns
 
 
 def _text(value: object, limit: int) -> str:
-    return "" if value is None else str(value)[:limit]
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    return text.replace("\x00", "")[:limit] if "\x00" in text else text[:limit]
 
 
-def _order_from_record(*, store: Store, record: OrderRecord, digest: str, now: datetime, pk: int | None) -> Order:
+def _money(value: Decimal | None, name: str, problems: list[str]) -> Decimal | None:
+    if value is None:
+        return None
+    if value.adjusted() < 12 and abs(rounded := value.quantize(_CENT)) < _MONEY_BOUND:
+        return rounded
+    problems.append(f"{name}: {value} does not fit the mirror (numeric 14,2); left empty")
+    return None
+
+
+def _integer(value: int | None, name: str, problems: list[str]) -> int | None:
+    if value is None or -_INT_BOUND <= value < _INT_BOUND:
+        return value
+    problems.append(f"{name}: {value} does not fit the mirror (32-bit integer); left empty")
+    return None
+
+
+def _without_nul(value: object) -> object:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
+
+
+def _storable_raw(raw: dict) -> tuple[dict, str]:
+    """The raw JSON as it can be stored, and the SHA-256 of its canonical form (a re-read of the same version is
+    "unchanged" without a field diff). NUL characters, which jsonb refuses, are dropped from the stored copy."""
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    if "\\u0000" in canonical:
+        raw = _without_nul(raw)  # type: ignore[assignment]
+    return raw, digest
+
+
+def _order_from_record(
+    *, store: Store, record: OrderRecord, raw: dict, digest: str, now: datetime, pk: int | None, problems: list[str]
+) -> Order:
     return Order(
         pk=pk,
         store=store,
@@ -109,21 +172,63 @@ def _order_from_record(*, store: Store, record: OrderRecord, digest: str, now: d
         source_name=_text(record.source_name, 64),
         source_identifier=_text(record.source_identifier, 128),
         financial_status=_text(record.financial_status, 32),
-        # Genstore writes null for an unfulfilled order: store the word, so filters and exports read plainly.
-        fulfillment_status=_text(record.fulfillment_status, 32) or "unfulfilled",
+        fulfillment_status=_text(record.fulfillment_status, 32),
         cancelled_at=record.cancelled_at,
         cancel_reason=_text(record.cancel_reason, 255),
         genstore_created_at=record.created_at,
         genstore_updated_at=record.updated_at,
         email=_text(record.email, 254),
-        total_price=record.total_price,
-        subtotal_price=record.subtotal_price,
+        total_price=_money(record.total_price, "totalPrice", problems),
+        subtotal_price=_money(record.subtotal_price, "subtotalPrice", problems),
         currency=_text(record.currency, 8),
-        raw=record.raw,
+        raw=raw,
         payload_hash=digest,
-        parse_problems=list(record.problems),
+        parse_problems=problems,
         last_synced_at=now,
     )
+
+
+def _line_items_from_record(order: Order, record: OrderRecord, problems: list[str]) -> list[LineItem]:
+    items = []
+    for index, item in enumerate({li.id: li for li in record.line_items}.values()):  # a repeated id breaks a batch
+        label = f"lineItems[{index}]"
+        items.append(
+            LineItem(
+                order=order,
+                line_item_id=_text(item.id, 64),
+                product_id=_text(item.product_id, 64),
+                variant_id=_text(item.variant_id, 64),
+                sku=_text(item.sku, 128),
+                title=_text(item.title, 512),
+                variant_title=_text(item.variant_title, 512),
+                quantity=_integer(item.quantity, f"{label}.quantity", problems) or 0,
+                fulfillable_quantity=_integer(item.fulfillable_quantity, f"{label}.fulfillableQuantity", problems),
+                fulfillment_status=_text(item.fulfillment_status, 32),
+                requires_shipping=item.requires_shipping,
+                price=_money(item.price, f"{label}.price", problems),
+                grams=_integer(item.grams, f"{label}.grams", problems),
+            )
+        )
+    return items
+
+
+def _fulfillment_row(*, store: Store, order: Order, record: FulfillmentRecord) -> GenstoreFulfillment:
+    return GenstoreFulfillment(
+        store=store,
+        order=order,
+        fulfill_id=_text(record.fulfill_id, 64),
+        status=_text(record.status, 32),
+        shipment_status=_text(record.shipment_status, 32),
+        tracking_number=_text(record.tracking_number, 128),
+        tracking_company=_text(record.tracking_company, 128),
+        tracking_url=_text(record.tracking_url, 1024),
+        line_items=[{"id": line.id, "quantity": line.quantity} for line in record.line_items],
+        genstore_created_at=record.created_at,
+        genstore_updated_at=record.updated_at,
+    )
+
+
+# --- the upsert -----------------------------------------------------------------------------------------------------
 
 
 def _is_stale(*, incoming: datetime | None, current: datetime | None) -> bool:
@@ -132,12 +237,14 @@ def _is_stale(*, incoming: datetime | None, current: datetime | None) -> bool:
 
 
 def _newest_per_order(records: Iterable[OrderRecord]) -> list[OrderRecord]:
+    """One record per orderId (the newest), sorted by orderId: concurrent upserts of overlapping pages then lock
+    and insert rows in the same order, so they wait for each other instead of deadlocking."""
     newest: dict[str, OrderRecord] = {}
     for record in records:
         kept = newest.get(record.order_id)
         if kept is None or not _is_stale(incoming=record.updated_at, current=kept.updated_at):
             newest[record.order_id] = record
-    return list(newest.values())
+    return [newest[order_id] for order_id in sorted(newest)]
 
 
 def orders_upsert_page(*, store: Store, records: Sequence[OrderRecord]) -> PageCounts:
@@ -145,19 +252,23 @@ def orders_upsert_page(*, store: Store, records: Sequence[OrderRecord]) -> PageC
 
     Existing rows are locked (SELECT ... FOR UPDATE) so a webhook and a sweep touching the same order serialize;
     two transactions inserting the same new order collide on the unique constraint and the loser retries,
-    then sees the row and compares versions like any other.
+    then sees the row and compares versions like any other; so does the victim of a deadlock with a writer that
+    locks orders in another order (rows are locked and inserted in orderId order here). After the commit,
+    `orders_changed_hooks` run with the ids of the orders created or changed (a failing hook is logged; it never
+    undoes or breaks the upsert).
     """
     records = _newest_per_order(records)
     if not records:
         return PageCounts()
-    for attempt in range(3):
+    for attempt in range(1, _UPSERT_ATTEMPTS + 1):
         try:
             with transaction.atomic():
                 counts = _upsert_locked(store=store, records=records)
-        except IntegrityError:
-            if attempt == 2:
+        except (IntegrityError, OperationalError) as exc:
+            if attempt == _UPSERT_ATTEMPTS or not _lost_a_race(exc):
                 raise
-            logger.info("concurrent insert of the same orders for %s; retrying the page", store.domain)
+            logger.info("orders of %s: %s; retrying the page (attempt %d)", store.domain, exc, attempt + 1)
+            time.sleep(random.uniform(0, 0.05 * attempt))  # out of step with whoever we collided with
             continue
         if counts.changed_order_ids:
             _notify_orders_changed(store=store, order_ids=list(counts.changed_order_ids))
@@ -165,44 +276,66 @@ def orders_upsert_page(*, store: Store, records: Sequence[OrderRecord]) -> PageC
     raise AssertionError("unreachable")
 
 
+_UPSERT_ATTEMPTS = 5
+_DEADLOCK, _SERIALIZATION_FAILURE = "40P01", "40001"
+
+
+def _lost_a_race(exc: Exception) -> bool:
+    """True for the errors another writer causes and a retry of the whole (rolled back) page cures: the same new
+    order inserted twice at once, or a deadlock with a writer that locks orders in another order than ours."""
+    if isinstance(exc, IntegrityError):
+        return True
+    return getattr(exc.__cause__, "sqlstate", None) in (_DEADLOCK, _SERIALIZATION_FAILURE)
+
+
 def _notify_orders_changed(*, store: Store, order_ids: list[int]) -> None:
     for hook in orders_changed_hooks:
-        transaction.on_commit(lambda hook=hook: hook(store, order_ids))
+        transaction.on_commit(lambda hook=hook: hook(store, order_ids), robust=True)
 
 
 def _upsert_locked(*, store: Store, records: list[OrderRecord]) -> PageCounts:
+    quoted_arrays_use(connection)  # the bulk inserts below send each column as an array: dump them fast
     now = timezone.now()
     existing = {
         row["order_id"]: row
         for row in Order.objects.select_for_update()
         .filter(store=store, order_id__in=[r.order_id for r in records])
+        .order_by("order_id")
         .values("id", "order_id", "genstore_updated_at", "payload_hash")
     }
     counts = PageCounts()
     to_create: list[Order] = []
     to_update: list[Order] = []
     unchanged_ids: list[int] = []
-    written: list[tuple[Order, OrderRecord]] = []
+    replace_lines_of: list[int] = []
+    written: list[tuple[Order, OrderRecord, list[LineItem]]] = []
     for record in records:
-        digest = payload_hash(record.raw)
         row = existing.get(record.order_id)
-        if row is None:
-            order = _order_from_record(store=store, record=record, digest=digest, now=now, pk=None)
-            to_create.append(order)
-            written.append((order, record))
-            counts.outcomes[record.order_id] = "created"
-        elif _is_stale(incoming=record.updated_at, current=row["genstore_updated_at"]):
+        if row is not None and _is_stale(incoming=record.updated_at, current=row["genstore_updated_at"]):
             counts.outcomes[record.order_id] = "stale"
-        elif row["payload_hash"] == digest:
+            continue
+        raw, digest = _storable_raw(record.raw)
+        if row is not None and row["payload_hash"] == digest:
             unchanged_ids.append(row["id"])
             counts.outcomes[record.order_id] = "unchanged"
+            continue
+        problems = list(record.problems)
+        order = _order_from_record(
+            store=store, record=record, raw=raw, digest=digest, now=now, pk=None if row is None else row["id"],
+            problems=problems,
+        )
+        lines = _line_items_from_record(order, record, problems)  # may add problems: before the row is written
+        if row is None:
+            to_create.append(order)
+            counts.outcomes[record.order_id] = "created"
         else:
-            order = _order_from_record(store=store, record=record, digest=digest, now=now, pk=row["id"])
             if record.updated_at is None:  # keep the version we know rather than forgetting it
                 order.genstore_updated_at = row["genstore_updated_at"]
             to_update.append(order)
-            written.append((order, record))
+            if record.has_line_items:
+                replace_lines_of.append(row["id"])
             counts.outcomes[record.order_id] = "updated"
+        written.append((order, record, lines))
 
     if to_create:
         Order.objects.bulk_create(to_create)
@@ -218,79 +351,59 @@ def _upsert_locked(*, store: Store, records: list[OrderRecord]) -> PageCounts:
     if unchanged_ids:
         Order.objects.filter(pk__in=unchanged_ids).update(last_synced_at=now)
     if written:
-        _write_line_items(written)
+        # Lines that disappeared from an edited order go, but only when the payload listed its lines in full: a
+        # missing or unreadable list says nothing about them (and deleting a line deletes which parcels carried it).
+        _write_line_items([item for _, _, lines in written for item in lines], replace_lines_of=replace_lines_of)
         _write_fulfillments(store=store, written=written)
 
-    outcomes = counts.outcomes.values()
-    counts.created = sum(1 for o in outcomes if o == "created")
-    counts.updated = sum(1 for o in outcomes if o == "updated")
-    counts.unchanged = sum(1 for o in outcomes if o == "unchanged")
-    counts.stale = sum(1 for o in outcomes if o == "stale")
-    counts.changed_order_ids = [order.pk for order, _ in written]
+    outcomes = list(counts.outcomes.values())
+    counts.created = outcomes.count("created")
+    counts.updated = outcomes.count("updated")
+    counts.unchanged = outcomes.count("unchanged")
+    counts.stale = outcomes.count("stale")
+    counts.changed_order_ids = [order.pk for order, _, _ in written]
     return counts
 
 
-def _write_line_items(written: list[tuple[Order, OrderRecord]]) -> None:
-    items = [
-        LineItem(
-            order=order,
-            line_item_id=item.id,
-            product_id=_text(item.product_id, 64),
-            variant_id=_text(item.variant_id, 64),
-            sku=_text(item.sku, 128),
-            title=_text(item.title, 512),
-            variant_title=_text(item.variant_title, 512),
-            quantity=item.quantity or 0,
-            fulfillable_quantity=item.fulfillable_quantity,
-            fulfillment_status=_text(item.fulfillment_status, 32),
-            requires_shipping=item.requires_shipping,
-            price=item.price,
-            grams=item.grams,
-        )
-        for order, record in written
-        for item in {li.id: li for li in record.line_items}.values()  # a repeated id would break the batch
-    ]
+def _write_line_items(items: list[LineItem], *, replace_lines_of: list[int]) -> None:
+    """Upsert the lines; for the orders in `replace_lines_of`, delete the lines not among them (bulk_create has set
+    the pks of those that stay). A new order has no old lines, so it never needs the delete."""
     if items:
         LineItem.objects.bulk_create(
             items, update_conflicts=True, unique_fields=["order", "line_item_id"], update_fields=_LINE_ITEM_FIELDS
         )
-    # Lines that disappeared from an edited order go; bulk_create set the pks of those that stay.
-    LineItem.objects.filter(order_id__in=[order.pk for order, _ in written]).exclude(
-        pk__in=[item.pk for item in items]
-    ).delete()
+    if replace_lines_of:
+        LineItem.objects.filter(order_id__in=replace_lines_of).exclude(pk__in=[item.pk for item in items]).delete()
 
 
-def _fulfillment_row(*, store: Store, order: Order, record: FulfillmentRecord) -> GenstoreFulfillment:
-    return GenstoreFulfillment(
-        store=store,
-        order=order,
-        fulfill_id=record.fulfill_id,
-        status=_text(record.status, 32),
-        shipment_status=_text(record.shipment_status, 32),
-        tracking_number=_text(record.tracking_number, 128),
-        tracking_company=_text(record.tracking_company, 128),
-        tracking_url=_text(record.tracking_url, 1024),
-        line_items=[{"id": line.id, "quantity": line.quantity} for line in record.line_items],
-        genstore_created_at=record.created_at,
-        genstore_updated_at=record.updated_at,
-    )
-
-
-def _write_fulfillments(*, store: Store, written: list[tuple[Order, OrderRecord]]) -> None:
+def _write_fulfillments(*, store: Store, written: list[tuple[Order, OrderRecord, list[LineItem]]]) -> None:
     rows = [
         _fulfillment_row(store=store, order=order, record=fulfillment)
-        for order, record in written
+        for order, record, _ in written
         if record.has_fulfillments
         for fulfillment in {f.fulfill_id: f for f in record.fulfillments}.values()
     ]
     if rows:
-        genstore_fulfillments_upsert(rows)
+        _fulfillments_upsert(store=store, rows=rows)
 
 
-def genstore_fulfillments_upsert(rows: Sequence[GenstoreFulfillment]) -> None:
-    GenstoreFulfillment.objects.bulk_create(
-        rows, update_conflicts=True, unique_fields=["store", "fulfill_id"], update_fields=_FULFILLMENT_FIELDS
+def _fulfillments_upsert(*, store: Store, rows: list[GenstoreFulfillment]) -> None:
+    """Insert or update mirrored fulfillments, newest `updatedAt` winning (pushes and order payloads both write
+    here, and a late order payload must not move a fulfillment back)."""
+    rows.sort(key=lambda row: row.fulfill_id)
+    current = dict(
+        GenstoreFulfillment.objects.select_for_update()
+        .filter(store=store, fulfill_id__in=[row.fulfill_id for row in rows])
+        .order_by("fulfill_id")
+        .values_list("fulfill_id", "genstore_updated_at")
     )
+    fresh = [
+        row for row in rows if not _is_stale(incoming=row.genstore_updated_at, current=current.get(row.fulfill_id))
+    ]
+    if fresh:
+        GenstoreFulfillment.objects.bulk_create(
+            fresh, update_conflicts=True, unique_fields=["store", "fulfill_id"], update_fields=_FULFILLMENT_FIELDS
+        )
 
 
 def order_upsert(*, store: Store, record: OrderRecord) -> UpsertResult:
@@ -301,12 +414,21 @@ def order_upsert(*, store: Store, record: OrderRecord) -> UpsertResult:
 
 
 def order_fulfillment_record(*, store: Store, order: Order, record: FulfillmentRecord) -> GenstoreFulfillment:
-    """Mirror one fulfillment that Genstore returned (e.g. after a push)."""
-    genstore_fulfillments_upsert([_fulfillment_row(store=store, order=order, record=record)])
-    return GenstoreFulfillment.objects.get(store=store, fulfill_id=record.fulfill_id)
+    """Mirror one fulfillment that Genstore returned (e.g. after a push); an older version never wins."""
+    with transaction.atomic():
+        _fulfillments_upsert(store=store, rows=[_fulfillment_row(store=store, order=order, record=record)])
+    return GenstoreFulfillment.objects.get(store=store, fulfill_id=_text(record.fulfill_id, 64))
 
 
-# --- sweeps -----------------------------------------------------------------------------------------
+# --- sweeps ---------------------------------------------------------------------------------------------------------
+
+# A sweep renews its lease after every page, so the lease outlives any one page (retries and rate-limit waits
+# included) and a sweep whose process died frees its store within this long.
+SWEEP_LEASE_TTL = timedelta(minutes=10)
+
+
+class SweepLeaseLost(Exception):
+    """Another sweep took this store's lease (ours expired): this one stops, so that only one runs."""
 
 
 @dataclass(frozen=True)
@@ -317,13 +439,35 @@ class SweepProgress:
 
 
 def _incremental_since(store: Store) -> datetime | None:
-    """updatedAtMin for an incremental sweep: when the last good sweep started, minus an overlap."""
-    last_good = (
-        SyncRun.objects.filter(store=store, state=SyncRun.State.SUCCEEDED).order_by("-started_at").first()
-    )
-    if last_good is None:
+    """updatedAtMin for an incremental sweep, or None when the store needs a full one.
+
+    It is the start of the last sweep up to which every order was read without a gap, minus an overlap (clock skew,
+    late commits): the last good full sweep, then each good incremental sweep that began reading at or before where
+    the previous ones had reached. An incremental sweep started from a later time (`sync_orders --since`) left a gap
+    behind it, so it does not move the mark.
+    """
+    good = SyncRun.objects.filter(store=store, state=SyncRun.State.SUCCEEDED)
+    last_full = good.filter(kind=SyncRun.Kind.FULL).order_by("-started_at").values_list("started_at", flat=True)
+    reached = last_full.first()
+    if reached is None:
         return None
-    return last_good.started_at - timedelta(minutes=settings.OMA_SWEEP_OVERLAP_MINUTES)
+    for started_at, updated_at_min in (
+        good.filter(kind=SyncRun.Kind.INCREMENTAL, started_at__gt=reached)
+        .order_by("started_at")
+        .values_list("started_at", "updated_at_min")
+    ):
+        if updated_at_min is not None and updated_at_min <= reached:
+            reached = started_at
+    return reached - timedelta(minutes=settings.OMA_SWEEP_OVERLAP_MINUTES)
+
+
+def _abandoned_runs_close(store: Store) -> None:
+    """Runs still marked running when we hold the lease belong to a process that died mid-sweep: say so."""
+    SyncRun.objects.filter(store=store, state=SyncRun.State.RUNNING).update(
+        state=SyncRun.State.FAILED,
+        finished_at=timezone.now(),
+        error_message="abandoned: the process running this sweep stopped before it finished",
+    )
 
 
 def orders_sweep(
@@ -332,13 +476,15 @@ def orders_sweep(
     kind: str = SyncRun.Kind.INCREMENTAL,
     since: datetime | None = None,
     progress: Callable[[SweepProgress], None] | None = None,
-    client: object | None = None,
+    client: GenstoreClient | None = None,
     count_first: bool = False,
 ) -> SyncRun:
     """Walk the store's orders page by page and upsert them; one SyncRun records what it saw and changed.
 
-    Incremental sweeps send `updatedAtMin` (from `since`, else the last good sweep's start minus the overlap);
-    a store never swept gets a full sweep. Memory stays flat: one page is held at a time.
+    Incremental sweeps send `updatedAtMin` (from `since`, else from `_incremental_since`); a store never fully
+    swept gets a full sweep. One sweep per store at a time (a lease on the store row): a second one is recorded as
+    skipped. Memory stays flat: one page is held at a time.
+    A Genstore failure ends the run as failed (returned, not raised); anything else is recorded and raised.
     """
     from oma.stores.services import (
         genstore_client_for,
@@ -347,15 +493,14 @@ def orders_sweep(
         store_sweep_lease_renew,
     )
 
-    lease_ttl = timedelta(minutes=10)
-    if kind == SyncRun.Kind.INCREMENTAL and since is None:
+    if kind == SyncRun.Kind.FULL:
+        since = None
+    elif since is None:
         since = _incremental_since(store)
         if since is None:
             kind = SyncRun.Kind.FULL
-    if kind == SyncRun.Kind.FULL:
-        since = None
 
-    token = store_sweep_lease_acquire(store=store, ttl=lease_ttl)
+    token = store_sweep_lease_acquire(store=store, ttl=SWEEP_LEASE_TTL)
     if token is None:
         logger.info("sweep of %s skipped: another sweep holds the lease", store.domain)
         now = timezone.now()
@@ -363,42 +508,63 @@ def orders_sweep(
             store=store, kind=kind, state=SyncRun.State.SKIPPED, updated_at_min=since, started_at=now, finished_at=now
         )
 
-    run = SyncRun.objects.create(store=store, kind=kind, updated_at_min=since)
     genstore = client or genstore_client_for(store)
-    total = None
     try:
-        if count_first and progress:
-            total = genstore.count_orders(**({"updatedAtMin": since.isoformat()} if since else {}))
-        for page in genstore.iter_order_pages(limit=settings.OMA_SWEEP_PAGE_SIZE, updated_at_min=since):
-            counts = orders_upsert_page(store=store, records=page.records)
-            run.pages += 1
-            run.seen += len(page.records) + len(page.errors)
-            run.created += counts.created
-            run.updated += counts.updated
-            run.unchanged += counts.unchanged + counts.stale
-            run.errors += len(page.errors) + sum(1 for r in page.records if r.problems)
-            for error in page.errors:
-                logger.warning("sweep of %s: order not mirrored: %s", store.domain, error)
-            run.save(update_fields=["pages", "seen", "created", "updated", "unchanged", "errors"])
-            store_sweep_lease_renew(store=store, token=token, ttl=lease_ttl)
-            if progress:
-                progress(SweepProgress(pages=run.pages, seen=run.seen, total=total))
-        run.state = SyncRun.State.SUCCEEDED
-    except GenstoreError as exc:
-        run.state = SyncRun.State.FAILED
-        run.error_message = str(exc)[:2000]
-        logger.warning("sweep of %s failed after %d pages: %s", store.domain, run.pages, exc)
-    except BaseException as exc:
-        run.state = SyncRun.State.FAILED
-        run.error_message = f"{type(exc).__name__}: {exc}"[:2000]
-        raise
+        _abandoned_runs_close(store)
+        run = SyncRun.objects.create(store=store, kind=kind, updated_at_min=since)
+        try:
+            total = genstore.count_orders(updated_at_min=since) if count_first and progress else None
+            for page in genstore.iter_order_pages(limit=settings.OMA_SWEEP_PAGE_SIZE, updated_at_min=since):
+                _sweep_page(store=store, run=run, page=page)
+                if not store_sweep_lease_renew(store=store, token=token, ttl=SWEEP_LEASE_TTL):
+                    raise SweepLeaseLost(f"the sweep lease of {store.domain} expired and another sweep took it")
+                if progress:
+                    progress(SweepProgress(pages=run.pages, seen=run.seen, total=total))
+            run.state = SyncRun.State.SUCCEEDED
+        except (GenstoreError, SweepLeaseLost) as exc:
+            run.state = SyncRun.State.FAILED
+            run.error_message = str(exc)[:2000]
+            logger.warning("sweep of %s failed after %d pages: %s", store.domain, run.pages, exc)
+        except BaseException as exc:
+            run.state = SyncRun.State.FAILED
+            run.error_message = f"{type(exc).__name__}: {exc}"[:2000]
+            raise
+        finally:
+            run.finished_at = timezone.now()
+            run.rate_limited = genstore.stats.rate_limited
+            run.save()
     finally:
-        run.finished_at = timezone.now()
-        run.rate_limited = getattr(getattr(genstore, "stats", None), "rate_limited", 0)
-        run.save()
         store_sweep_lease_release(store=store, token=token)
+        if client is None:
+            genstore.close()
     logger.info(
         "sweep of %s (%s): %d pages, %d seen, %d created, %d updated, %d unchanged, %d errors",
         store.domain, run.kind, run.pages, run.seen, run.created, run.updated, run.unchanged, run.errors,
     )
     return run
+
+
+def _sweep_page(*, store: Store, run: SyncRun, page: OrderPage) -> None:
+    """Store one page and add it to the run. An order the database refuses (a value no check foresaw) must not
+    keep the rest of its page out: the page is then stored order by order, and the refused ones are counted and
+    logged as errors (the next sweep tries them again)."""
+    errors = list(page.errors)
+    try:
+        counts = orders_upsert_page(store=store, records=page.records)
+    except DataError as exc:
+        logger.warning("sweep of %s: page %d refused (%s); storing it order by order", store.domain, run.pages, exc)
+        counts = PageCounts()
+        for record in page.records:
+            try:
+                counts.add(orders_upsert_page(store=store, records=[record]))
+            except DataError as order_exc:
+                errors.append(f"order {record.order_id}: the database refused it: {order_exc}")
+    for error in errors:
+        logger.warning("sweep of %s: order not mirrored: %s", store.domain, error)
+    run.pages += 1
+    run.seen += len(page.records) + len(page.errors)
+    run.created += counts.created
+    run.updated += counts.updated
+    run.unchanged += counts.unchanged + counts.stale
+    run.errors += len(errors) + sum(1 for r in page.records if r.problems)
+    run.save(update_fields=["pages", "seen", "created", "updated", "unchanged", "errors"])

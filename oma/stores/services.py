@@ -3,37 +3,32 @@
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from oma.core.redis import get_redis
 from oma.genstore.client import GenstoreClient
-from oma.genstore.ratelimit import LocalTokenBucket, RedisTokenBucket
+from oma.genstore.ratelimit import RateLimiter, rate_limiter_for
 from oma.stores.models import Store
 
 logger = logging.getLogger(__name__)
 
 
-@lru_cache(maxsize=1)
-def _local_bucket() -> LocalTokenBucket:
-    # Embedded mode (no Redis): one bucket per process. Only the worker calls Genstore, so this is enough there.
-    return LocalTokenBucket()
-
-
-def genstore_limiter() -> RedisTokenBucket | LocalTokenBucket:
-    redis_client = get_redis()
-    return RedisTokenBucket(redis_client) if redis_client is not None else _local_bucket()
+def genstore_limiter() -> RateLimiter:
+    """The Genstore token buckets: in Redis, shared by every process, when REDIS_URL is set; else one bucket per
+    process (embedded mode runs a single worker, the only process that calls Genstore)."""
+    return rate_limiter_for(get_redis())
 
 
 def genstore_client_for(store: Store) -> GenstoreClient:
-    client = GenstoreClient(
+    """A client for this store (one HTTP session: close it, or use it as a context manager, when done)."""
+    return GenstoreClient(
         base_url=store.resolved_api_base_url,
         api_version=store.api_version,
         access_token=store.access_token,
@@ -44,10 +39,8 @@ def genstore_client_for(store: Store) -> GenstoreClient:
         connect_timeout=settings.GENSTORE_CONNECT_TIMEOUT,
         read_timeout=settings.GENSTORE_READ_TIMEOUT,
         max_retries=settings.GENSTORE_MAX_RETRIES,
+        fulfillment_create_path=store.fulfillment_create_path,
     )
-    if store.fulfillment_create_path:
-        client.fulfillment_create_path = store.fulfillment_create_path
-    return client
 
 
 def parse_rate_limit(value: str) -> tuple[int, float]:
@@ -57,7 +50,7 @@ def parse_rate_limit(value: str) -> tuple[int, float]:
         capacity, refill = int(capacity_text), float(refill_text)
     except ValueError as exc:
         raise ValueError(f"rate limit must look like CAPACITY/REFILL, e.g. 40/2 (got {value!r})") from exc
-    if capacity < 1 or refill <= 0:
+    if capacity < 1 or not 0 < refill < math.inf:
         raise ValueError(f"rate limit needs a capacity >= 1 and a refill > 0 (got {value!r})")
     return capacity, refill
 
@@ -97,7 +90,8 @@ def store_connect(
         store.rate_limit_capacity, store.rate_limit_refill_per_second = rate_limit
     shop_name = None
     if verify:
-        shop = genstore_client_for(store).shop_info()  # raises GenstoreAuthError on a bad token
+        with genstore_client_for(store) as client:
+            shop = client.shop_info()  # raises GenstoreAuthError on a bad token
         shop_name = shop.name
         store.genstore_shop_id = shop.id or store.genstore_shop_id
     store.name = name or store.name or shop_name or domain
@@ -118,18 +112,20 @@ def store_deactivate(*, store: Store, reason: str) -> None:
 
 
 def store_sweep_lease_acquire(*, store: Store, ttl: timedelta) -> str | None:
+    """Take the store's sweep lease for `ttl` (one conditional UPDATE: of two callers, one wins); its token, or None
+    when another sweep holds it."""
     now = timezone.now()
     token = uuid.uuid4().hex
-    with transaction.atomic():
-        taken = (
-            Store.objects.filter(pk=store.pk)
-            .filter(Q(sweep_lease_until__isnull=True) | Q(sweep_lease_until__lt=now))
-            .update(sweep_lease_until=now + ttl, sweep_lease_token=token)
-        )
+    taken = (
+        Store.objects.filter(pk=store.pk)
+        .filter(Q(sweep_lease_until__isnull=True) | Q(sweep_lease_until__lt=now))
+        .update(sweep_lease_until=now + ttl, sweep_lease_token=token)
+    )
     return token if taken else None
 
 
 def store_sweep_lease_renew(*, store: Store, token: str, ttl: timedelta) -> bool:
+    """Extend our lease; False when it is no longer ours (it expired and another sweep took it)."""
     return bool(
         Store.objects.filter(pk=store.pk, sweep_lease_token=token).update(sweep_lease_until=timezone.now() + ttl)
     )

@@ -36,6 +36,7 @@ def record(order_id: str, *, updated: datetime = T0, status: str = "paid", lines
             LineItemRecord(id=f"{order_id}-{n}", sku=f"SKU{n}", quantity=n + 1, fulfillable_quantity=n + 1)
             for n in range(lines)
         ),
+        has_line_items=True,
         raw=raw,
     )
 
