@@ -99,6 +99,16 @@ class LeasedDatabaseScheduler(DatabaseScheduler):
         self.holds_lease = held
         return held
 
+    def reserve(self, entry: Any) -> Any:
+        # DatabaseScheduler keeps the entry it just sent in its schedule dict: should the heap be rebuilt from that
+        # dict before the next read of the database (a schedule change noticed mid-tick, as when a second beat
+        # starts), the stale entry looks due again and goes out twice. Keep the advanced entry there instead,
+        # as Celery's own PersistentScheduler does.
+        new_entry = super().reserve(entry)
+        if self._schedule is not None and entry.name in self._schedule:
+            self._schedule[entry.name] = new_entry
+        return new_entry
+
     def tick(self, *args: Any, **kwargs: Any) -> float:
         if not self._check_lease():
             return self.standby_interval()

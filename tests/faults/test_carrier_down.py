@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from django.db.models import Count
 from django.test import Client
+from django.utils import timezone
 
 from oma.stores.models import Store
 from tests.fixtures_celery import wait_until
@@ -85,6 +87,12 @@ def test_a_carrier_down_for_a_while_delays_its_polls_and_loses_none(
     assert all(s.status == "pending" and s.next_poll_at is not None for s in ups.all()), "UPS shipments must stay due"
     # Unbacked, it would be asked up to 3 times (attempts) every tick.
     assert ups_requests_during_outage <= outage_ticks * 3 // 2, "a backed-off carrier is not asked on every tick"
+    def resting() -> bool:  # scrape while the account rests (its backoff is a few seconds at a time)
+        poll_due.delay()
+        return CarrierAccount.objects.filter(
+            carrier="ups", is_active=True, backoff_until__gt=timezone.now() + timedelta(seconds=1)).exists()
+
+    wait_until(resting, timeout=30, interval=0.2, what="the UPS account resting")
     during = scrape()
     assert during['oma_shipments_due{carrier="ups"}'] == 10
     assert during['oma_shipments_polling_lag_seconds{carrier="ups"}'] > 0

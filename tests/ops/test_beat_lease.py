@@ -52,3 +52,29 @@ def test_a_standby_scheduler_dispatches_nothing(monkeypatch) -> None:
     assert BeatLease.objects.get().holder == scheduler.holder
     scheduler.close()
     assert BeatLease.objects.get().holder == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_entry_is_not_sent_twice_when_the_heap_is_rebuilt_right_after_sending_it(monkeypatch) -> None:
+    """django-celery-beat flags its heap for a rebuild when it notices a schedule change (a second beat starting
+    writes its default entries); a rebuild from entries that were not advanced sent the entry again at once."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_celery_beat.models import PeriodicTask
+
+    from oma.celery import app
+    from tests.faults.conftest import fast_schedule
+
+    fast_schedule(**{"ops.heartbeat": 60})
+    PeriodicTask.objects.filter(task="ops.heartbeat").update(last_run_at=timezone.now() - timedelta(minutes=2))
+    scheduler = LeasedDatabaseScheduler(app=app, lazy=True)
+    sent: list[str] = []
+    monkeypatch.setattr(scheduler, "apply_async", lambda entry, **kw: sent.append(entry.task))
+    scheduler.tick()
+    assert sent == ["ops.heartbeat"]
+    scheduler._heap_invalidated = True  # what DatabaseScheduler sets when it re-reads a changed schedule
+    for _ in range(3):
+        scheduler.tick()
+    assert sent == ["ops.heartbeat"]
+    scheduler.close()
