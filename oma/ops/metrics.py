@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -53,6 +54,16 @@ def _unfield(text: str) -> tuple[str, dict[str, str]]:
     return name, dict(labels)
 
 
+@lru_cache(maxsize=4)
+def _counter_client(url: str) -> Any:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # Counting sits in request and task paths: one quick attempt, never redis-py's default retries with backoff.
+    return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+
+
 class _CounterStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -60,9 +71,8 @@ class _CounterStore:
         self._redis_down_until = 0.0
 
     def _redis(self) -> Any:
-        from oma.core.redis import get_redis
-
-        return get_redis()
+        url = getattr(settings, "REDIS_URL", "")
+        return _counter_client(url) if url else None
 
     def increment(self, name: str, labels: dict[str, str], amount: int = 1) -> None:
         key = _field(name, labels)
