@@ -55,10 +55,10 @@ class Stack:
 
 
 def _start_stack(redis: RedisServer, start_web, start_worker, *, extra_env: dict[str, str] | None = None,
-                 concurrency: int = 3) -> Stack:
+                 concurrency: int = 2) -> Stack:
     env = subprocess_env(broker_url=redis.url(), settings_module=SETTINGS, extra={"LOG_LEVEL": "WARNING",
                                                                                   **(extra_env or {})})
-    web = start_web(env=env, workers=2, threads=4)
+    web = start_web(env=env, workers=2, threads=8)
     worker = start_worker(env=env, concurrency=concurrency)
     return Stack(web=web, worker=worker, redis=redis, env=env)
 
