@@ -33,6 +33,8 @@ def test_changelist_filters_by_store_topic_and_state(admin_client, store, log):
     assert _listed(admin_client.get(URL, {"topic": "orders/create"})) == {"wh-b"}
     assert _listed(admin_client.get(URL, {"state": State.FAILED})) == {"wh-b"}
     assert _listed(admin_client.get(URL, {"state": State.IGNORED})) == {"wh-c"}
+    assert _listed(admin_client.get(URL, {"q": "1002"})) == {"wh-b"}  # search by order id
+    assert _listed(admin_client.get(URL, {"q": "wh-d"})) == {"wh-d"}  # or by delivery id
     page = admin_client.get(URL, {"state": State.FAILED}).content.decode()
     assert "GenstoreServerError: 503" in page
 
