@@ -3,7 +3,8 @@
 Creates `.env` on first run (DEBUG, a random SECRET_KEY and a fresh encryption key), migrates, creates an admin
 user (printing its credentials once, or taking OMA_ADMIN_USERNAME / OMA_ADMIN_PASSWORD), and starts the web
 server, a Celery worker and beat together. When no real store is configured it also starts the Genstore sandbox
-and connects a demo store to it. Ctrl-C stops every process cleanly.
+and connects a demo store to it, with the carrier sandbox, carrier accounts and some imported tracking numbers
+so polling and pushes have something to show. Ctrl-C stops every process cleanly.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 WEB_PORT = int(os.environ.get("OMA_WEB_PORT", "8000"))
 SANDBOX_PORT = int(os.environ.get("OMA_SANDBOX_PORT", "8100"))
+CARRIER_SANDBOX_PORT = int(os.environ.get("OMA_CARRIER_SANDBOX_PORT", "8200"))
+DEMO_SHIPMENTS = 60
 DEMO_DOMAIN = "demo.genmystore.com"
 DEMO_TOKEN = "demo-access-token"  # the sandbox's own credentials, not a secret of any real store
 DEMO_SECRET = "demo-client-secret"
@@ -89,6 +92,47 @@ def needs_sandbox() -> bool:
     return not real_stores.exists()
 
 
+def ensure_demo_carrier_accounts() -> None:
+    """One shared account per carrier, pointed at the carrier sandbox (its credentials are the sandbox's own)."""
+    from tracking.models import CarrierAccount
+    from tracking.services import OAUTH_CARRIERS, carrier_account_add
+
+    base_url = f"http://127.0.0.1:{CARRIER_SANDBOX_PORT}"
+    for carrier in ("ups", "fedex", "usps", "dhl", "17track"):
+        if CarrierAccount.objects.filter(carrier=carrier, store__isnull=True, is_active=True).exists():
+            continue
+        if carrier in OAUTH_CARRIERS:
+            carrier_account_add(carrier=carrier, client_id="demo", client_secret="demo", base_url=base_url)
+        else:
+            carrier_account_add(carrier=carrier, api_key="demo", base_url=base_url)
+
+
+def ensure_demo_tracking() -> None:
+    """Import tracking numbers (CSV, as a merchant would) for some paid demo orders, once, so polling and
+    pushes have something to show."""
+    from oma.channels.csv_import import tracking_csv_import
+    from oma.stores.models import Store
+    from tracking.models import Shipment
+    from tracking.sandbox.numbers import numbers_for
+
+    store = Store.objects.get(domain=DEMO_DOMAIN)
+    if Shipment.objects.filter(store=store).exists():
+        return
+    orders = list(
+        store.orders.filter(financial_status="paid", cancelled_at__isnull=True, fulfillment_status="unfulfilled")
+        .order_by("order_id")
+        .values_list("order_id", flat=True)[:DEMO_SHIPMENTS]
+    )
+    carriers = ["ups", "fedex", "usps", "dhl", "17track"]
+    numbers = {carrier: numbers_for(carrier, DEMO_SHIPMENTS) for carrier in carriers}
+    rows = ["order,tracking_number,carrier"]
+    for position, order_id in enumerate(orders):
+        carrier = carriers[position % len(carriers)]
+        rows.append(f"{order_id},{next(numbers[carrier])},{'' if carrier == '17track' else carrier}")
+    report = tracking_csv_import(store=store, data="\n".join(rows).encode(), file_name="demo-tracking.csv")
+    say(f"demo tracking imported from CSV: {report.as_text().splitlines()[0]}")
+
+
 def wait_for(url: str, seconds: float = 20.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -127,13 +171,17 @@ def main() -> int:
                 "--seed", "1", "--shop", "demo", "--access-token", DEMO_TOKEN, "--client-secret", DEMO_SECRET,
             )
             sandbox_base = f"http://127.0.0.1:{SANDBOX_PORT}/demo"
+            start("carrier sandbox", PYTHON, "manage.py", "carrier_sandbox", "--port", str(CARRIER_SANDBOX_PORT))
             if not wait_for(f"{sandbox_base}/api/202412/shops/info"):
                 raise RuntimeError("the Genstore sandbox did not start")
             manage(
                 "connect_store", "--domain", DEMO_DOMAIN, "--access-token", DEMO_TOKEN, "--client-secret",
                 DEMO_SECRET, "--api-base-url", sandbox_base, "--name", "Demo store (sandbox)",
+                "--register-webhooks", f"http://127.0.0.1:{WEB_PORT}/webhooks/genstore/",
             )
             manage("sync_orders", "--store", DEMO_DOMAIN, "--full")
+            ensure_demo_carrier_accounts()
+            ensure_demo_tracking()
         start("web", PYTHON, "manage.py", "runserver", f"127.0.0.1:{WEB_PORT}", "--noreload")
         start("worker", PYTHON, "-m", "celery", "-A", "oma", "worker", "-l", "info", "--concurrency", "2")
         start("beat", PYTHON, "-m", "celery", "-A", "oma", "beat", "-l", "info")
