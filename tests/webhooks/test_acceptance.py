@@ -55,7 +55,7 @@ class Stack:
 
 
 def _start_stack(redis: RedisServer, start_web, start_worker, *, extra_env: dict[str, str] | None = None,
-                 concurrency: int = 2) -> Stack:
+                 concurrency: int = 3) -> Stack:
     env = subprocess_env(broker_url=redis.url(), settings_module=SETTINGS, extra={"LOG_LEVEL": "WARNING",
                                                                                   **(extra_env or {})})
     web = start_web(env=env, workers=2, threads=8)
