@@ -32,7 +32,7 @@ _PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step":
 BATCH_SIZE = 25
 # How long the publisher waits for more ids once one arrived: a short delay to processing buys fewer publishes
 # and bigger batches (one upsert per batch) when deliveries come fast.
-_LINGER_SECONDS = 0.1
+_LINGER_SECONDS = 0.5
 
 
 def deliveries_enqueue(delivery_ids: Sequence[int], *, countdown: float | None = None) -> bool:
