@@ -3,6 +3,9 @@
 The broker is never trusted with the only copy of anything: a delivery row exists before its task is published,
 and a publish that fails (Redis down, a message lost) leaves the row due for the dispatcher, which beat runs
 every minute. Publishing twice is harmless: processing claims the row first.
+
+Fast path: the web process hands committed ids to a publisher thread, which publishes them BATCH_SIZE to a
+message (a request never waits for the broker, and one message's processing upserts its orders together).
 """
 
 from __future__ import annotations
@@ -63,14 +66,15 @@ def _mark_due(delivery_ids: Sequence[int]) -> None:
         logger.warning("could not mark %d deliveries due for the outbox: %s", len(delivery_ids), exc)
 
 
-def deliveries_publish(delivery_ids: Sequence[int]) -> None:
-    """Publish received (or replayed) deliveries now, BATCH_SIZE per message; on a broker failure the rest are
-    made due for the next outbox run."""
+def deliveries_publish(delivery_ids: Sequence[int]) -> bool:
+    """Publish received (or replayed) deliveries now, BATCH_SIZE per message. On a broker failure the rest are made
+    due for the next outbox run, and False says so."""
     for start in range(0, len(delivery_ids), BATCH_SIZE):
         batch = delivery_ids[start : start + BATCH_SIZE]
         if not deliveries_enqueue(batch):
             _mark_due(delivery_ids[start:])
-            return
+            return False
+    return True
 
 
 class BackgroundPublisher:
@@ -121,7 +125,11 @@ class BackgroundPublisher:
         while True:
             batch = self._take(block=True)
             try:
-                deliveries_publish(batch)
+                if not deliveries_publish(batch):
+                    # The broker is down: what queued up meanwhile goes straight to the outbox, so a long outage
+                    # costs one failed publish per batch rather than a queue growing in memory.
+                    while waiting := self._take(block=False):
+                        _mark_due(waiting)
             except Exception:  # never let the thread die: the rows are stored and the outbox has them anyway
                 logger.exception("webhook publisher: %d deliveries left to the outbox", len(batch))
             finally:
