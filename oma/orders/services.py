@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
@@ -188,13 +189,13 @@ def _order_from_record(
     )
 
 
-def _line_items_from_record(order: Order, record: OrderRecord, problems: list[str]) -> list[LineItem]:
+def _line_items_from_record(record: OrderRecord, problems: list[str]) -> list[LineItem]:
+    """The order's lines as rows, their order_id still to be set (a new order has no pk yet)."""
     items = []
     for index, item in enumerate({li.id: li for li in record.line_items}.values()):  # a repeated id breaks a batch
         label = f"lineItems[{index}]"
         items.append(
             LineItem(
-                order=order,
                 line_item_id=_text(item.id, 64),
                 product_id=_text(item.product_id, 64),
                 variant_id=_text(item.variant_id, 64),
@@ -247,7 +248,7 @@ def _newest_per_order(records: Iterable[OrderRecord]) -> list[OrderRecord]:
     return [newest[order_id] for order_id in sorted(newest)]
 
 
-def orders_upsert_page(*, store: Store, records: Sequence[OrderRecord]) -> PageCounts:
+def orders_upsert_page(*, store: Store, records: Sequence[OrderRecord], defer_hooks: bool = False) -> PageCounts:
     """Upsert a batch of orders in a constant number of queries, newest `updatedAt` winning.
 
     Existing rows are locked (SELECT ... FOR UPDATE) so a webhook and a sweep touching the same order serialize;
@@ -255,7 +256,7 @@ def orders_upsert_page(*, store: Store, records: Sequence[OrderRecord]) -> PageC
     then sees the row and compares versions like any other; so does the victim of a deadlock with a writer that
     locks orders in another order (rows are locked and inserted in orderId order here). After the commit,
     `orders_changed_hooks` run with the ids of the orders created or changed (a failing hook is logged; it never
-    undoes or breaks the upsert).
+    undoes or breaks the upsert), here or, with `defer_hooks`, in a Celery task (see orders_sweep).
     """
     records = _newest_per_order(records)
     if not records:
@@ -270,8 +271,9 @@ def orders_upsert_page(*, store: Store, records: Sequence[OrderRecord]) -> PageC
             logger.info("orders of %s: %s; retrying the page (attempt %d)", store.domain, exc, attempt + 1)
             time.sleep(random.uniform(0, 0.05 * attempt))  # out of step with whoever we collided with
             continue
-        if counts.changed_order_ids:
-            _notify_orders_changed(store=store, order_ids=list(counts.changed_order_ids))
+        if counts.changed_order_ids and orders_changed_hooks:
+            after = _orders_changed_enqueue if defer_hooks else orders_changed_hooks_run
+            transaction.on_commit(partial(after, store=store, order_ids=list(counts.changed_order_ids)), robust=True)
         return counts
     raise AssertionError("unreachable")
 
@@ -288,9 +290,24 @@ def _lost_a_race(exc: Exception) -> bool:
     return getattr(exc.__cause__, "sqlstate", None) in (_DEADLOCK, _SERIALIZATION_FAILURE)
 
 
-def _notify_orders_changed(*, store: Store, order_ids: list[int]) -> None:
+def orders_changed_hooks_run(*, store: Store, order_ids: list[int]) -> None:
+    """Tell every registered hook that these orders were created or changed. A failing hook is logged and the
+    others still run: the hooks' own safety nets (periodic reconciles) catch up on what it missed."""
     for hook in orders_changed_hooks:
-        transaction.on_commit(lambda hook=hook: hook(store, order_ids), robust=True)
+        try:
+            hook(store, order_ids)
+        except Exception:
+            logger.exception("orders-changed hook %s failed for %d orders of %s", hook, len(order_ids), store.domain)
+
+
+def _orders_changed_enqueue(*, store: Store, order_ids: list[int]) -> None:
+    from oma.orders.tasks import orders_changed_run_hooks
+
+    try:
+        orders_changed_run_hooks.delay(store.pk, order_ids)
+    except Exception:  # the broker is unreachable: do the work here rather than lose it
+        logger.warning("could not enqueue the orders-changed hooks for %s; running them now", store.domain)
+        orders_changed_hooks_run(store=store, order_ids=order_ids)
 
 
 def _upsert_locked(*, store: Store, records: list[OrderRecord]) -> PageCounts:
@@ -324,7 +341,7 @@ def _upsert_locked(*, store: Store, records: list[OrderRecord]) -> PageCounts:
             store=store, record=record, raw=raw, digest=digest, now=now, pk=None if row is None else row["id"],
             problems=problems,
         )
-        lines = _line_items_from_record(order, record, problems)  # may add problems: before the row is written
+        lines = _line_items_from_record(record, problems)  # may add problems: before the order row is written
         if row is None:
             to_create.append(order)
             counts.outcomes[record.order_id] = "created"
@@ -353,7 +370,12 @@ def _upsert_locked(*, store: Store, records: list[OrderRecord]) -> PageCounts:
     if written:
         # Lines that disappeared from an edited order go, but only when the payload listed its lines in full: a
         # missing or unreadable list says nothing about them (and deleting a line deletes which parcels carried it).
-        _write_line_items([item for _, _, lines in written for item in lines], replace_lines_of=replace_lines_of)
+        items = []
+        for order, _, lines in written:
+            for item in lines:
+                item.order_id = order.pk
+                items.append(item)
+        _write_line_items(items, replace_lines_of=replace_lines_of)
         _write_fulfillments(store=store, written=written)
 
     outcomes = list(counts.outcomes.values())
@@ -478,6 +500,7 @@ def orders_sweep(
     progress: Callable[[SweepProgress], None] | None = None,
     client: GenstoreClient | None = None,
     count_first: bool = False,
+    defer_hooks: bool = False,
 ) -> SyncRun:
     """Walk the store's orders page by page and upsert them; one SyncRun records what it saw and changed.
 
@@ -485,6 +508,10 @@ def orders_sweep(
     swept gets a full sweep. One sweep per store at a time (a lease on the store row): a second one is recorded as
     skipped. Memory stays flat: one page is held at a time.
     A Genstore failure ends the run as failed (returned, not raised); anything else is recorded and raised.
+
+    The orders-changed hooks (unified status, channel matching: on an import, about as much work as the upsert
+    itself) run after each page's commit; with `defer_hooks` they run instead in one Celery task per page, so a
+    sweep in a worker spends its time (and its lease) on the mirror and other workers share the rest.
     """
     from oma.stores.services import (
         genstore_client_for,
@@ -515,7 +542,7 @@ def orders_sweep(
         try:
             total = genstore.count_orders(updated_at_min=since) if count_first and progress else None
             for page in genstore.iter_order_pages(limit=settings.OMA_SWEEP_PAGE_SIZE, updated_at_min=since):
-                _sweep_page(store=store, run=run, page=page)
+                _sweep_page(store=store, run=run, page=page, defer_hooks=defer_hooks)
                 if not store_sweep_lease_renew(store=store, token=token, ttl=SWEEP_LEASE_TTL):
                     raise SweepLeaseLost(f"the sweep lease of {store.domain} expired and another sweep took it")
                 if progress:
@@ -544,19 +571,19 @@ def orders_sweep(
     return run
 
 
-def _sweep_page(*, store: Store, run: SyncRun, page: OrderPage) -> None:
+def _sweep_page(*, store: Store, run: SyncRun, page: OrderPage, defer_hooks: bool) -> None:
     """Store one page and add it to the run. An order the database refuses (a value no check foresaw) must not
     keep the rest of its page out: the page is then stored order by order, and the refused ones are counted and
     logged as errors (the next sweep tries them again)."""
     errors = list(page.errors)
     try:
-        counts = orders_upsert_page(store=store, records=page.records)
+        counts = orders_upsert_page(store=store, records=page.records, defer_hooks=defer_hooks)
     except DataError as exc:
         logger.warning("sweep of %s: page %d refused (%s); storing it order by order", store.domain, run.pages, exc)
         counts = PageCounts()
         for record in page.records:
             try:
-                counts.add(orders_upsert_page(store=store, records=[record]))
+                counts.add(orders_upsert_page(store=store, records=[record], defer_hooks=defer_hooks))
             except DataError as order_exc:
                 errors.append(f"order {record.order_id}: the database refused it: {order_exc}")
     for error in errors:

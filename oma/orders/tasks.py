@@ -26,4 +26,15 @@ def sweep_store(store_id: int, kind: str = SyncRun.Kind.INCREMENTAL) -> None:
     store = Store.objects.filter(pk=store_id, is_active=True).first()
     if store is None:
         return
-    orders_sweep(store=store, kind=kind)
+    orders_sweep(store=store, kind=kind, defer_hooks=True)
+
+
+@shared_task(name="orders.changed_run_hooks", ignore_result=True)
+def orders_changed_run_hooks(store_id: int, order_ids: list[int]) -> None:
+    """The orders-changed hooks for one page of a sweep (idempotent: they recompute from what is stored)."""
+    from oma.orders.services import orders_changed_hooks_run
+
+    store = Store.objects.filter(pk=store_id).first()
+    if store is None:
+        return
+    orders_changed_hooks_run(store=store, order_ids=order_ids)

@@ -208,3 +208,52 @@ def test_a_sweep_that_lost_its_lease_stops(genstore_sandbox, redis_client):
     assert run.pages == 2  # the page after which the lease was found gone was stored; no more were read
     # Its lease is not ours to release: the other sweep keeps it.
     assert Store.objects.get(pk=store.pk).sweep_lease_token == "another-sweep"
+
+
+# --- hooks of a sweep in a worker -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def recorded_hook(monkeypatch) -> list[int]:
+    sizes: list[int] = []
+    monkeypatch.setattr(services, "orders_changed_hooks", [lambda store, ids: sizes.append(len(ids))])
+    return sizes
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_sweep_with_deferred_hooks_enqueues_one_task_a_page_instead_of_running_them(
+    genstore_sandbox, redis_client, recorded_hook
+):
+    store = connect(genstore_sandbox, rate_limit=(1000, 1000.0))
+    assert orders_sweep(store=store, kind=SyncRun.Kind.FULL, defer_hooks=True).created == 300
+    assert recorded_hook == []
+    assert redis_client.llen("celery") == 2  # one orders.changed_run_hooks task per page, in the broker
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deferred_hooks_run_in_their_task_or_here_when_the_broker_is_down(
+    genstore_sandbox, redis_client, recorded_hook, monkeypatch
+):
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    from oma.celery import app
+    from oma.orders.tasks import orders_changed_run_hooks
+
+    store = connect(genstore_sandbox, rate_limit=(1000, 1000.0))
+    eager_before, app.conf.task_always_eager = app.conf.task_always_eager, True
+    try:
+        orders_sweep(store=store, kind=SyncRun.Kind.FULL, defer_hooks=True)
+    finally:
+        app.conf.task_always_eager = eager_before
+    assert recorded_hook == [250, 50]
+
+    recorded_hook.clear()
+    genstore_sandbox.mutate_orders("shop1", 5)
+
+    def broker_down(*args, **kwargs):
+        raise BrokerDown("connection refused")
+
+    monkeypatch.setattr(orders_changed_run_hooks, "delay", broker_down)
+    orders_sweep(store=store, kind=SyncRun.Kind.FULL, defer_hooks=True)
+    assert sum(recorded_hook) == 5
