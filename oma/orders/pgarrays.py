@@ -22,7 +22,7 @@ class QuotedArrayDumper(ListDumper):
 
     def dump(self, obj: list[Any]) -> bytes | None:
         element = self.sub_dumper
-        if element is None or any(isinstance(item, list) for item in obj):
+        if element is None or list in map(type, obj):
             return super().dump(obj)  # type: ignore[return-value]
         parts = []
         for item in obj:
