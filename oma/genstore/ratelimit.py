@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 import redis
@@ -320,17 +321,18 @@ class RedisTokenBucket(_BucketBase):
             self._fallback.penalize(key, seconds=seconds)
 
 
-_process_bucket_lock = threading.Lock()
-_process_bucket: LocalTokenBucket | None = None
+_process_bucket = LocalTokenBucket()
+
+
+@lru_cache(maxsize=8)
+def _redis_bucket(redis_client: redis.Redis) -> RedisTokenBucket:
+    return RedisTokenBucket(redis_client)
 
 
 def rate_limiter_for(redis_client: redis.Redis | None) -> RateLimiter:
     """The limiter every client in this process should share: Redis-backed when a client is given, else one
-    process-wide LocalTokenBucket (so two clients for the same store in one process still share a bucket)."""
-    global _process_bucket
-    if redis_client is not None:
-        return RedisTokenBucket(redis_client)
-    with _process_bucket_lock:
-        if _process_bucket is None:
-            _process_bucket = LocalTokenBucket()
-        return _process_bucket
+    process-wide LocalTokenBucket (so two clients for the same store in one process still share a bucket).
+
+    One RedisTokenBucket per Redis client and process, too: while Redis is down it paces with its in-process
+    fallback, and that fallback must be the process's, not a fresh full bucket for every client (every task)."""
+    return _process_bucket if redis_client is None else _redis_bucket(redis_client)

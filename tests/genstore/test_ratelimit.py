@@ -184,6 +184,8 @@ def test_rate_limiter_for_shares_one_local_bucket_per_process(limiter_redis):
     assert rate_limiter_for(None) is rate_limiter_for(None)
     assert isinstance(rate_limiter_for(None), LocalTokenBucket)
     assert isinstance(rate_limiter_for(limiter_redis.client), RedisTokenBucket)
+    # One per Redis client too, so that a Redis outage falls back to one bucket per process, not one per client.
+    assert rate_limiter_for(limiter_redis.client) is rate_limiter_for(limiter_redis.client)
 
 
 # --- real concurrency ---------------------------------------------------------------------------------------------
