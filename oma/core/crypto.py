@@ -39,11 +39,6 @@ def decrypt(token: str) -> str:
         raise DecryptionError("no key in OMA_ENCRYPTION_KEYS decrypts this value") from exc
 
 
-def reencrypt(token: str) -> str:
-    """Re-encrypt with the first key (used after rotation)."""
-    return fernet().rotate(token.encode()).decode()
-
-
 class EncryptedTextField(models.TextField):
     """A text field stored as a Fernet token; reads give the plaintext back. Not filterable by value."""
 

@@ -60,31 +60,11 @@ from oma.genstore.records import (
     ShopRecord,
     WebhookSubscriptionRecord,
 )
-from oma.genstore.webhooks import (
-    COMPLIANCE_TOPICS,
-    ORDER_TOPICS,
-    WEBHOOK_TOPICS,
-    compute_webhook_hmac,
-    verify_install_hmac,
-    verify_webhook_hmac,
-)
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "COMPLIANCE_TOPICS",
-    "FULFILLMENT_CREATE_PATHS",
-    "MAX_PAGE_SIZE",
-    "ORDER_TOPICS",
-    "RATE_LIMIT_HEADER",
-    "WEBHOOK_TOPICS",
-    "ClientStats",
-    "GenstoreClient",
-    "OrderPage",
-    "compute_webhook_hmac",
-    "verify_install_hmac",
-    "verify_webhook_hmac",
-]
+__all__ = ["FULFILLMENT_CREATE_PATHS", "MAX_PAGE_SIZE", "RATE_LIMIT_HEADER", "ClientStats", "GenstoreClient",
+           "OrderPage"]
 
 ACCESS_TOKEN_HEADER = "X-Genstore-Access-Token"
 RATE_LIMIT_HEADER = "X-Genstore-Shop-Api-Rate-Limit"
@@ -501,11 +481,6 @@ class GenstoreClient:
                 if url in seen:
                     raise GenstoreResponseError(f"Genstore GET /orders: rel=next repeats an earlier page ({url})")
                 seen.add(url)
-
-    def iter_orders(self, **kwargs: Any) -> Iterator[OrderRecord]:
-        """Convenience over iter_order_pages for callers that do not count errors per page."""
-        for page in self.iter_order_pages(**kwargs):
-            yield from page.records
 
     def get_order(self, order_id: str) -> OrderRecord:
         path = f"/orders/{_segment(order_id)}"

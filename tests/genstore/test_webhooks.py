@@ -8,8 +8,14 @@ import hmac
 
 import pytest
 
-from oma.genstore.client import WEBHOOK_TOPICS, compute_webhook_hmac, verify_install_hmac, verify_webhook_hmac
-from oma.genstore.webhooks import COMPLIANCE_TOPICS, ORDER_TOPICS
+from oma.genstore.webhooks import (
+    COMPLIANCE_TOPICS,
+    ORDER_TOPICS,
+    WEBHOOK_TOPICS,
+    compute_webhook_hmac,
+    verify_install_hmac,
+    verify_webhook_hmac,
+)
 
 BODY = b'{"order":{"orderId":"1001","financialStatus":"paid"}}'
 
