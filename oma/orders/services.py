@@ -196,7 +196,7 @@ def _line_items_from_record(record: OrderRecord, problems: list[str]) -> list[Li
         label = f"lineItems[{index}]"
         items.append(
             LineItem(
-                line_item_id=_text(item.id, 64),
+                line_item_id=item.id,  # an id is never cut short: one too long is refused, and reported
                 product_id=_text(item.product_id, 64),
                 variant_id=_text(item.variant_id, 64),
                 sku=_text(item.sku, 128),
@@ -217,7 +217,7 @@ def _fulfillment_row(*, store: Store, order: Order, record: FulfillmentRecord) -
     return GenstoreFulfillment(
         store=store,
         order=order,
-        fulfill_id=_text(record.fulfill_id, 64),
+        fulfill_id=record.fulfill_id,
         status=_text(record.status, 32),
         shipment_status=_text(record.shipment_status, 32),
         tracking_number=_text(record.tracking_number, 128),
@@ -439,7 +439,7 @@ def order_fulfillment_record(*, store: Store, order: Order, record: FulfillmentR
     """Mirror one fulfillment that Genstore returned (e.g. after a push); an older version never wins."""
     with transaction.atomic():
         _fulfillments_upsert(store=store, rows=[_fulfillment_row(store=store, order=order, record=record)])
-    return GenstoreFulfillment.objects.get(store=store, fulfill_id=_text(record.fulfill_id, 64))
+    return GenstoreFulfillment.objects.get(store=store, fulfill_id=record.fulfill_id)
 
 
 # --- sweeps ---------------------------------------------------------------------------------------------------------
@@ -574,12 +574,12 @@ def orders_sweep(
 def _sweep_page(*, store: Store, run: SyncRun, page: OrderPage, defer_hooks: bool) -> None:
     """Store one page and add it to the run. An order the database refuses (a value no check foresaw) must not
     keep the rest of its page out: the page is then stored order by order, and the refused ones are counted and
-    logged as errors (the next sweep tries them again)."""
+    logged as errors (the next full sweep, or the order's next change, tries them again)."""
     errors = list(page.errors)
     try:
         counts = orders_upsert_page(store=store, records=page.records, defer_hooks=defer_hooks)
     except DataError as exc:
-        logger.warning("sweep of %s: page %d refused (%s); storing it order by order", store.domain, run.pages, exc)
+        logger.warning("sweep of %s: page %d refused (%s); storing it order by order", store.domain, run.pages + 1, exc)
         counts = PageCounts()
         for record in page.records:
             try:
