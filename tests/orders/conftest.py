@@ -21,7 +21,7 @@ class CraftedGenstore:
         crafted = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path.endswith("/orders/count"):
                     body = {"count": len(crafted.orders)}

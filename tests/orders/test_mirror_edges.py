@@ -27,7 +27,9 @@ def store(db) -> Store:
     return Store.objects.create(domain="edges.genmystore.com", access_token="t", client_secret="s")
 
 
-def record(order_id: str, *, minutes: int = 0, lines: tuple[LineItemRecord, ...] | None = None, **fields) -> OrderRecord:
+def record(
+    order_id: str, *, minutes: int = 0, lines: tuple[LineItemRecord, ...] | None = None, **fields
+) -> OrderRecord:
     lines = (LineItemRecord(id=f"{order_id}-1", quantity=1), LineItemRecord(id=f"{order_id}-2", quantity=2)) if (
         lines is None
     ) else lines

@@ -46,7 +46,7 @@ def test_since_that_makes_no_sense_is_refused_plainly(text, says):
 @pytest.mark.django_db
 def test_an_unknown_store_is_named_with_the_stores_there_are():
     Store.objects.create(domain="known.genmystore.com", access_token="t", client_secret="s")
-    with pytest.raises(CommandError, match="known.genmystore.com") as error:
+    with pytest.raises(CommandError, match=r"known\.genmystore\.com") as error:
         call_command("sync_orders", store="nope.genmystore.com")
     assert error.value.returncode == EXIT_FAILED
 
