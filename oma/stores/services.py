@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -43,6 +44,27 @@ def genstore_client_for(store: Store) -> GenstoreClient:
     )
 
 
+def store_domain_normalize(value: str) -> str:
+    """A store domain as stored: what an operator types or pastes (any case, maybe a URL) -> shop1.genmystore.com."""
+    text = value.strip().lower()
+    text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text)
+    return text.split("/", 1)[0]
+
+
+class StoreNotFound(Exception):
+    """No store has the domain asked for; the message names the stores there are."""
+
+
+def store_get_by_domain(*, domain: str) -> Store:
+    """The store with this domain, as an operator types or pastes it (for commands)."""
+    store = Store.objects.filter(domain=store_domain_normalize(domain)).first()
+    if store is None:
+        known = list(Store.objects.order_by("domain").values_list("domain", flat=True)[:10])
+        hint = f"known stores: {', '.join(known)}" if known else "no store is connected yet"
+        raise StoreNotFound(f"no store {domain!r} ({hint}); connect it with connect_store")
+    return store
+
+
 def parse_rate_limit(value: str) -> tuple[int, float]:
     """'40/2' -> (40, 2.0): bucket capacity / refill per second."""
     try:
@@ -77,7 +99,7 @@ def store_connect(
     Verification happens before anything is saved, so a wrong token never overwrites a working one.
     A changed client secret is kept as the previous one, so webhooks signed during the switch still verify.
     """
-    domain = domain.strip().lower()
+    domain = store_domain_normalize(domain)
     existing = Store.objects.filter(domain=domain).first()
     store = existing or Store(domain=domain)
     store.access_token = access_token

@@ -52,6 +52,16 @@ def test_an_unknown_store_is_named_with_the_stores_there_are():
 
 
 @pytest.mark.django_db
+def test_export_of_an_unknown_store_names_the_stores_there_are():
+    with pytest.raises(CommandError, match="no store is connected yet"):
+        call_command("export_orders", store="nope.genmystore.com")
+    Store.objects.create(domain="known.genmystore.com", access_token="t", client_secret="s")
+    with pytest.raises(CommandError, match="known stores: known.genmystore.com"):
+        call_command("export_orders", store="nope.genmystore.com")
+    call_command("export_orders", store="https://Known.genmystore.com/", stdout=StringIO())  # a pasted URL
+
+
+@pytest.mark.django_db
 def test_an_inactive_store_or_no_store_at_all_is_an_error():
     with pytest.raises(CommandError, match="no active store"):
         call_command("sync_orders")

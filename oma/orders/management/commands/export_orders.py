@@ -6,7 +6,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from oma.orders.selectors import orders_export_rows
-from oma.stores.models import Store
+from oma.stores.services import StoreNotFound, store_get_by_domain
 
 CSV_COLUMNS = [
     "orderId",
@@ -29,9 +29,10 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
 
     def handle(self, *args: object, **options: object) -> None:
-        store = Store.objects.filter(domain=str(options["store"]).lower()).first()
-        if store is None:
-            raise CommandError(f"no store {options['store']!r}")
+        try:
+            store = store_get_by_domain(domain=str(options["store"]))
+        except StoreNotFound as exc:
+            raise CommandError(str(exc)) from None
         rows = orders_export_rows(store=store)
         if options["format"] == "jsonl":
             for row in rows:

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from oma.orders.models import SyncRun
 from oma.orders.services import SweepProgress, orders_sweep
 from oma.stores.models import Store
+from oma.stores.services import StoreNotFound, store_get_by_domain
 
 # Exit codes: 0 every sweep succeeded; 1 a sweep failed or the arguments are wrong; 75 (EX_TEMPFAIL) nothing failed
 # but a store was skipped because another sweep of it was running: try again later.
@@ -41,13 +42,6 @@ def parse_since(value: str, *, now: datetime | None = None) -> datetime:
     if parsed > now:
         raise CommandError(f"--since {value!r} is in the future ({parsed.isoformat()})")
     return parsed
-
-
-def _domain(value: str) -> str:
-    """What an operator may paste for a store: its domain, any case, maybe as a URL."""
-    text = value.strip().lower()
-    text = re.sub(r"^[a-z]+://", "", text)
-    return text.split("/", 1)[0]
 
 
 class Command(BaseCommand):
@@ -90,11 +84,10 @@ class Command(BaseCommand):
             if not stores:
                 raise CommandError("no active store to sweep; connect one with connect_store")
             return stores
-        store = Store.objects.filter(domain=_domain(domain)).first()
-        if store is None:
-            known = list(Store.objects.order_by("domain").values_list("domain", flat=True)[:10])
-            hint = f"known stores: {', '.join(known)}" if known else "no store is connected yet"
-            raise CommandError(f"no store {domain!r} ({hint}); connect it with connect_store")
+        try:
+            store = store_get_by_domain(domain=domain)
+        except StoreNotFound as exc:
+            raise CommandError(str(exc)) from None
         if not store.is_active:
             raise CommandError(f"store {store.domain} is inactive (uninstalled or deactivated); reconnect it first")
         return [store]
