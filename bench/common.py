@@ -6,6 +6,7 @@ empty), which `make bench` (python -m bench) collects into one table.
 
 from __future__ import annotations
 
+import atexit
 import os
 import resource
 import socket
@@ -25,7 +26,11 @@ def postgres_reachable() -> bool:
 
 
 def setup_django(database_name: str) -> str:
-    """Configure Django on a fresh benchmark database (PostgreSQL when reachable, else a SQLite file)."""
+    """Configure Django on a fresh benchmark database (PostgreSQL when reachable, else a SQLite file).
+
+    The name gets the process id, so two benchmark runs on one server never drop each other's database.
+    """
+    database_name = f"{database_name}_{os.getpid()}"
     os.environ.setdefault("SECRET_KEY", "bench-secret-key")
     os.environ.setdefault("OMA_ENCRYPTION_KEYS", "u6HqWmtyJ5bOVyI1Q4JkQqoWW9cXfC5nCUEO1GJwbQ0=")
     os.environ.setdefault("DEBUG", "0")
@@ -37,6 +42,7 @@ def setup_django(database_name: str) -> str:
             with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{database_name}" WITH (FORCE)')
                 conn.execute(f'CREATE DATABASE "{database_name}"')
+            atexit.register(_drop_postgres_database, database_name)
             os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{database_name}"
         else:
             path = ROOT / "var" / f"{database_name}.sqlite3"
@@ -52,6 +58,15 @@ def setup_django(database_name: str) -> str:
     from django.db import connection
 
     return connection.vendor
+
+
+def _drop_postgres_database(name: str) -> None:
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def peak_rss_mb() -> float:
