@@ -56,7 +56,7 @@ def test_export_of_an_unknown_store_names_the_stores_there_are():
     with pytest.raises(CommandError, match="no store is connected yet"):
         call_command("export_orders", store="nope.genmystore.com")
     Store.objects.create(domain="known.genmystore.com", access_token="t", client_secret="s")
-    with pytest.raises(CommandError, match="known stores: known.genmystore.com"):
+    with pytest.raises(CommandError, match=r"known stores: known\.genmystore\.com"):
         call_command("export_orders", store="nope.genmystore.com")
     call_command("export_orders", store="https://Known.genmystore.com/", stdout=StringIO())  # a pasted URL
 
