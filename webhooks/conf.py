@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 _DEFAULTS: dict[str, int] = {
     # Largest body accepted; bigger deliveries get 413 before anything else is looked at.
@@ -34,8 +36,22 @@ _DEFAULTS: dict[str, int] = {
 }
 
 
+# Read on every delivery: looked up once, and again after a settings change (tests' `settings` fixture).
+_values: dict[str, int] = {}
+
+
 def webhook_setting(name: str) -> int:
+    try:
+        return _values[name]
+    except KeyError:
+        pass
     value = getattr(settings, name, None)
     if value is None:
         value = os.environ.get(name) or _DEFAULTS[name]
-    return int(value)
+    _values[name] = int(value)
+    return _values[name]
+
+
+@receiver(setting_changed)
+def _forget_values(**kwargs: object) -> None:
+    _values.clear()

@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from django.db import connection
 
 from oma.core.crypto import decrypt
+from oma.genstore.webhooks import WebhookVerifier
 from oma.stores.models import Store
 from webhooks.conf import webhook_setting
 
-# domain -> (fetched at, row): the secrets as stored (encrypted), so no plaintext outlives a request.
-_store_rows: dict[str, tuple[float, tuple[Any, ...]]] = {}
-_store_rows_lock = threading.Lock()
+
+@dataclass(frozen=True, slots=True)
+class WebhookStore:
+    """What receiving a delivery needs of its store: its id and domain, and verifiers keyed with its secrets
+    (the current one alone, and current plus previous while a rotation completes). Not a model: never saved."""
+
+    pk: int
+    domain: str
+    current_secret: WebhookVerifier
+    any_secret: WebhookVerifier
+
+
+# domain -> (fetched at, store). The verifiers hold keyed HMAC states, not the secrets' text.
+_stores: dict[str, tuple[float, WebhookStore]] = {}
+_stores_lock = threading.Lock()
 
 
 @lru_cache(maxsize=1)
@@ -35,44 +49,46 @@ def _fetch_store_row(domain: str) -> tuple[Any, ...] | None:
         return cursor.fetchone()
 
 
-def store_for_webhook(domain: str, *, fresh: bool = False) -> Store | None:
-    """The store a delivery names in X-Genstore-Shop-Domain, with only what verifying it needs (id, domain and
-    the two secrets; not a full row: never save it).
+def _webhook_store(row: tuple[Any, ...]) -> WebhookStore:
+    store_id, store_domain, secret, previous = row
+    current = decrypt(secret) if secret else ""
+    return WebhookStore(
+        pk=store_id,
+        domain=store_domain,
+        current_secret=WebhookVerifier([current]),
+        any_secret=WebhookVerifier([current, decrypt(previous) if previous else ""]),
+    )
 
-    This runs on every delivery, so the row is read with one plain SELECT and kept for a few seconds per process
-    (OMA_WEBHOOK_STORE_CACHE_SECONDS). The caller asks again with `fresh=True` when a signature does not match, so a
-    secret changed in another process is seen at once; saving a store clears its entry in this process. Unknown
-    shops are never cached. Inactive stores are found too: after app/uninstalled, Genstore still sends the
-    compliance topics.
+
+def store_for_webhook(domain: str, *, fresh: bool = False) -> WebhookStore | None:
+    """The store a delivery names in X-Genstore-Shop-Domain, with what verifying it needs.
+
+    This runs on every delivery, so the row is read with one plain SELECT, its secrets decrypted and keyed once,
+    and the result kept for a few seconds per process (OMA_WEBHOOK_STORE_CACHE_SECONDS). The caller asks again
+    with `fresh=True` when a signature does not match, so a secret changed in another process is seen at once;
+    saving a store clears its entry in this process. Unknown shops are never cached. Inactive stores are found
+    too: after app/uninstalled, Genstore still sends the compliance topics.
     """
     domain = domain.strip().lower()
     if not domain or len(domain) > 255:
         return None
     ttl = webhook_setting("OMA_WEBHOOK_STORE_CACHE_SECONDS")
     now = time.monotonic()
-    cached = None if fresh or ttl <= 0 else _store_rows.get(domain)
+    cached = None if fresh or ttl <= 0 else _stores.get(domain)
     if cached is not None and now - cached[0] < ttl:
-        row = cached[1]
-    else:
-        row = _fetch_store_row(domain)
-        with _store_rows_lock:
-            if row is None:
-                _store_rows.pop(domain, None)
-            elif ttl > 0:
-                if len(_store_rows) > 10_000:
-                    _store_rows.clear()
-                _store_rows[domain] = (now, row)
-    if row is None:
-        return None
-    store_id, store_domain, secret, previous = row
-    return Store(
-        id=store_id,
-        domain=store_domain,
-        client_secret=decrypt(secret) if secret else "",
-        previous_client_secret=decrypt(previous) if previous else "",
-    )
+        return cached[1]
+    row = _fetch_store_row(domain)
+    store = _webhook_store(row) if row is not None else None
+    with _stores_lock:
+        if store is None:
+            _stores.pop(domain, None)
+        elif ttl > 0:
+            if len(_stores) > 10_000:
+                _stores.clear()
+            _stores[domain] = (now, store)
+    return store
 
 
 def store_for_webhook_forget(domain: str) -> None:
-    with _store_rows_lock:
-        _store_rows.pop(domain.strip().lower(), None)
+    with _stores_lock:
+        _stores.pop(domain.strip().lower(), None)

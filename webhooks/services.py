@@ -11,12 +11,12 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache, partial
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from django.db import connection, transaction
-from django.db.models import Case, F, Field, Q, QuerySet, Value, When
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from oma.genstore.errors import GenstoreError, GenstoreRateLimited
@@ -26,6 +26,7 @@ from oma.orders.compliance import redact_personal_data
 from oma.stores.models import Store
 from webhooks.conf import webhook_setting
 from webhooks.dispatch import deliveries_publish, delivery_enqueue_after_receipt
+from webhooks.intake import delivery_insert_unless_duplicate
 from webhooks.models import CustomerDataExport, WebhookDelivery
 from webhooks.topics import HANDLED_TOPICS, ORDER_TOPICS
 
@@ -65,39 +66,19 @@ class ReceiveResult:
     ignored: bool
 
 
-@lru_cache(maxsize=1)
-def _insert_sql() -> tuple[str, list[Field]]:
-    meta = WebhookDelivery._meta
-    quote = connection.ops.quote_name
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
-    columns = ", ".join(quote(field.column) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    conflict = ", ".join(quote(meta.get_field(name).column) for name in ("store", "dedupe_key"))
-    # Identifiers come from the model's metadata; every value is a parameter.
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608
-        f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {quote(meta.pk.column)}"
-    )
-    return sql, fields
+class StoreIdentity(Protocol):
+    """What receiving needs of a store: a Store row, or the view's light WebhookStore."""
 
+    @property
+    def pk(self) -> Any: ...
 
-def _insert_unless_duplicate(delivery: WebhookDelivery) -> int | None:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the new id, or None when the dedupe key exists already.
-
-    One statement and one round trip in autocommit; a concurrent copy waits for the first to commit, then finds
-    the conflict. Values are prepared by the model's own fields; plain SQL because this runs on every delivery.
-    """
-    sql, fields = _insert_sql()
-    params = [field.get_db_prep_save(field.pre_save(delivery, add=True), connection) for field in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return row[0] if row else None
+    @property
+    def domain(self) -> str: ...
 
 
 def delivery_receive(
     *,
-    store: Store,
+    store: StoreIdentity,
     topic: str,
     body: bytes,
     headers: Mapping[str, str],
@@ -109,34 +90,34 @@ def delivery_receive(
 
     A second delivery with the same dedupe key (even one racing this one) meets the unique constraint and is
     reported as a duplicate: it is neither stored nor processed again. A broker failure never reaches the caller.
-    `store` needs only its pk and domain (the view passes the light store of `store_for_webhook`).
     """
     webhook_id = webhook_id.strip()
-    dedupe_key = delivery_dedupe_key(topic=topic, body=body, webhook_id=webhook_id)
     now = timezone.now()
     redispatch_after = timedelta(seconds=webhook_setting("OMA_WEBHOOK_REDISPATCH_SECONDS"))
-    delivery = WebhookDelivery(
-        store_id=store.pk,
-        shop_domain=store.domain,
-        topic=topic[:64],
-        webhook_id=webhook_id[:255],
-        dedupe_key=dedupe_key,
-        resource_id=resource_id,
-        body=body.decode("utf-8"),
-        headers=storable_headers(headers),
-        received_at=now,
-        state=State.RECEIVED if handled else State.IGNORED,
+    adapt_time = connection.ops.adapt_datetimefield_value
+    # In RECEIVED_FIELDS order.
+    params = (
+        store.pk,
+        store.domain,
+        topic[:64],
+        webhook_id[:255],
+        delivery_dedupe_key(topic=topic, body=body, webhook_id=webhook_id),
+        resource_id[:64],
+        body.decode("utf-8"),
+        json.dumps(storable_headers(headers), separators=(",", ":")),
+        adapt_time(now),
+        State.RECEIVED if handled else State.IGNORED,
         # The fast path publishes right after the commit; this deadline is only for when that gets lost.
-        next_dispatch_at=now + redispatch_after if handled else None,
-        outcome="" if handled else "topic not handled by OMA",
+        adapt_time(now + redispatch_after) if handled else None,
+        "" if handled else "topic not handled by OMA",
     )
-    delivery.pk = _insert_unless_duplicate(delivery)
-    if delivery.pk is None:
+    delivery_id = delivery_insert_unless_duplicate(params)
+    if delivery_id is None:
         return ReceiveResult(delivery_id=None, duplicate=True, ignored=not handled)
     if handled:
         # Autocommit: the row is committed already, so this runs at once (inside a caller's transaction, after it).
-        transaction.on_commit(partial(delivery_enqueue_after_receipt, delivery.pk), robust=True)
-    return ReceiveResult(delivery_id=delivery.pk, duplicate=False, ignored=not handled)
+        transaction.on_commit(partial(delivery_enqueue_after_receipt, delivery_id), robust=True)
+    return ReceiveResult(delivery_id=delivery_id, duplicate=False, ignored=not handled)
 
 
 # --- processing --------------------------------------------------------------------------------------

@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-from oma.genstore.webhooks import verify_webhook_hmac
-from oma.stores.models import Store
+from webhooks.selectors import WebhookStore
 
 
-def store_webhook_secrets(store: Store) -> list[str]:
-    """The current client secret, then the previous one while a rotation completes."""
-    return [secret for secret in (store.client_secret, store.previous_client_secret) if secret]
-
-
-def delivery_signature_valid(*, store: Store, body: bytes, header_value: str, current_only: bool = False) -> bool:
-    secrets = [store.client_secret] if current_only else store_webhook_secrets(store)
-    if not secrets or not header_value:
-        return False
-    return verify_webhook_hmac(secrets, body, header_value)
+def delivery_signature_valid(
+    *, store: WebhookStore, body: bytes, header_value: str, current_only: bool = False
+) -> bool:
+    """True when `header_value` signs `body` with the store's current client secret, or (unless `current_only`)
+    with the previous one while a rotation completes."""
+    verifier = store.current_secret if current_only else store.any_secret
+    return verifier.verify(body, header_value)

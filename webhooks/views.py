@@ -13,13 +13,13 @@ import logging
 from typing import Any
 
 from django.db import DatabaseError, IntegrityError
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from oma.stores.models import Store
+from oma.genstore.webhooks import HEADER_HMAC, HEADER_SHOP_DOMAIN, HEADER_TOPIC, HEADER_WEBHOOK_ID
 from webhooks.conf import webhook_setting
-from webhooks.selectors import store_for_webhook
+from webhooks.selectors import WebhookStore, store_for_webhook
 from webhooks.services import ReceiveResult, delivery_receive
 from webhooks.signatures import delivery_signature_valid
 from webhooks.topics import is_handled, payload_shape_error, resource_id_of
@@ -67,6 +67,16 @@ def read_raw_body(request: HttpRequest, *, limit: int) -> bytes | None:
     return b"".join(parts)
 
 
+def _answer(outcome: str, status: int = 200) -> HttpResponse:
+    """`{"status": outcome}`, written once per outcome; the metrics middleware counts it by `oma_outcome`."""
+    response = HttpResponse(_ANSWER_BODIES[outcome], status=status, content_type="application/json")
+    response.oma_outcome = outcome  # type: ignore[attr-defined]
+    return response
+
+
+_ANSWER_BODIES = {outcome: json.dumps({"status": outcome}).encode() for outcome in ("accepted", "duplicate", "ignored")}
+
+
 def _reject(status: int, reason: str, request: HttpRequest, *, domain: str = "", topic: str = "") -> JsonResponse:
     """Log why and answer `status` with the reason (no secret in it; shop domains are public storefront names).
     The metrics middleware counts rejections by this reason."""
@@ -74,7 +84,10 @@ def _reject(status: int, reason: str, request: HttpRequest, *, domain: str = "",
         "webhook rejected %d (%s): shop=%r topic=%r from %s",
         status, reason, domain[:100], topic[:64], request.META.get("REMOTE_ADDR", "?"),
     )
-    return JsonResponse({"error": reason}, status=status)
+    response = JsonResponse({"error": reason}, status=status)
+    response.oma_outcome = "unavailable" if status == 503 else "rejected"  # type: ignore[attr-defined]
+    response.oma_reason = reason  # type: ignore[attr-defined]
+    return response
 
 
 def _parse_json(body: bytes) -> tuple[Any, str | None]:
@@ -88,13 +101,15 @@ def _parse_json(body: bytes) -> tuple[Any, str | None]:
         return None, "body is not valid JSON"
 
 
-def _receive(request: HttpRequest, store: Store, topic: str, body: bytes, payload: Any, handled: bool) -> ReceiveResult:
+def _receive(
+    request: HttpRequest, store: WebhookStore, topic: str, body: bytes, payload: Any, handled: bool
+) -> ReceiveResult:
     return delivery_receive(
         store=store,
         topic=topic,
         body=body,
         headers=request.headers,
-        webhook_id=request.headers.get("X-Genstore-Webhook-Id", ""),
+        webhook_id=request.headers.get(HEADER_WEBHOOK_ID, ""),
         resource_id=resource_id_of(topic, payload) if handled else "",
         handled=handled,
     )
@@ -102,25 +117,27 @@ def _receive(request: HttpRequest, store: Store, topic: str, body: bytes, payloa
 
 @csrf_exempt
 @require_POST
-def genstore_webhook(request: HttpRequest) -> JsonResponse:
+def genstore_webhook(request: HttpRequest) -> HttpResponse:
     try:
         return _genstore_webhook(request)
     except DatabaseError:
         # Nothing was stored, so nothing is acknowledged: a 5xx makes Genstore send it again.
         logger.exception("webhook: database unavailable; delivery not stored")
-        return JsonResponse({"error": "temporarily unavailable"}, status=503)
+        response = JsonResponse({"error": "temporarily unavailable"}, status=503)
+        response.oma_outcome = "unavailable"  # type: ignore[attr-defined]
+        return response
 
 
-def _genstore_webhook(request: HttpRequest) -> JsonResponse:
+def _genstore_webhook(request: HttpRequest) -> HttpResponse:
     body = read_raw_body(request, limit=webhook_setting("OMA_WEBHOOK_MAX_BODY_BYTES"))
-    domain = request.headers.get("X-Genstore-Shop-Domain", "")
-    topic = request.headers.get("X-Genstore-Topic", "").strip()
+    domain = request.headers.get(HEADER_SHOP_DOMAIN, "")
+    topic = request.headers.get(HEADER_TOPIC, "").strip()
     if body is None:
         return _reject(413, "body too large", request, domain=domain, topic=topic)
     store = store_for_webhook(domain)
     if store is None:
         return _reject(401, "unknown shop", request, domain=domain, topic=topic)
-    signature = request.headers.get("X-Genstore-Hmac-Sha256", "").strip()
+    signature = request.headers.get(HEADER_HMAC, "").strip()
     if not signature:
         return _reject(401, "missing signature", request, domain=domain, topic=topic)
     if not delivery_signature_valid(store=store, body=body, header_value=signature, current_only=True):
@@ -147,8 +164,8 @@ def _genstore_webhook(request: HttpRequest) -> JsonResponse:
             return _reject(401, "unknown shop", request, domain=domain, topic=topic)
         result = _receive(request, store, topic, body, payload, handled)
     if result.duplicate:
-        return JsonResponse({"status": "duplicate"}, status=200)
+        return _answer("duplicate")
     if result.ignored:
         logger.info("webhook ignored: topic %r from %s is not handled", topic[:64], store.domain)
-        return JsonResponse({"status": "ignored"}, status=202)
-    return JsonResponse({"status": "accepted"}, status=200)
+        return _answer("ignored", status=202)
+    return _answer("accepted")

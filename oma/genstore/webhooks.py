@@ -24,6 +24,7 @@ __all__ = [
     "HEADER_WEBHOOK_ID",
     "ORDER_TOPICS",
     "WEBHOOK_TOPICS",
+    "WebhookVerifier",
     "compute_webhook_hmac",
     "verify_install_hmac",
     "verify_webhook_hmac",
@@ -82,21 +83,41 @@ def _claimed_digest(header_value: str) -> bytes | None:
     return None
 
 
-def verify_webhook_hmac(secrets: Sequence[str], body: bytes, header_value: str | None) -> bool:
-    """True when the header is the HMAC of the raw body under any of the (non-empty) secrets.
+class WebhookVerifier:
+    """Checks X-Genstore-Hmac-Sha256 against a set of secrets, each keyed once.
 
-    Comparison is constant-time (hmac.compare_digest over the raw digests), whichever encoding was sent.
+    It holds HMAC states already keyed with the secrets, not the secrets' text: a process can keep one per store
+    between deliveries without repeating the key setup (or a decryption) per delivery, and without a plaintext
+    secret lying in its memory. Comparison is constant-time (hmac.compare_digest over the raw digests), whichever
+    encoding was sent, and every secret is tried, so the time taken does not tell which one matched.
     """
-    if not header_value:
-        return False
-    claimed = _claimed_digest(header_value)
-    if claimed is None:
-        return False
-    matched = False
-    for secret in secrets:
-        if secret and hmac.compare_digest(_digest(secret, body), claimed):
-            matched = True  # keep looping: the time taken does not tell which secret matched
-    return matched
+
+    __slots__ = ("_keyed",)
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        self._keyed = tuple(hmac.new(s.encode("utf-8"), digestmod=hashlib.sha256) for s in secrets if s)
+
+    def __bool__(self) -> bool:
+        return bool(self._keyed)
+
+    def verify(self, body: bytes, header_value: str | None) -> bool:
+        if not header_value or not self._keyed:
+            return False
+        claimed = _claimed_digest(header_value)
+        if claimed is None:
+            return False
+        matched = False
+        for keyed in self._keyed:
+            mac = keyed.copy()
+            mac.update(body)
+            if hmac.compare_digest(mac.digest(), claimed):
+                matched = True
+        return matched
+
+
+def verify_webhook_hmac(secrets: Sequence[str], body: bytes, header_value: str | None) -> bool:
+    """True when the header is the HMAC of the raw body under any of the (non-empty) secrets."""
+    return WebhookVerifier(secrets).verify(body, header_value)
 
 
 def _raw_query_pairs(query: str) -> list[tuple[str, str]]:

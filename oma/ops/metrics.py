@@ -2,9 +2,11 @@
 
 Counters (webhook answers, rejection reasons, upstream 429s and 5xx) happen in many processes at once (gunicorn
 workers, Celery pool children on several hosts), so they are kept in one Redis hash (`HINCRBY`, atomic) rather
-than in process memory; a scrape of any web process sees them all. Without REDIS_URL (the embedded `make run`),
-they are kept in process memory and a scrape sees those of the process that serves it. A Redis outage loses the
-increments made during it and nothing else: counting never raises and never waits long (see `_CounterStore`).
+than in process memory; a scrape of any web process sees them all. Each process counts in memory and adds its
+counts to the hash at most a second later, from a timer thread, so counting costs a request no Redis call. Without
+REDIS_URL (the embedded `make run`), they stay in process memory and a scrape sees those of the process that
+serves it. During a Redis outage counts wait in memory and are added when it is back: counting never raises and
+never waits (see `_CounterStore`).
 
 Everything else is computed from the database at scrape time (the database is the truth: deliveries waiting,
 sweep drift, shipments due per carrier, pushes by state) and from the broker (queue depth). A scrape is cached for
@@ -13,8 +15,10 @@ OMA_METRICS_CACHE_SECONDS in each process, so an eager scraper cannot load the d
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -33,6 +37,8 @@ logger = logging.getLogger(__name__)
 COUNTERS_KEY = "oma:ops:counters"
 # After a failed Redis call, counting stays in memory this long before Redis is tried again (no per-event waits).
 _REDIS_RETRY_SECONDS = 5.0
+# Counts reach the shared hash this long after they happen, at most: one Redis call per process and second.
+_FLUSH_SECONDS = 1.0
 
 COUNTER_HELP: dict[str, str] = {
     "oma_webhook_requests_total": "Genstore webhook POSTs answered, by outcome (accepted, duplicate, ignored, "
@@ -45,8 +51,10 @@ COUNTER_HELP: dict[str, str] = {
 }
 
 
-def _field(name: str, labels: dict[str, str]) -> str:
-    return json.dumps([name, sorted(labels.items())], separators=(",", ":"))
+@lru_cache(maxsize=1024)
+def _field(name: str, labels: tuple[tuple[str, str], ...]) -> str:
+    """The hash field of one counter: its name and sorted labels as JSON (labels have few distinct values)."""
+    return json.dumps([name, labels], separators=(",", ":"))
 
 
 def _unfield(text: str) -> tuple[str, dict[str, str]]:
@@ -65,44 +73,68 @@ def _counter_client(url: str) -> Any:
 
 
 class _CounterStore:
+    """Counters kept in memory and added to the Redis hash at most every _FLUSH_SECONDS (by a timer thread), so a
+    request never waits for Redis; a scrape sees the hash plus what this process has not flushed yet."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._local: Counter[str] = Counter()  # no Redis, or Redis unreachable (merged into Redis when back)
+        self._local: Counter[str] = Counter()  # not yet in Redis (no Redis, Redis unreachable, or not yet flushed)
         self._redis_down_until = 0.0
+        self._timer: threading.Timer | None = None
+        self._timer_pid = 0
 
     def _redis(self) -> Any:
         url = getattr(settings, "REDIS_URL", "")
         return _counter_client(url) if url else None
 
     def increment(self, name: str, labels: dict[str, str], amount: int = 1) -> None:
-        key = _field(name, labels)
+        key = _field(name, tuple(sorted(labels.items())))
+        with self._lock:
+            self._local[key] += amount
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """(Under the lock.) A flush in _FLUSH_SECONDS, unless one is due already in this process."""
+        if self._timer is not None and self._timer_pid == os.getpid():
+            return
+        if not getattr(settings, "REDIS_URL", ""):
+            return  # memory is where the counters live
+        delay = max(_FLUSH_SECONDS, self._redis_down_until - time.monotonic())
+        if self._timer_pid != os.getpid():
+            atexit.register(self.flush)  # what the last second counted, when the process ends normally
+        self._timer = threading.Timer(delay, self._timed_flush)
+        self._timer.daemon = True
+        self._timer_pid = os.getpid()
+        self._timer.start()
+
+    def _timed_flush(self) -> None:
+        with self._lock:
+            self._timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Add what this process counted to Redis; on a Redis failure keep it, and try again after a pause."""
         client = self._redis()
         if client is None or time.monotonic() < self._redis_down_until:
             with self._lock:
-                self._local[key] += amount
+                if self._local:
+                    self._schedule_flush()
             return
-        try:
-            if self._local:
-                self._flush_local(client)
-            client.hincrby(COUNTERS_KEY, key, amount)
-        except Exception as exc:  # any Redis failure: count locally, never fail the caller
-            with self._lock:
-                self._local[key] += amount
-                self._redis_down_until = time.monotonic() + _REDIS_RETRY_SECONDS
-            logger.warning("metrics: Redis unavailable for counters (%s); counting in memory meanwhile", exc)
-
-    def _flush_local(self, client: Any) -> None:
         with self._lock:
             pending, self._local = self._local, Counter()
+        if not pending:
+            return
         try:
             pipe = client.pipeline(transaction=False)
             for key, amount in pending.items():
                 pipe.hincrby(COUNTERS_KEY, key, amount)
             pipe.execute()
-        except Exception:
+        except Exception as exc:  # any Redis failure: keep counting in memory, never fail or hold up a caller
             with self._lock:
                 self._local.update(pending)
-            raise
+                self._redis_down_until = time.monotonic() + _REDIS_RETRY_SECONDS
+                self._schedule_flush()
+            logger.warning("metrics: Redis unavailable for counters (%s); counting in memory meanwhile", exc)
 
     def read(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], int]:
         totals: Counter[str] = Counter()

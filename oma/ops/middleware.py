@@ -56,15 +56,16 @@ def _answer(response: HttpResponse) -> dict:
 def count_webhook_answer(view_name: str, response: HttpResponse) -> None:
     status = response.status_code
     if view_name == GENSTORE_WEBHOOK_VIEW:
-        answer = _answer(response)
-        if status == 503:
-            outcome = "unavailable"
-        elif status >= 400:
-            outcome = "rejected"
-            reason = str(answer.get("error") or f"HTTP {status}")[:80]
-            count("oma_webhooks_rejected_total", reason=reason, status=str(status))
-        else:
-            outcome = str(answer.get("status") or "accepted")[:20]
+        # The view labels its answers (oma_outcome, oma_reason); anything else (a 405, say) is read from the body.
+        outcome = getattr(response, "oma_outcome", None)
+        reason = getattr(response, "oma_reason", None)
+        if outcome is None:
+            answer = _answer(response)
+            outcome = "unavailable" if status == 503 else "rejected" if status >= 400 else "accepted"
+            outcome = str(answer.get("status") or outcome)[:20] if status < 400 else outcome
+            reason = str(answer.get("error") or "")
+        if outcome == "rejected":
+            count("oma_webhooks_rejected_total", reason=(reason or f"HTTP {status}")[:80], status=str(status))
         count("oma_webhook_requests_total", outcome=outcome)
     elif view_name == CHANNEL_WEBHOOK_VIEW:
         count("oma_channel_webhook_requests_total", status=str(status))

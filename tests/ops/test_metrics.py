@@ -7,12 +7,14 @@ import re
 from datetime import timedelta
 
 import pytest
+import redis
 from django.utils import timezone
 
 from oma.fulfillment.models import FulfillmentPush
 from oma.orders.models import Order, SyncRun
 from oma.stores.models import Store
 from oma.stores.services import genstore_client_for
+from tests.fixtures_celery import wait_until
 from tests.genstore_sandbox import connect, start_sandbox
 from tests.webhooks.payloads import SECRET, SHOP, encode, order_json, sign
 from tracking.models import CarrierAccount, Shipment
@@ -68,12 +70,28 @@ def test_counting_survives_a_redis_outage(client, ops_redis) -> None:
     from oma.ops.metrics import count, counters
 
     count("oma_upstream_rate_limited_total", host="a")
+    counters.flush()  # what the timer thread does within a second
+    assert redis.Redis.from_url(ops_redis.url()).hgetall("oma:ops:counters")
     ops_redis.stop()
     count("oma_upstream_rate_limited_total", host="a")  # kept in memory, no exception, no wait
+    counters.flush()  # fails: kept in memory, Redis left alone for a while
     ops_redis.start()  # empty: a restarted Redis without persistence
     counters._redis_down_until = 0  # the retry pause is over
     count("oma_upstream_rate_limited_total", host="a")
     assert samples_of(counters.read()) == {("oma_upstream_rate_limited_total", (("host", "a"),)): 2}
+    counters.flush()  # the two counted since the restart reach Redis
+    assert samples_of(counters.read()) == {("oma_upstream_rate_limited_total", (("host", "a"),)): 2}
+
+
+def test_counts_reach_redis_within_a_second_without_a_call_per_event(client, ops_redis) -> None:
+    from oma.ops.metrics import count
+
+    shared = redis.Redis.from_url(ops_redis.url())
+    for _ in range(50):
+        count("oma_upstream_rate_limited_total", host="b")
+    assert not shared.hgetall("oma:ops:counters")  # nothing sent yet: no Redis call per event
+    wait_until(lambda: shared.hgetall("oma:ops:counters"), timeout=5, interval=0.1)
+    assert list(shared.hgetall("oma:ops:counters").values()) == [b"50"]
 
 
 def samples_of(data: dict) -> dict:

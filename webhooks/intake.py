@@ -1,0 +1,162 @@
+"""The intake INSERT of every webhook delivery, with group commit across a web process's request threads.
+
+Each delivery must be committed before it is answered, and one INSERT plus one commit per delivery costs the
+database more than everything else a delivery does. So the request threads of one process share their writes:
+a thread queues its row and takes the write lock; whoever holds it writes every row queued meanwhile in one
+multi-row `INSERT ... ON CONFLICT (store, dedupe_key) DO NOTHING RETURNING` and commits, and the threads whose
+rows it wrote find their answer when they get the lock. Nobody waits for a timer: when deliveries come one at a
+time each is written at once, alone; when they come together they are written together. A row is never answered
+before the statement that wrote it has committed. When a statement fails, its rows are written again one by one,
+so an error reaches only the thread whose row the database refuses (a store erased meanwhile, say), or every
+thread when the database itself is failing.
+
+A caller inside a transaction of its own writes alone, in that transaction (its row commits with the rest of it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+
+from webhooks.models import WebhookDelivery
+
+# The columns a received delivery sets, in the model's field order; every other column gets its field's default.
+RECEIVED_FIELDS = (
+    "store", "shop_domain", "topic", "webhook_id", "dedupe_key", "resource_id", "body", "headers", "received_at",
+    "state", "next_dispatch_at", "outcome",
+)
+_STORE_INDEX = RECEIVED_FIELDS.index("store")
+_DEDUPE_KEY_INDEX = RECEIVED_FIELDS.index("dedupe_key")
+# Rows per statement (a process has far fewer request threads than this; it bounds the statement's size).
+MAX_BATCH = 100
+
+
+def _sql_literal(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, str) and not value:
+        return "''"
+    if type(value) is int:
+        return str(value)
+    raise ImproperlyConfigured(f"webhook intake: no SQL literal for the default {value!r}")
+
+
+@lru_cache(maxsize=2)
+def _statement_parts(vendor: str) -> tuple[str, str, str]:
+    """(INSERT INTO ... (columns) VALUES, one row's placeholders, ON CONFLICT ... RETURNING), from the model.
+
+    Received values are parameters; every other column gets its field's default as a literal (a new field whose
+    default cannot be one fails here, loudly, rather than being left unset).
+    """
+    meta = WebhookDelivery._meta
+    quote = connection.ops.quote_name
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    if tuple(field.name for field in fields if field.name in RECEIVED_FIELDS) != RECEIVED_FIELDS:
+        raise ImproperlyConfigured("webhook intake: RECEIVED_FIELDS must name the model's fields in their order")
+    row = ", ".join("%s" if f.name in RECEIVED_FIELDS else _sql_literal(f.get_default()) for f in fields)
+    columns = ", ".join(quote(field.column) for field in fields)
+    conflict = ", ".join(quote(meta.get_field(name).column) for name in ("store", "dedupe_key"))
+    returning = ", ".join(quote(meta.get_field(name).column) for name in ("id", "store", "dedupe_key"))
+    # Identifiers and literals come from the model's metadata; every received value is a parameter.
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ",  # noqa: S608
+        f"({row})",
+        f" ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}",
+    )
+
+
+@lru_cache(maxsize=MAX_BATCH + 1)
+def _insert_sql(vendor: str, rows: int) -> str:
+    head, row, tail = _statement_parts(vendor)
+    return head + ", ".join([row] * rows) + tail
+
+
+def _insert(rows: Sequence[Sequence[object]]) -> list[int | None]:
+    """One INSERT of these rows: each row's new id, or None for a row whose dedupe key exists already (in the
+    table, or earlier in `rows`: the first of two copies is the one inserted)."""
+    sql = _insert_sql(connection.vendor, len(rows))
+    params = [value for row in rows for value in row]
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        if connection.vendor == "postgresql":
+            import psycopg
+
+            # Server-side binding: the body is sent as a parameter, not quoted into the statement in Python.
+            with psycopg.Cursor(connection.connection) as cursor:
+                cursor.execute(sql, params)
+                returned = cursor.fetchall()
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                returned = cursor.fetchall()
+    ids = {(store_id, dedupe_key): delivery_id for delivery_id, store_id, dedupe_key in returned}
+    return [ids.pop((row[_STORE_INDEX], row[_DEDUPE_KEY_INDEX]), None) for row in rows]
+
+
+@dataclass(eq=False, slots=True)
+class _Queued:
+    row: Sequence[object]
+    done: bool = False
+    delivery_id: int | None = None
+    error: BaseException | None = None
+
+
+class GroupInserter:
+    """Writes the rows that request threads queue, many to a statement (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self._queue: list[_Queued] = []
+        self._queue_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+
+    def insert(self, row: Sequence[object]) -> int | None:
+        if connection.in_atomic_block:
+            return _insert([row])[0]
+        queued = _Queued(row)
+        with self._queue_lock:
+            self._queue.append(queued)
+        with self._write_lock:
+            # While we waited, the holder of the lock may have written our row already.
+            if not queued.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                self._write(batch)
+        if queued.error is not None:
+            raise queued.error
+        return queued.delivery_id
+
+    @staticmethod
+    def _write(batch: list[_Queued]) -> None:
+        outcomes: list[int | BaseException | None]
+        try:
+            outcomes = list(_insert([queued.row for queued in batch]))
+        except Exception as error:
+            if len(batch) == 1:
+                outcomes = [error]
+            else:  # one row the database refuses (a store erased meanwhile, say) must not fail the others
+                outcomes = []
+                for queued in batch:
+                    try:
+                        outcomes.append(_insert([queued.row])[0])
+                    except Exception as row_error:
+                        outcomes.append(row_error)
+        for queued, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                queued.error = outcome
+            else:
+                queued.delivery_id = outcome
+            queued.done = True
+
+
+group_inserter = GroupInserter()
+
+
+def delivery_insert_unless_duplicate(row: Sequence[object]) -> int | None:
+    """Insert one received delivery (values in RECEIVED_FIELDS order) and commit it: its new id, or None when its
+    dedupe key exists already. Concurrent calls in one process share statements and commits."""
+    return group_inserter.insert(row)
