@@ -199,6 +199,19 @@ def _load(
     }
 
 
+def _database_commits(vendor: str) -> int:
+    """Transactions committed in the benchmark's database so far (PostgreSQL's statistics; 0 elsewhere)."""
+    if vendor != "postgresql":
+        return 0
+    from django.db import connection
+
+    time.sleep(1.5)  # backends report their statistics about once a second
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000, help="requests per measured round and path")
@@ -247,10 +260,12 @@ def main() -> None:
         _load(web_port, WEBHOOK_PATH, warmup, args.concurrency, pids)
 
         floors, hooks = [], []
+        commits_before = _database_commits(vendor)
         for round_number in range(args.rounds):
             batch = [_signed(n, f"r{round_number}") for n in range(args.requests)]
             floors.append(_load(web_port, FLOOR_PATH, batch, args.concurrency, pids))
             hooks.append(_load(web_port, WEBHOOK_PATH, batch, args.concurrency, pids))
+        commits = _database_commits(vendor) - commits_before
         floor = max(floors, key=lambda r: r["per_second"])
         hook = max(hooks, key=lambda r: r["per_second"])
         stored = WebhookDelivery.objects.count()
@@ -281,6 +296,8 @@ def main() -> None:
     figure("floor server CPU per request", round(floor["server_cpu_ms"], 2), "ms")
     figure("delivery server CPU per request", round(hook["server_cpu_ms"], 2), "ms")
     figure("delivery database CPU per request", round(hook["database_cpu_ms"], 2), "ms")
+    if commits:  # group commit: how many deliveries one database commit carried, on average
+        figure("deliveries per database commit", round(args.requests * args.rounds / commits, 1), "")
 
 
 if __name__ == "__main__":

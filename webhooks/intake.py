@@ -2,13 +2,13 @@
 
 Each delivery must be committed before it is answered, and one INSERT plus one commit per delivery costs the
 database more than everything else a delivery does. So the request threads of one process share their writes:
-a thread queues its row and takes the write lock; whoever holds it writes every row queued meanwhile in one
-multi-row `INSERT ... ON CONFLICT (store, dedupe_key) DO NOTHING RETURNING` and commits, and the threads whose
-rows it wrote find their answer when they get the lock. Nobody waits for a timer: when deliveries come one at a
-time each is written at once, alone; when they come together they are written together. A row is never answered
-before the statement that wrote it has committed. When a statement fails, its rows are written again one by one,
-so an error reaches only the thread whose row the database refuses (a store erased meanwhile, say), or every
-thread when the database itself is failing.
+a thread queues its row and, unless another thread is writing, becomes the writer: it writes every row queued so
+far in one multi-row `INSERT ... ON CONFLICT (store, dedupe_key) DO NOTHING RETURNING` and commits, and the
+threads whose rows it wrote are woken with their answers. Nobody waits for a timer: when deliveries come one at a
+time each is written at once, alone; when they come together, those that arrive during a write are written
+together by the next. A row is never answered before the statement that wrote it has committed. When a statement
+fails, its rows are written again one by one, so an error reaches only the thread whose row the database refuses
+(a store erased meanwhile, say), or every thread when the database itself is failing.
 
 A caller inside a transaction of its own writes alone, in that transaction (its row commits with the rest of it).
 """
@@ -111,21 +111,28 @@ class GroupInserter:
 
     def __init__(self) -> None:
         self._queue: list[_Queued] = []
-        self._queue_lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._writing = False  # a thread is writing a statement (guarded by _changed)
 
     def insert(self, row: Sequence[object]) -> int | None:
         if connection.in_atomic_block:
             return _insert([row])[0]
         queued = _Queued(row)
-        with self._queue_lock:
+        with self._changed:
             self._queue.append(queued)
-        with self._write_lock:
-            # While we waited, the holder of the lock may have written our row already.
+            # Wait while another thread writes; it may be writing our row, or the next writer will take it.
+            while self._writing and not queued.done:
+                self._changed.wait()
             if not queued.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                self._writing = True
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        if not queued.done:
+            try:
                 self._write(batch)
+            finally:
+                with self._changed:
+                    self._writing = False
+                    self._changed.notify_all()  # the written return; of the others, one writes next
         if queued.error is not None:
             raise queued.error
         return queued.delivery_id

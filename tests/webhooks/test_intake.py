@@ -1,7 +1,7 @@
 """Group commit of the intake INSERT: request threads of one process share statements, never their outcomes.
 
 Rows written by one statement share one transaction, which PostgreSQL shows as one `xmin`; the tests queue rows
-while the write lock is held (as a request thread's write in flight would), then let the writes go.
+while a write is in flight (as another request thread's would be), then end it.
 """
 
 from __future__ import annotations
@@ -42,13 +42,17 @@ def queued_while_a_write_is_in_flight(calls: list[Callable[[], Any]]) -> list[An
             connection.close()
 
     threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
-    with group_inserter._write_lock:
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 10
-        while len(group_inserter._queue) < len(calls):
-            assert time.monotonic() < deadline, "the threads never queued their rows"
-            time.sleep(0.01)
+    with group_inserter._changed:
+        group_inserter._writing = True  # as if a request thread's write were in flight
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(group_inserter._queue) < len(calls):
+        assert time.monotonic() < deadline, "the threads never queued their rows"
+        time.sleep(0.01)
+    with group_inserter._changed:
+        group_inserter._writing = False  # that write is over
+        group_inserter._changed.notify_all()
     for thread in threads:
         thread.join(timeout=30)
     return results
