@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import http.client
+import importlib
 import json
 import os
 import shutil
@@ -44,20 +45,20 @@ def wsgi_app() -> Any:
     """OMA's WSGI application with one extra URL, the floor view, added for this benchmark only."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oma.settings")
     from django.conf import settings
-    from django.core.wsgi import get_wsgi_application
     from django.http import HttpResponse
     from django.urls import path
     from django.views.decorators.csrf import csrf_exempt
 
-    application = get_wsgi_application()
-    import oma.urls
+    from oma.wsgi import application  # as deployed (Django set up before the URLs are imported)
+
+    oma_urls = importlib.import_module("oma.urls")
 
     @csrf_exempt
     def floor(request: Any) -> HttpResponse:
         return HttpResponse(b'{"status":"ok"}', content_type="application/json")
 
     urls = types.ModuleType("bench_webhooks_urls")
-    urls.urlpatterns = [path(FLOOR_PATH.strip("/") + "/", floor), *oma.urls.urlpatterns]  # type: ignore[attr-defined]
+    urls.urlpatterns = [path(FLOOR_PATH.strip("/") + "/", floor), *oma_urls.urlpatterns]  # type: ignore[attr-defined]
     sys.modules[urls.__name__] = urls
     settings.ROOT_URLCONF = urls.__name__
     return application

@@ -31,8 +31,10 @@ logger = logging.getLogger(__name__)
 
 # One quick retry covers a pooled connection that went stale; more would only hold the publisher while Redis is down.
 _PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
-# Ids per processing message: enough to spread a publish's cost, few enough to keep the workers busy in parallel.
-BATCH_SIZE = 25
+# Ids per processing message: enough to spread a publish's cost (about a millisecond of the web process's CPU),
+# few enough to keep the workers busy in parallel and a batch of thin payloads (each re-read from the API at the
+# store's rate limit) well inside the task's time limit.
+BATCH_SIZE = 50
 # How long the publisher waits for more ids once one arrived: a short delay to processing buys fewer publishes
 # and bigger batches (one upsert per batch) when deliveries come fast.
 _LINGER_SECONDS = 0.5

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
@@ -94,24 +94,22 @@ def delivery_receive(
     webhook_id = webhook_id.strip()
     now = timezone.now()
     redispatch_after = timedelta(seconds=webhook_setting("OMA_WEBHOOK_REDISPATCH_SECONDS"))
-    adapt_time = connection.ops.adapt_datetimefield_value
-    # In RECEIVED_FIELDS order.
-    params = (
-        store.pk,
-        store.domain,
-        topic[:64],
-        webhook_id[:255],
-        delivery_dedupe_key(topic=topic, body=body, webhook_id=webhook_id),
-        resource_id[:64],
-        body.decode("utf-8"),
-        json.dumps(storable_headers(headers), separators=(",", ":")),
-        adapt_time(now),
-        State.RECEIVED if handled else State.IGNORED,
+    row = {
+        "store": store.pk,
+        "shop_domain": store.domain,
+        "topic": topic[:64],
+        "webhook_id": webhook_id[:255],
+        "dedupe_key": delivery_dedupe_key(topic=topic, body=body, webhook_id=webhook_id),
+        "resource_id": resource_id[:64],
+        "body": body.decode("utf-8"),
+        "headers": storable_headers(headers),
+        "received_at": now,
+        "state": State.RECEIVED if handled else State.IGNORED,
         # The fast path publishes right after the commit; this deadline is only for when that gets lost.
-        adapt_time(now + redispatch_after) if handled else None,
-        "" if handled else "topic not handled by OMA",
-    )
-    delivery_id = delivery_insert_unless_duplicate(params)
+        "next_dispatch_at": now + redispatch_after if handled else None,
+        "outcome": "" if handled else "topic not handled by OMA",
+    }
+    delivery_id = delivery_insert_unless_duplicate(row)
     if delivery_id is None:
         return ReceiveResult(delivery_id=None, duplicate=True, ignored=not handled)
     if handled:
