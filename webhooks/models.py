@@ -26,9 +26,10 @@ class WebhookDelivery(models.Model):
 
     UNFINISHED_STATES = (State.RECEIVED, State.PROCESSING, State.RETRYING)
 
-    # SET_NULL: a shop/redact keeps its own delivery as the record that the shop was erased.
+    # SET_NULL: a shop/redact keeps its own delivery as the record that the shop was erased. No index of its own:
+    # the unique (store, dedupe_key) index serves lookups by store, and every delivery would pay for a second one.
     store = models.ForeignKey(
-        Store, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_deliveries"
+        Store, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_deliveries", db_index=False
     )
     shop_domain = models.CharField(max_length=255, help_text="X-Genstore-Shop-Domain as received")
     topic = models.CharField(max_length=64)
