@@ -10,11 +10,12 @@ from oma.stores.models import Store
 class Order(models.Model):
     """OMA's mirror of one Genstore order. `genstore_updated_at` decides which version wins."""
 
-    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="orders")
+    # No index of its own: the unique (store, order_id) index and the composite indexes below lead with the store.
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="orders", db_index=False)
     order_id = models.CharField(max_length=64, help_text="Genstore orderId (used in paths, shown to people)")
     genstore_id = models.CharField(max_length=64, blank=True)
     name = models.CharField(max_length=64, blank=True)
-    source_name = models.CharField(max_length=64, blank=True, db_index=True)
+    source_name = models.CharField(max_length=64, blank=True)
     source_identifier = models.CharField(max_length=128, blank=True)
     financial_status = models.CharField(max_length=32, blank=True)
     fulfillment_status = models.CharField(max_length=32, blank=True)
@@ -30,7 +31,7 @@ class Order(models.Model):
     # SHA-256 of the canonical raw JSON: a re-read of the same version is "unchanged" without a field diff.
     payload_hash = models.CharField(max_length=64, blank=True)
     parse_problems = models.JSONField(default=list, blank=True)
-    unified_status = models.CharField(max_length=32, blank=True, db_index=True)
+    unified_status = models.CharField(max_length=32, blank=True)
     unified_status_reason = models.CharField(max_length=255, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -39,9 +40,13 @@ class Order(models.Model):
     class Meta:
         ordering = ["-genstore_created_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["store", "order_id"], name="order_unique_per_store")]
+        # Plain btree indexes (db_index=True would add a second, LIKE-prefix one per text column, which no query
+        # uses): every index is written for each of the hundred thousand orders a sweep may insert.
         indexes = [
             models.Index(fields=["store", "source_identifier"], name="order_store_source_ident"),
             models.Index(fields=["store", "-genstore_updated_at"], name="order_store_updated"),
+            models.Index(fields=["source_name"], name="order_source_name"),
+            models.Index(fields=["unified_status"], name="order_unified_status"),
         ]
 
     def __str__(self) -> str:
@@ -53,11 +58,12 @@ class Order(models.Model):
 
 
 class LineItem(models.Model):
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="line_items")
+    # Indexed by the unique (order, line_item_id) index.
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="line_items", db_index=False)
     line_item_id = models.CharField(max_length=64)
     product_id = models.CharField(max_length=64, blank=True)
     variant_id = models.CharField(max_length=64, blank=True)
-    sku = models.CharField(max_length=128, blank=True, db_index=True)
+    sku = models.CharField(max_length=128, blank=True)
     title = models.CharField(max_length=512, blank=True)
     variant_title = models.CharField(max_length=512, blank=True)
     quantity = models.IntegerField(default=0)
@@ -70,6 +76,7 @@ class LineItem(models.Model):
     class Meta:
         ordering = ["order", "id"]
         constraints = [models.UniqueConstraint(fields=["order", "line_item_id"], name="line_item_unique_per_order")]
+        indexes = [models.Index(fields=["sku"], name="line_item_sku")]
 
     def __str__(self) -> str:
         return f"{self.quantity} × {self.title or self.sku or self.line_item_id}"
@@ -78,12 +85,13 @@ class LineItem(models.Model):
 class GenstoreFulfillment(models.Model):
     """A mirror of a fulfillment as Genstore holds it (read from order details, or written by our pushes)."""
 
-    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="genstore_fulfillments")
+    # Indexed by the unique (store, fulfill_id) index.
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="genstore_fulfillments", db_index=False)
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="genstore_fulfillments")
     fulfill_id = models.CharField(max_length=64)
     status = models.CharField(max_length=32, blank=True)
     shipment_status = models.CharField(max_length=32, blank=True)
-    tracking_number = models.CharField(max_length=128, blank=True, db_index=True)
+    tracking_number = models.CharField(max_length=128, blank=True)
     tracking_company = models.CharField(max_length=128, blank=True)
     tracking_url = models.URLField(max_length=1024, blank=True)
     line_items = models.JSONField(default=list, blank=True, help_text='[{"id": "...", "quantity": n}]')
@@ -96,6 +104,7 @@ class GenstoreFulfillment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["store", "fulfill_id"], name="genstore_fulfillment_unique_per_store")
         ]
+        indexes = [models.Index(fields=["tracking_number"], name="genstore_fulfillment_tracking")]
 
     def __str__(self) -> str:
         return f"{self.fulfill_id} ({self.tracking_number or 'no tracking'})"

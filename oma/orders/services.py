@@ -12,16 +12,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from django.conf import settings
-from django.db import DataError, IntegrityError, OperationalError, connection, transaction
+from django.db import DataError, IntegrityError, OperationalError, connection, models, transaction
 from django.utils import timezone
 
 from oma.genstore.errors import GenstoreError
 from oma.genstore.records import FulfillmentRecord, OrderRecord
+from oma.orders.jsonrows import JsonText, rows_insert
 from oma.orders.models import GenstoreFulfillment, LineItem, Order, SyncRun
-from oma.orders.pgarrays import quoted_arrays_use
 from oma.stores.models import Store
 
 if TYPE_CHECKING:
@@ -31,52 +31,20 @@ logger = logging.getLogger(__name__)
 
 Outcome = Literal["created", "updated", "unchanged", "stale"]
 
-# Order columns written from a record (everything but keys and bookkeeping).
-_ORDER_FIELDS = [
-    "genstore_id",
-    "name",
-    "source_name",
-    "source_identifier",
-    "financial_status",
-    "fulfillment_status",
-    "cancelled_at",
-    "cancel_reason",
-    "genstore_created_at",
-    "genstore_updated_at",
-    "email",
-    "total_price",
-    "subtotal_price",
-    "currency",
-    "raw",
-    "payload_hash",
-    "parse_problems",
-    "last_synced_at",
-]
-_LINE_ITEM_FIELDS = [
-    "product_id",
-    "variant_id",
-    "sku",
-    "title",
-    "variant_title",
-    "quantity",
-    "fulfillable_quantity",
-    "fulfillment_status",
-    "requires_shipping",
-    "price",
-    "grams",
-]
-_FULFILLMENT_FIELDS = [
-    "order",
-    "status",
-    "shipment_status",
-    "tracking_number",
-    "tracking_company",
-    "tracking_url",
-    "line_items",
-    "genstore_created_at",
-    "genstore_updated_at",
-    "last_synced_at",
-]
+# Order columns written from a record (everything but keys and bookkeeping); an update sets these.
+_ORDER_COLUMNS = (
+    "genstore_id", "name", "source_name", "source_identifier", "financial_status", "fulfillment_status",
+    "cancelled_at", "cancel_reason", "genstore_created_at", "genstore_updated_at", "email", "total_price",
+    "subtotal_price", "currency", "raw", "payload_hash", "parse_problems", "last_synced_at", "updated_at",
+)
+_LINE_ITEM_COLUMNS = (
+    "product_id", "variant_id", "sku", "title", "variant_title", "quantity", "fulfillable_quantity",
+    "fulfillment_status", "requires_shipping", "price", "grams",
+)
+_FULFILLMENT_COLUMNS = (
+    "order_id", "status", "shipment_status", "tracking_number", "tracking_company", "tracking_url", "line_items",
+    "genstore_created_at", "genstore_updated_at", "last_synced_at",
+)
 
 # Called with the ids of orders that were created or changed, after the transaction commits.
 # Other apps (unified status, channel matching) register here instead of being imported by this module.
@@ -151,82 +119,83 @@ def _without_nul(value: object) -> object:
     return value
 
 
-def _storable_raw(raw: dict) -> tuple[dict, str]:
-    """The raw JSON as it can be stored, and the SHA-256 of its canonical form (a re-read of the same version is
-    "unchanged" without a field diff). NUL characters, which jsonb refuses, are dropped from the stored copy."""
+def _storable_raw(raw: dict) -> tuple[JsonText, str]:
+    """The raw JSON as it is stored (its canonical text, also sent as is), and the SHA-256 of that text (a re-read
+    of the same version is "unchanged" without a field diff). NUL characters, which jsonb refuses, are dropped from
+    the stored copy; the hash is of the document as Genstore sent it."""
     canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     if "\\u0000" in canonical:
-        raw = _without_nul(raw)  # type: ignore[assignment]
-    return raw, digest
+        canonical = json.dumps(_without_nul(raw), sort_keys=True, separators=(",", ":"), default=str)
+    return JsonText(canonical), digest
 
 
-def _order_from_record(
-    *, store: Store, record: OrderRecord, raw: dict, digest: str, now: datetime, pk: int | None, problems: list[str]
-) -> Order:
-    return Order(
-        pk=pk,
-        store=store,
-        order_id=record.order_id,
-        genstore_id=_text(record.id, 64),
-        name=_text(record.name, 64),
-        source_name=_text(record.source_name, 64),
-        source_identifier=_text(record.source_identifier, 128),
-        financial_status=_text(record.financial_status, 32),
-        fulfillment_status=_text(record.fulfillment_status, 32),
-        cancelled_at=record.cancelled_at,
-        cancel_reason=_text(record.cancel_reason, 255),
-        genstore_created_at=record.created_at,
-        genstore_updated_at=record.updated_at,
-        email=_text(record.email, 254),
-        total_price=_money(record.total_price, "totalPrice", problems),
-        subtotal_price=_money(record.subtotal_price, "subtotalPrice", problems),
-        currency=_text(record.currency, 8),
-        raw=raw,
-        payload_hash=digest,
-        parse_problems=problems,
-        last_synced_at=now,
-    )
+def _order_row(
+    *, store: Store, record: OrderRecord, raw: JsonText, digest: str, now: datetime, problems: list[str]
+) -> dict[str, object]:
+    """The order's columns (see jsonrows: one dict per row, written many to a statement)."""
+    return {
+        "store_id": store.pk,
+        "order_id": record.order_id,
+        "genstore_id": _text(record.id, 64),
+        "name": _text(record.name, 64),
+        "source_name": _text(record.source_name, 64),
+        "source_identifier": _text(record.source_identifier, 128),
+        "financial_status": _text(record.financial_status, 32),
+        "fulfillment_status": _text(record.fulfillment_status, 32),
+        "cancelled_at": record.cancelled_at,
+        "cancel_reason": _text(record.cancel_reason, 255),
+        "genstore_created_at": record.created_at,
+        "genstore_updated_at": record.updated_at,
+        "email": _text(record.email, 254),
+        "total_price": _money(record.total_price, "totalPrice", problems),
+        "subtotal_price": _money(record.subtotal_price, "subtotalPrice", problems),
+        "currency": _text(record.currency, 8),
+        "raw": raw,
+        "payload_hash": digest,
+        "parse_problems": problems,
+        "last_synced_at": now,
+        "updated_at": now,
+    }
 
 
-def _line_items_from_record(record: OrderRecord, problems: list[str]) -> list[LineItem]:
-    """The order's lines as rows, their order_id still to be set (a new order has no pk yet)."""
-    items = []
+def _line_item_rows(record: OrderRecord, problems: list[str]) -> list[dict[str, object]]:
+    """The order's lines as rows, their order_id still to be set (a new order has no id yet)."""
+    rows = []
     for index, item in enumerate({li.id: li for li in record.line_items}.values()):  # a repeated id breaks a batch
         label = f"lineItems[{index}]"
-        items.append(
-            LineItem(
-                line_item_id=item.id,  # an id is never cut short: one too long is refused, and reported
-                product_id=_text(item.product_id, 64),
-                variant_id=_text(item.variant_id, 64),
-                sku=_text(item.sku, 128),
-                title=_text(item.title, 512),
-                variant_title=_text(item.variant_title, 512),
-                quantity=_integer(item.quantity, f"{label}.quantity", problems) or 0,
-                fulfillable_quantity=_integer(item.fulfillable_quantity, f"{label}.fulfillableQuantity", problems),
-                fulfillment_status=_text(item.fulfillment_status, 32),
-                requires_shipping=item.requires_shipping,
-                price=_money(item.price, f"{label}.price", problems),
-                grams=_integer(item.grams, f"{label}.grams", problems),
-            )
-        )
-    return items
+        rows.append({
+            "line_item_id": item.id,  # an id is never cut short: one too long is refused, and reported
+            "product_id": _text(item.product_id, 64),
+            "variant_id": _text(item.variant_id, 64),
+            "sku": _text(item.sku, 128),
+            "title": _text(item.title, 512),
+            "variant_title": _text(item.variant_title, 512),
+            "quantity": _integer(item.quantity, f"{label}.quantity", problems) or 0,
+            "fulfillable_quantity": _integer(item.fulfillable_quantity, f"{label}.fulfillableQuantity", problems),
+            "fulfillment_status": _text(item.fulfillment_status, 32),
+            "requires_shipping": item.requires_shipping,
+            "price": _money(item.price, f"{label}.price", problems),
+            "grams": _integer(item.grams, f"{label}.grams", problems),
+        })
+    return rows
 
 
-def _fulfillment_row(*, store: Store, order: Order, record: FulfillmentRecord) -> GenstoreFulfillment:
-    return GenstoreFulfillment(
-        store=store,
-        order=order,
-        fulfill_id=record.fulfill_id,
-        status=_text(record.status, 32),
-        shipment_status=_text(record.shipment_status, 32),
-        tracking_number=_text(record.tracking_number, 128),
-        tracking_company=_text(record.tracking_company, 128),
-        tracking_url=_text(record.tracking_url, 1024),
-        line_items=[{"id": line.id, "quantity": line.quantity} for line in record.line_items],
-        genstore_created_at=record.created_at,
-        genstore_updated_at=record.updated_at,
-    )
+def _fulfillment_row(*, store: Store, order_pk: int, record: FulfillmentRecord, now: datetime) -> dict[str, object]:
+    return {
+        "store_id": store.pk,
+        "order_id": order_pk,
+        "fulfill_id": record.fulfill_id,
+        "status": _text(record.status, 32),
+        "shipment_status": _text(record.shipment_status, 32),
+        "tracking_number": _text(record.tracking_number, 128),
+        "tracking_company": _text(record.tracking_company, 128),
+        "tracking_url": _text(record.tracking_url, 1024),
+        "line_items": [{"id": line.id, "quantity": line.quantity} for line in record.line_items],
+        "genstore_created_at": record.created_at,
+        "genstore_updated_at": record.updated_at,
+        "last_synced_at": now,
+    }
 
 
 # --- the upsert -----------------------------------------------------------------------------------------------------
@@ -311,7 +280,6 @@ def _orders_changed_enqueue(*, store: Store, order_ids: list[int]) -> None:
 
 
 def _upsert_locked(*, store: Store, records: list[OrderRecord]) -> PageCounts:
-    quoted_arrays_use(connection)  # the bulk inserts below send each column as an array: dump them fast
     now = timezone.now()
     existing = {
         row["order_id"]: row
@@ -321,11 +289,11 @@ def _upsert_locked(*, store: Store, records: list[OrderRecord]) -> PageCounts:
         .values("id", "order_id", "genstore_updated_at", "payload_hash")
     }
     counts = PageCounts()
-    to_create: list[Order] = []
-    to_update: list[Order] = []
+    to_create: list[dict[str, object]] = []
+    to_update: list[dict[str, object]] = []
     unchanged_ids: list[int] = []
     replace_lines_of: list[int] = []
-    written: list[tuple[Order, OrderRecord, list[LineItem]]] = []
+    written: list[tuple[OrderRecord, list[dict[str, object]]]] = []
     for record in records:
         row = existing.get(record.order_id)
         if row is not None and _is_stale(incoming=record.updated_at, current=row["genstore_updated_at"]):
@@ -337,95 +305,83 @@ def _upsert_locked(*, store: Store, records: list[OrderRecord]) -> PageCounts:
             counts.outcomes[record.order_id] = "unchanged"
             continue
         problems = list(record.problems)
-        order = _order_from_record(
-            store=store, record=record, raw=raw, digest=digest, now=now, pk=None if row is None else row["id"],
-            problems=problems,
-        )
-        lines = _line_items_from_record(record, problems)  # may add problems: before the order row is written
+        lines = _line_item_rows(record, problems)  # may add problems: before the order row is built
+        order = _order_row(store=store, record=record, raw=raw, digest=digest, now=now, problems=problems)
         if row is None:
             to_create.append(order)
             counts.outcomes[record.order_id] = "created"
         else:
             if record.updated_at is None:  # keep the version we know rather than forgetting it
-                order.genstore_updated_at = row["genstore_updated_at"]
+                order["genstore_updated_at"] = row["genstore_updated_at"]
             to_update.append(order)
             if record.has_line_items:
                 replace_lines_of.append(row["id"])
             counts.outcomes[record.order_id] = "updated"
-        written.append((order, record, lines))
+        written.append((record, lines))
 
-    if to_create:
-        Order.objects.bulk_create(to_create)
+    order_pks = {order_id: row["id"] for order_id, row in existing.items()}
+    # New orders: a plain INSERT, so a concurrent insert of the same order fails here and the page is retried
+    # (then compared like any existing row) instead of overwriting a version it never compared against.
+    order_pks.update(rows_insert(Order, to_create, returning=("order_id", "id")))
     if to_update:
-        # The rows exist and are locked by this transaction, so INSERT ... ON CONFLICT DO UPDATE is a plain
-        # update here, and one statement instead of bulk_update's per-field CASE expressions (much faster).
-        Order.objects.bulk_create(
-            to_update,
-            update_conflicts=True,
-            unique_fields=["store", "order_id"],
-            update_fields=[*_ORDER_FIELDS, "updated_at"],
-        )
+        # The rows exist and are locked by this transaction: the conflict always happens, and updates them.
+        rows_insert(Order, to_update, conflict=("store_id", "order_id"), update=_ORDER_COLUMNS)
     if unchanged_ids:
         Order.objects.filter(pk__in=unchanged_ids).update(last_synced_at=now)
     if written:
         # Lines that disappeared from an edited order go, but only when the payload listed its lines in full: a
         # missing or unreadable list says nothing about them (and deleting a line deletes which parcels carried it).
         items = []
-        for order, _, lines in written:
-            for item in lines:
-                item.order_id = order.pk
-                items.append(item)
+        for record, lines in written:
+            order_pk = order_pks[record.order_id]
+            for line in lines:
+                line["order_id"] = order_pk
+                items.append(line)
         _write_line_items(items, replace_lines_of=replace_lines_of)
-        _write_fulfillments(store=store, written=written)
+        _fulfillments_upsert(store=store, rows=[
+            _fulfillment_row(store=store, order_pk=order_pks[record.order_id], record=fulfillment, now=now)
+            for record, _ in written
+            if record.has_fulfillments
+            for fulfillment in {f.fulfill_id: f for f in record.fulfillments}.values()
+        ])
 
     outcomes = list(counts.outcomes.values())
     counts.created = outcomes.count("created")
     counts.updated = outcomes.count("updated")
     counts.unchanged = outcomes.count("unchanged")
     counts.stale = outcomes.count("stale")
-    counts.changed_order_ids = [order.pk for order, _, _ in written]
+    counts.changed_order_ids = [order_pks[record.order_id] for record, _ in written]
     return counts
 
 
-def _write_line_items(items: list[LineItem], *, replace_lines_of: list[int]) -> None:
-    """Upsert the lines; for the orders in `replace_lines_of`, delete the lines not among them (bulk_create has set
-    the pks of those that stay). A new order has no old lines, so it never needs the delete."""
-    if items:
-        LineItem.objects.bulk_create(
-            items, update_conflicts=True, unique_fields=["order", "line_item_id"], update_fields=_LINE_ITEM_FIELDS
-        )
+def _write_line_items(items: list[dict[str, object]], *, replace_lines_of: list[int]) -> None:
+    """Upsert the lines; for the orders in `replace_lines_of`, delete the lines not among them. A new order has no
+    old lines, so it never needs the delete."""
+    kept = rows_insert(
+        LineItem, items, conflict=("order_id", "line_item_id"), update=_LINE_ITEM_COLUMNS, returning=("id",)
+    )
     if replace_lines_of:
-        LineItem.objects.filter(order_id__in=replace_lines_of).exclude(pk__in=[item.pk for item in items]).delete()
+        # Through the ORM: deleting a line deletes (in Python) what refers to it, e.g. which parcels carried it.
+        LineItem.objects.filter(order_id__in=replace_lines_of).exclude(pk__in=[pk for (pk,) in kept]).delete()
 
 
-def _write_fulfillments(*, store: Store, written: list[tuple[Order, OrderRecord, list[LineItem]]]) -> None:
-    rows = [
-        _fulfillment_row(store=store, order=order, record=fulfillment)
-        for order, record, _ in written
-        if record.has_fulfillments
-        for fulfillment in {f.fulfill_id: f for f in record.fulfillments}.values()
-    ]
-    if rows:
-        _fulfillments_upsert(store=store, rows=rows)
-
-
-def _fulfillments_upsert(*, store: Store, rows: list[GenstoreFulfillment]) -> None:
+def _fulfillments_upsert(*, store: Store, rows: list[dict[str, object]]) -> None:
     """Insert or update mirrored fulfillments, newest `updatedAt` winning (pushes and order payloads both write
     here, and a late order payload must not move a fulfillment back)."""
-    rows.sort(key=lambda row: row.fulfill_id)
+    if not rows:
+        return
+    rows.sort(key=lambda row: str(row["fulfill_id"]))
     current = dict(
         GenstoreFulfillment.objects.select_for_update()
-        .filter(store=store, fulfill_id__in=[row.fulfill_id for row in rows])
+        .filter(store=store, fulfill_id__in=[row["fulfill_id"] for row in rows])
         .order_by("fulfill_id")
         .values_list("fulfill_id", "genstore_updated_at")
     )
     fresh = [
-        row for row in rows if not _is_stale(incoming=row.genstore_updated_at, current=current.get(row.fulfill_id))
+        row for row in rows
+        if not _is_stale(incoming=row["genstore_updated_at"], current=current.get(row["fulfill_id"]))  # type: ignore[arg-type]
     ]
-    if fresh:
-        GenstoreFulfillment.objects.bulk_create(
-            fresh, update_conflicts=True, unique_fields=["store", "fulfill_id"], update_fields=_FULFILLMENT_FIELDS
-        )
+    rows_insert(GenstoreFulfillment, fresh, conflict=("store_id", "fulfill_id"), update=_FULFILLMENT_COLUMNS)
 
 
 def order_upsert(*, store: Store, record: OrderRecord) -> UpsertResult:
@@ -438,7 +394,9 @@ def order_upsert(*, store: Store, record: OrderRecord) -> UpsertResult:
 def order_fulfillment_record(*, store: Store, order: Order, record: FulfillmentRecord) -> GenstoreFulfillment:
     """Mirror one fulfillment that Genstore returned (e.g. after a push); an older version never wins."""
     with transaction.atomic():
-        _fulfillments_upsert(store=store, rows=[_fulfillment_row(store=store, order=order, record=record)])
+        _fulfillments_upsert(
+            store=store, rows=[_fulfillment_row(store=store, order_pk=order.pk, record=record, now=timezone.now())]
+        )
     return GenstoreFulfillment.objects.get(store=store, fulfill_id=record.fulfill_id)
 
 
@@ -541,8 +499,10 @@ def orders_sweep(
         run = SyncRun.objects.create(store=store, kind=kind, updated_at_min=since)
         try:
             total = genstore.count_orders(updated_at_min=since) if count_first and progress else None
+            statistics = _PlannerStatistics()
             for page in genstore.iter_order_pages(limit=settings.OMA_SWEEP_PAGE_SIZE, updated_at_min=since):
                 _sweep_page(store=store, run=run, page=page, defer_hooks=defer_hooks)
+                statistics.after_page(created=run.created)
                 if not store_sweep_lease_renew(store=store, token=token, ttl=SWEEP_LEASE_TTL):
                     raise SweepLeaseLost(f"the sweep lease of {store.domain} expired and another sweep took it")
                 if progress:
@@ -569,6 +529,37 @@ def orders_sweep(
         store.domain, run.kind, run.pages, run.seen, run.created, run.updated, run.unchanged, run.errors,
     )
     return run
+
+
+class _PlannerStatistics:
+    """Refreshes PostgreSQL's statistics of the mirror's tables while a sweep grows them.
+
+    A store's first full sweep fills tables the planner still takes for empty (autovacuum analyzes them only a
+    minute or more later). It then looks up each page's orders by scanning every order of the store, a cost that
+    grows with each page: the last pages of a 100,000-order sweep took ten times the first. So the sweep runs a
+    narrow ANALYZE (the lookup columns only; a few hundred ms at most) each time it has doubled what it created,
+    starting at a thousand orders: about seven times in a 100,000-order sweep, never in an incremental one.
+    """
+
+    _FIRST = 1000
+    _COLUMNS: ClassVar[dict[type[models.Model], tuple[str, ...]]] = {
+        Order: ("store", "order_id"),
+        LineItem: ("order", "line_item_id"),
+        GenstoreFulfillment: ("store", "fulfill_id"),
+    }
+
+    def __init__(self) -> None:
+        self._next_at = self._FIRST
+
+    def after_page(self, *, created: int) -> None:
+        if created < self._next_at or connection.vendor != "postgresql":
+            return
+        self._next_at = created * 2
+        quote = connection.ops.quote_name
+        with connection.cursor() as cursor:
+            for model, names in self._COLUMNS.items():
+                columns = ", ".join(quote(model._meta.get_field(name).column) for name in names)
+                cursor.execute(f"ANALYZE {quote(model._meta.db_table)} ({columns})")
 
 
 def _sweep_page(*, store: Store, run: SyncRun, page: OrderPage, defer_hooks: bool) -> None:

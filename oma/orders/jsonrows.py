@@ -1,0 +1,157 @@
+"""Many rows in one statement, sent as one JSON parameter: the order mirror's bulk writes.
+
+A sweep writes a page of 250 orders, their lines and their fulfillments. Through Django's bulk_create each value
+of each row is prepared by its field in Python (a model instance per row, several calls per value), which cost more
+than fetching and parsing the page. Here the rows are plain dicts keyed by column; json.dumps (C) encodes the
+batch, and the database reads it back into typed columns itself:
+
+- PostgreSQL: `json_populate_recordset(NULL::<table>, %s)`, which converts each value with the column's type;
+- SQLite (the embedded default): `json_each(%s)` with `json_extract` per column.
+
+The statement text depends only on the table and the columns, so it is built once. Values: str, int, bool, None,
+Decimal (sent as its exact text), datetime (aware; sent in the form Django stores on that database), and dict/list
+for JSON columns, or JsonText for a JSON document already encoded. Columns a row does not name get their field's
+default (auto_now fields: now).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from django.db import connection, models
+from django.db.models import Field
+from django.utils import timezone
+
+Row = Mapping[str, Any]
+
+
+class JsonText(str):
+    """A value already encoded as JSON (e.g. a document whose canonical text was just computed for a hash): it is
+    put into the batch as it is, not encoded a second time."""
+
+    __slots__ = ()
+
+
+def _column_fields(model: type[models.Model]) -> dict[str, Field]:
+    return {field.column: field for field in model._meta.concrete_fields}
+
+
+@lru_cache(maxsize=64)
+def _statement(
+    vendor: str,
+    model: type[models.Model],
+    columns: tuple[str, ...],
+    conflict: tuple[str, ...] | None,
+    update: tuple[str, ...],
+    returning: tuple[str, ...],
+) -> str:
+    quote = connection.ops.quote_name
+    fields = _column_fields(model)
+    unknown = [column for column in (*columns, *(conflict or ()), *update, *returning) if column not in fields]
+    if unknown:
+        raise ValueError(f"{model.__name__} has no column {', '.join(unknown)}")
+    table = quote(model._meta.db_table)
+    if vendor == "postgresql":
+        values = ", ".join(f"r.{quote(column)}" for column in columns)
+        source = f"jsonb_populate_recordset(NULL::{table}, %s::jsonb) AS r"
+    else:
+        values = ", ".join(f"json_extract(r.value, '$.{column}')" for column in columns)
+        source = "json_each(%s) AS r WHERE true"  # SQLite: an upsert's SELECT needs a WHERE (parsing ambiguity)
+    # Identifiers come from the model's metadata; every value is in the one parameter.
+    sql = f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) SELECT {values} FROM {source}"  # noqa: S608
+    if conflict is not None:
+        target = ", ".join(quote(column) for column in conflict)
+        if update:
+            assignments = ", ".join(f"{quote(column)} = excluded.{quote(column)}" for column in update)
+            sql += f" ON CONFLICT ({target}) DO UPDATE SET {assignments}"
+        else:
+            sql += f" ON CONFLICT ({target}) DO NOTHING"
+    if returning:
+        sql += f" RETURNING {', '.join(quote(column) for column in returning)}"
+    return sql
+
+
+def _encoder(vendor: str) -> json.JSONEncoder:
+    if vendor == "postgresql":
+
+        def value(item: object) -> object:
+            if isinstance(item, Decimal):
+                return str(item)
+            if isinstance(item, datetime):
+                return item.isoformat()
+            raise TypeError(f"cannot send {type(item).__name__} as a column value")
+
+    else:
+        adapt_datetime = connection.ops.adapt_datetimefield_value
+
+        def value(item: object) -> object:
+            if isinstance(item, Decimal):
+                return str(item)
+            if isinstance(item, datetime):
+                return adapt_datetime(item)  # the text Django stores and compares on this database
+            raise TypeError(f"cannot send {type(item).__name__} as a column value")
+
+    return json.JSONEncoder(default=value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _defaults(model: type[models.Model], given: set[str]) -> dict[str, Any]:
+    """The values of the columns the rows do not name: their fields' defaults (auto_now: now)."""
+    now = timezone.now()
+    defaults = {}
+    for column, field in _column_fields(model).items():
+        if column in given or field.primary_key:
+            continue
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            defaults[column] = now
+        elif field.has_default() or not field.null:
+            defaults[column] = field.get_default()
+        else:
+            defaults[column] = None
+    return defaults
+
+
+def rows_insert(
+    model: type[models.Model],
+    rows: Sequence[Row],
+    *,
+    conflict: Sequence[str] | None = None,
+    update: Sequence[str] = (),
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """INSERT these rows (dicts keyed by column, all with the same keys) in one statement.
+
+    `conflict` (columns of a unique constraint) with `update` makes it an upsert that sets those columns from the
+    new row; with no `update`, conflicting rows are skipped. Returns the `returning` columns of the rows written,
+    in no particular order. Runs on the current connection, inside the caller's transaction.
+    """
+    if not rows:
+        return []
+    vendor = connection.vendor
+    given = set(rows[0])
+    defaults = _defaults(model, given)
+    columns = tuple(sorted(given | set(defaults)))
+    if defaults:
+        rows = [{**defaults, **row} for row in rows]
+    sql = _statement(vendor, model, columns, tuple(conflict) if conflict is not None else None, tuple(update),
+                     tuple(returning))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [_encode(_encoder(vendor), rows)])
+        return cursor.fetchall() if returning else []
+
+
+def _encode(encoder: json.JSONEncoder, rows: Sequence[Row]) -> str:
+    """The rows as one JSON array; JsonText values are spliced in as they are."""
+    spliced = [key for key, value in rows[0].items() if isinstance(value, JsonText)]
+    if not spliced:
+        return encoder.encode(rows)
+    parts = []
+    for row in rows:
+        plain = encoder.encode({key: value for key, value in row.items() if key not in spliced})
+        documents = "".join(f',"{key}":{row[key]}' for key in spliced)
+        parts.append(plain[:-1] + documents + "}" if plain != "{}" else "{" + documents[1:] + "}")
+    return "[" + ",".join(parts) + "]"
