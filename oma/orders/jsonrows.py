@@ -24,6 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.db import connection, models
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Field
 from django.utils import timezone
 
@@ -139,9 +140,20 @@ def rows_insert(
         rows = [{**defaults, **row} for row in rows]
     sql = _statement(vendor, model, columns, tuple(conflict) if conflict is not None else None, tuple(update),
                      tuple(returning))
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, [_encode(_encoder(vendor), rows)])
         return cursor.fetchall() if returning else []
+
+
+def _cursor() -> CursorWrapper:
+    """Django's cursor (its execute wrappers, query log and error types), on PostgreSQL with server-side binding:
+    the batch, up to megabytes of JSON, travels as a parameter instead of being quoted into the statement."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    import psycopg
+
+    connection.ensure_connection()
+    return CursorWrapper(psycopg.Cursor(connection.connection), connection)
 
 
 def _encode(encoder: json.JSONEncoder, rows: Sequence[Row]) -> str:
