@@ -95,7 +95,7 @@ def delivery_receive(
     now = timezone.now()
     redispatch_after = timedelta(seconds=webhook_setting("OMA_WEBHOOK_REDISPATCH_SECONDS"))
     row = {
-        "store": store.pk,
+        "store_id": store.pk,
         "shop_domain": store.domain,
         "topic": topic[:64],
         "webhook_id": webhook_id[:255],

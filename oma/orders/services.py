@@ -18,9 +18,9 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, OperationalError, connection, models, transaction
 from django.utils import timezone
 
+from oma.core.jsonrows import JsonText, rows_insert
 from oma.genstore.errors import GenstoreError
 from oma.genstore.records import FulfillmentRecord, OrderRecord
-from oma.orders.jsonrows import JsonText, rows_insert
 from oma.orders.models import GenstoreFulfillment, LineItem, Order, SyncRun
 from oma.stores.models import Store
 

@@ -1,9 +1,10 @@
-"""Many rows in one statement, sent as one JSON parameter: the order mirror's bulk writes.
+"""Many rows in one statement, sent as one JSON parameter: the hot bulk writes (order sweeps, webhook intake).
 
-A sweep writes a page of 250 orders, their lines and their fulfillments. Through Django's bulk_create each value
-of each row is prepared by its field in Python (a model instance per row, several calls per value), which cost more
-than fetching and parsing the page. Here the rows are plain dicts keyed by column; json.dumps (C) encodes the
-batch, and the database reads it back into typed columns itself:
+A sweep writes a page of 250 orders, their lines and their fulfillments; the webhook intake writes the deliveries
+that arrived together. Through Django's bulk_create each value of each row is prepared by its field in Python (a
+model instance per row, several calls per value), which cost more than fetching and parsing the page. Here the
+rows are plain dicts keyed by column; json.dumps (C) encodes the batch, and the database reads it back into typed
+columns itself:
 
 - PostgreSQL: `json_populate_recordset(NULL::<table>, %s)`, which converts each value with the column's type;
 - SQLite (the embedded default): `json_each(%s)` with `json_extract` per column.
@@ -158,12 +159,11 @@ def _cursor() -> CursorWrapper:
 
 def _encode(encoder: json.JSONEncoder, rows: Sequence[Row]) -> str:
     """The rows as one JSON array; JsonText values are spliced in as they are."""
-    spliced = [key for key, value in rows[0].items() if isinstance(value, JsonText)]
-    if not spliced:
+    if not any(isinstance(value, JsonText) for row in rows for value in row.values()):
         return encoder.encode(rows)
     parts = []
     for row in rows:
-        plain = encoder.encode({key: value for key, value in row.items() if key not in spliced})
-        documents = "".join(f',"{key}":{row[key]}' for key in spliced)
+        documents = "".join(f',"{key}":{value}' for key, value in row.items() if isinstance(value, JsonText))
+        plain = encoder.encode({key: value for key, value in row.items() if not isinstance(value, JsonText)})
         parts.append(plain[:-1] + documents + "}" if plain != "{}" else "{" + documents[1:] + "}")
     return "[" + ",".join(parts) + "]"
