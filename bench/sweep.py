@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Any
 
 from bench.common import ROOT, figure, peak_rss_mb, setup_django
 
@@ -68,6 +69,7 @@ def main() -> None:
     os.environ["CELERY_BROKER_URL"] = "memory://"  # deferred hooks must not reach a real broker
     vendor = setup_django("oma_bench_sweep")
     from django.db import connection
+    from django.db.backends.signals import connection_created
 
     from oma.orders.models import Order, SyncRun
     from oma.orders.services import orders_sweep
@@ -101,9 +103,14 @@ def main() -> None:
             queries += 1
             return execute(sql, params, many, context)
 
+        def count_on_new_connection(sender: object, connection: Any, **kwargs: object) -> None:
+            connection.execute_wrappers.append(count)  # the sweep's writer thread has a connection of its own
+
+        connection_created.connect(count_on_new_connection)
         cpu_before, started = cpu(), time.perf_counter()
         with connection.execute_wrapper(count):
             run = orders_sweep(store=store, kind=SyncRun.Kind.FULL, defer_hooks=args.hooks == "deferred")
+        connection_created.disconnect(count_on_new_connection)
         sweep_seconds = time.perf_counter() - started
         sweep_cpu = [after - before for before, after in zip(cpu_before, cpu(), strict=True)]
         assert run.state == SyncRun.State.SUCCEEDED, run.error_message

@@ -8,6 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -464,7 +465,7 @@ def orders_sweep(
 
     Incremental sweeps send `updatedAtMin` (from `since`, else from `_incremental_since`); a store never fully
     swept gets a full sweep. One sweep per store at a time (a lease on the store row): a second one is recorded as
-    skipped. Memory stays flat: one page is held at a time.
+    skipped. Memory stays flat: a page is written while the next is read (see _PageWriter), never more.
     A Genstore failure ends the run as failed (returned, not raised); anything else is recorded and raised.
 
     The orders-changed hooks (unified status, channel matching: on an import, about as much work as the upsert
@@ -499,14 +500,19 @@ def orders_sweep(
         run = SyncRun.objects.create(store=store, kind=kind, updated_at_min=since)
         try:
             total = genstore.count_orders(updated_at_min=since) if count_first and progress else None
-            statistics = _PlannerStatistics()
-            for page in genstore.iter_order_pages(limit=settings.OMA_SWEEP_PAGE_SIZE, updated_at_min=since):
-                _sweep_page(store=store, run=run, page=page, defer_hooks=defer_hooks)
-                statistics.after_page(created=run.created)
-                if not store_sweep_lease_renew(store=store, token=token, ttl=SWEEP_LEASE_TTL):
-                    raise SweepLeaseLost(f"the sweep lease of {store.domain} expired and another sweep took it")
-                if progress:
-                    progress(SweepProgress(pages=run.pages, seen=run.seen, total=total))
+            writer = _PageWriter(store=store, run=run, defer_hooks=defer_hooks)
+            try:
+                for page in genstore.iter_order_pages(limit=settings.OMA_SWEEP_PAGE_SIZE, updated_at_min=since):
+                    writer.write(page)
+                    if not store_sweep_lease_renew(store=store, token=token, ttl=SWEEP_LEASE_TTL):
+                        raise SweepLeaseLost(f"the sweep lease of {store.domain} expired and another sweep took it")
+                    if progress:
+                        progress(SweepProgress(pages=run.pages, seen=run.seen, total=total))
+                writer.wait()
+            finally:
+                writer.close()
+            if progress:
+                progress(SweepProgress(pages=run.pages, seen=run.seen, total=total))
             run.state = SyncRun.State.SUCCEEDED
         except (GenstoreError, SweepLeaseLost) as exc:
             run.state = SyncRun.State.FAILED
@@ -529,6 +535,56 @@ def orders_sweep(
         store.domain, run.kind, run.pages, run.seen, run.created, run.updated, run.unchanged, run.errors,
     )
     return run
+
+
+class _PageWriter:
+    """Stores a sweep's pages, on PostgreSQL in a thread of its own so the next page is fetched and parsed while
+    this one is written (the database and Genstore then work at the same time instead of in turn).
+
+    At most one page is being written while the next is read: memory stays flat (two pages). A page's error is
+    raised by the next `write` or by `wait`. Inside a transaction (tests), or on SQLite, pages are written inline:
+    another thread's connection would not see the transaction, or would contend for SQLite's single writer.
+    """
+
+    def __init__(self, *, store: Store, run: SyncRun, defer_hooks: bool) -> None:
+        self._store, self._run, self._defer_hooks = store, run, defer_hooks
+        self._statistics = _PlannerStatistics()
+        pipelined = connection.vendor == "postgresql" and not connection.in_atomic_block
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep-writer") if pipelined else None
+        self._pending: Future[None] | None = None
+
+    def write(self, page: OrderPage) -> None:
+        """Store this page: once the previous one is stored, hand it to the writer thread (or store it now)."""
+        self.wait()
+        if self._executor is None:
+            self._write(page)
+        else:
+            self._pending = self._executor.submit(self._write, page)
+
+    def wait(self) -> None:
+        """Until the page being written is stored; its error, if it failed, is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Wait for the page being written (a failure now can only be logged: the sweep is already ending on
+        another error) and close the writer thread's database connection."""
+        try:
+            self.wait()
+        except Exception:
+            logger.exception("sweep of %s: the last page could not be stored", self._store.domain)
+        if self._executor is not None:
+            self._executor.submit(_close_this_threads_connection).result()
+            self._executor.shutdown()
+
+    def _write(self, page: OrderPage) -> None:
+        _sweep_page(store=self._store, run=self._run, page=page, defer_hooks=self._defer_hooks)
+        self._statistics.after_page(created=self._run.created)
+
+
+def _close_this_threads_connection() -> None:
+    connection.close()  # looked up in the calling thread: each thread has its own connection
 
 
 class _PlannerStatistics:

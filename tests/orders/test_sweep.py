@@ -93,6 +93,26 @@ def test_first_incremental_sweep_of_a_store_is_full(genstore_sandbox):
     assert run.kind == SyncRun.Kind.FULL and run.created == 300
 
 
+@pytest.mark.postgres
+def test_pages_are_stored_by_a_writer_thread_while_the_next_is_read(genstore_sandbox, monkeypatch):
+    """On PostgreSQL each page is written in the sweep's writer thread (whose commit runs the orders-changed
+    hooks), while the sweeping thread reads the next; at most one page is ever waiting to be written."""
+    import threading
+
+    from oma.orders import services
+
+    writers: list[str] = []
+    monkeypatch.setattr(services, "orders_changed_hooks", [
+        *services.orders_changed_hooks, lambda store, order_ids: writers.append(threading.current_thread().name),
+    ])
+    store = connect(genstore_sandbox)
+    run = orders_sweep(store=store, kind=SyncRun.Kind.FULL)
+    assert run.state == SyncRun.State.SUCCEEDED and run.created == 300 and run.pages >= 2
+    assert writers and all(name.startswith("sweep-writer") for name in writers)
+    assert mirror_differences(genstore_sandbox, store) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("sweep-writer")]  # the thread is gone
+
+
 def test_one_sweep_per_store_at_a_time(genstore_sandbox):
     from datetime import timedelta
 
