@@ -12,6 +12,7 @@ from collections.abc import Callable
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 
+from oma.genstore.webhooks import HEADER_SHOP_DOMAIN
 from oma.ops.logging import bind_log_context, unbind_log_context
 from oma.ops.metrics import count
 
@@ -77,7 +78,7 @@ class OpsMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = (request.headers.get("X-Request-ID") or "")[:64] or uuid.uuid4().hex[:12]
-        domain = request.headers.get("X-Genstore-Shop-Domain", "")
+        domain = request.headers.get(HEADER_SHOP_DOMAIN, "")
         store_id = store_id_for_domain(domain) if domain and request.method == "POST" else None
         token = bind_log_context(request_id=request_id, store_id=store_id)
         try:
