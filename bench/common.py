@@ -76,3 +76,25 @@ def peak_rss_mb() -> float:
 def figure(name: str, value: float | str, unit: str = "", target: str = "") -> None:
     text = f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
     print(f"FIGURE\t{name}\t{text}\t{unit}\t{target}", flush=True)
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds used so far by the local PostgreSQL server: every live process's own, plus (through the
+    postmaster's children's times) those of backends that have exited, e.g. a sweep's writer thread's connection.
+    0 when PostgreSQL is not on this machine (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue
+        name, _, rest = text.partition(" (")[2].partition(")")
+        if name != "postgres":
+            continue
+        fields = rest.split()
+        total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return total / ticks

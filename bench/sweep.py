@@ -10,7 +10,7 @@ Targets: ratio <= 2.0, peak RSS < 300 MB, queries per page bounded by a constant
 (unified status, channel matching) are handed to a task, here on an in-memory broker that nothing consumes.
 `--hooks inline` sweeps as `sync_orders` does, the hooks run after each page.
 
-On a shared machine wall time varies with the load: the CPU seconds of OMA, the sandbox and the PostgreSQL backend
+On a shared machine wall time varies with the load: the CPU seconds of OMA, the sandbox and the PostgreSQL server (all its processes)
 are printed too, for a view that does not depend on it.
 """
 
@@ -24,7 +24,7 @@ import time
 import urllib.request
 from typing import Any
 
-from bench.common import ROOT, figure, peak_rss_mb, setup_django
+from bench.common import ROOT, figure, peak_rss_mb, postgres_cpu_seconds, setup_django
 
 TOKEN = "bench-token"
 SECRET = "bench-secret"
@@ -76,13 +76,10 @@ def main() -> None:
     from oma.stores.models import Store
     from oma.stores.services import genstore_client_for
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()" if vendor == "postgresql" else "SELECT 0")
-        database_pid = cursor.fetchone()[0]
     sandbox = start_sandbox(args.orders, args.port)
 
     def cpu() -> tuple[float, float, float]:
-        return time.process_time(), cpu_seconds(sandbox.pid), cpu_seconds(database_pid) if database_pid else 0.0
+        return time.process_time(), cpu_seconds(sandbox.pid), postgres_cpu_seconds() if vendor == "postgresql" else 0.0
 
     try:
         store = Store.objects.create(
@@ -123,7 +120,7 @@ def main() -> None:
           f"hooks {args.hooks}")
     for name, seconds in (("floor", floor_cpu), ("sweep", sweep_cpu)):
         oma, sandbox_cpu, database = seconds
-        print(f"{name} CPU seconds: OMA {oma:.1f}, sandbox {sandbox_cpu:.1f}, PostgreSQL backend {database:.1f}")
+        print(f"{name} CPU seconds: OMA {oma:.1f}, sandbox {sandbox_cpu:.1f}, PostgreSQL {database:.1f}")
     figure("sweep: orders/s", run.seen / sweep_seconds, "orders/s")
     figure("sweep: floor orders/s (fetch+parse)", floor_orders / floor_seconds, "orders/s")
     figure("sweep: time ratio sweep/floor", sweep_seconds / floor_seconds, "x", "<= 2.0")

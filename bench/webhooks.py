@@ -34,7 +34,7 @@ import time
 import types
 from typing import Any
 
-from bench.common import ROOT, figure, setup_django
+from bench.common import ROOT, figure, postgres_cpu_seconds, setup_django
 
 SHOP = "bench.genmystore.com"
 SECRET = "bench-client-secret-0123456789"
@@ -138,19 +138,6 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
-def _postgres_pids() -> list[int]:
-    """The local PostgreSQL server's processes (its share of the work; none when the database is elsewhere)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if open(f"/proc/{entry}/comm").read().strip() == "postgres":  # noqa: SIM115
-                    pids.append(int(entry))
-            except OSError:
-                continue
-    return pids
-
-
 def _load(
     port: int, path: str, requests: list[tuple[bytes, dict[str, str]]], concurrency: int, server_pids: list[int]
 ) -> dict[str, Any]:
@@ -183,8 +170,7 @@ def _load(
     gc.collect()
     gc.disable()
     cpu_before = _cpu_seconds(server_pids)
-    database_pids = _postgres_pids()
-    database_cpu_before = sum(_cpu_seconds([pid]) for pid in database_pids)
+    database_cpu_before = postgres_cpu_seconds()
     started = time.perf_counter()
     threads = [threading.Thread(target=sender) for _ in range(concurrency)]
     for thread in threads:
@@ -194,8 +180,7 @@ def _load(
     elapsed = time.perf_counter() - started
     gc.enable()
     server_cpu = _cpu_seconds(server_pids) - cpu_before
-    database_pids += [pid for pid in _postgres_pids() if pid not in database_pids]
-    database_cpu = sum(_cpu_seconds([pid]) for pid in database_pids) - database_cpu_before
+    database_cpu = postgres_cpu_seconds() - database_cpu_before
     return {
         "server_cpu": server_cpu,
         "database_cpu": database_cpu,
