@@ -146,7 +146,13 @@ def wait_for(url: str, seconds: float = 20.0) -> bool:
     return False
 
 
+def _stop_on_signal(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a process manager, `timeout`) or SIGHUP (terminal closed): stop like Ctrl-C
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGHUP, _stop_on_signal)
     os.chdir(ROOT)
     ensure_env_file()
     (ROOT / "var" / "broker" / "out").mkdir(parents=True, exist_ok=True)
