@@ -39,6 +39,7 @@ class JsonText(str):
     __slots__ = ()
 
 
+@lru_cache(maxsize=64)
 def _column_fields(model: type[models.Model]) -> dict[str, Field]:
     return {field.column: field for field in model._meta.concrete_fields}
 
@@ -78,6 +79,7 @@ def _statement(
     return sql
 
 
+@lru_cache(maxsize=4)
 def _encoder(vendor: str) -> json.JSONEncoder:
     if vendor == "postgresql":
 
@@ -101,20 +103,33 @@ def _encoder(vendor: str) -> json.JSONEncoder:
     return json.JSONEncoder(default=value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _defaults(model: type[models.Model], given: set[str]) -> dict[str, Any]:
-    """The values of the columns the rows do not name: their fields' defaults (auto_now: now)."""
-    now = timezone.now()
-    defaults = {}
+@lru_cache(maxsize=64)
+def _default_plan(
+    model: type[models.Model], given: frozenset[str]
+) -> tuple[dict[str, Any], tuple[tuple[str, Field | None], ...]]:
+    """For the columns the rows do not name: the fixed defaults, and those computed per write (auto_now fields,
+    given as None: now; fields with a callable default)."""
+    fixed: dict[str, Any] = {}
+    computed: list[tuple[str, Field | None]] = []
     for column, field in _column_fields(model).items():
         if column in given or field.primary_key:
             continue
         if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            defaults[column] = now
-        elif field.has_default() or not field.null:
-            defaults[column] = field.get_default()
-        else:
-            defaults[column] = None
-    return defaults
+            computed.append((column, None))
+        elif field.has_default() and callable(field.default):
+            computed.append((column, field))
+        else:  # only ever encoded, never changed: one value serves every row
+            fixed[column] = field.get_default() if field.has_default() or not field.null else None
+    return fixed, tuple(computed)
+
+
+def _defaults(model: type[models.Model], given: frozenset[str]) -> dict[str, Any]:
+    """The values of the columns the rows do not name: their fields' defaults (auto_now: now)."""
+    fixed, computed = _default_plan(model, given)
+    if not computed:
+        return fixed
+    now = timezone.now()
+    return {**fixed, **{column: now if field is None else field.get_default() for column, field in computed}}
 
 
 def rows_insert(
@@ -134,7 +149,7 @@ def rows_insert(
     if not rows:
         return []
     vendor = connection.vendor
-    given = set(rows[0])
+    given = frozenset(rows[0])
     defaults = _defaults(model, given)
     columns = tuple(sorted(given | set(defaults)))
     if defaults:
