@@ -10,8 +10,9 @@ Targets: ratio <= 2.0, peak RSS < 300 MB, queries per page bounded by a constant
 (unified status, channel matching) are handed to a task, here on an in-memory broker that nothing consumes.
 `--hooks inline` sweeps as `sync_orders` does, the hooks run after each page.
 
-On a shared machine wall time varies with the load: the CPU seconds of OMA, the sandbox and the PostgreSQL server (all its processes)
-are printed too, for a view that does not depend on it.
+The sweep stores each page in a writer thread while it reads the next (as in production), so its wall time is less
+than the sum of its CPU. On a shared machine wall time varies with the load: the CPU seconds of OMA, the sandbox and
+the PostgreSQL server (all its processes) are printed too, for a view that does not depend on it.
 """
 
 from __future__ import annotations
