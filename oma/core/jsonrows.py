@@ -6,7 +6,8 @@ model instance per row, several calls per value), which cost more than fetching 
 rows are plain dicts keyed by column; json.dumps (C) encodes the batch, and the database reads it back into typed
 columns itself:
 
-- PostgreSQL: `json_populate_recordset(NULL::<table>, %s)`, which converts each value with the column's type;
+- PostgreSQL: `jsonb_populate_recordset(NULL::<table>, %s::jsonb)`, which converts each value with the column's
+  type (sent with server-side binding: megabytes of JSON are not quoted into the statement by the client);
 - SQLite (the embedded default): `json_each(%s)` with `json_extract` per column.
 
 The statement text depends only on the table and the columns, so it is built once. Values: str, int, bool, None,
