@@ -8,12 +8,39 @@ code stays the single source of the schedule.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
 from celery.signals import setup_logging
+from kombu.transport import redis as kombu_redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oma.settings")
+
+
+def _closed_channel_raises_connection_error(connparams: Callable[..., Any]) -> Callable[..., Any]:
+    """Keep a worker alive through a Redis restart while it holds unacknowledged (acks_late) messages.
+
+    On a lost broker connection Celery 5.7 closes the connection; kombu 5.7's Redis channel then still tries to
+    use it (to put unacknowledged messages back, or to ack a task that finishes after the reconnect), finds no
+    connection and raises AttributeError. Celery treats that as unrecoverable: the worker hangs in its shutdown and
+    consumes nothing ever again (tests/webhooks/test_acceptance.py, about one run in three; celery/celery#10205).
+    Raised as a connection error instead, it is what kombu and Celery expect from a closed connection: the close
+    goes on, the late ack is logged as lost, and the worker reconnects. The messages concerned come back after
+    Redis's visibility timeout (OMA's tasks are safe to run twice), and the outboxes re-dispatch unfinished work.
+    """
+
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.connection is None or self.connection.client is None:
+            raise RedisConnectionError("this broker channel's connection is closed")
+        return connparams(self, *args, **kwargs)
+
+    return guarded
+
+
+kombu_redis.Channel._connparams = _closed_channel_raises_connection_error(kombu_redis.Channel._connparams)
 
 app = Celery("oma")
 app.config_from_object("django.conf:settings", namespace="CELERY")
