@@ -155,8 +155,6 @@ def main() -> int:
     signal.signal(signal.SIGHUP, _stop_on_signal)
     os.chdir(ROOT)
     ensure_env_file()
-    (ROOT / "var" / "broker" / "out").mkdir(parents=True, exist_ok=True)
-    (ROOT / "var" / "broker" / "processed").mkdir(parents=True, exist_ok=True)
     say("migrating the database")
     manage("migrate", "--noinput", "-v", "0")
     django_setup()

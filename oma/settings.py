@@ -140,8 +140,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
             "data_folder_out": str(_broker_dir / "out"),
             "processed_folder": str(_broker_dir / "processed"),
             "store_processed": False,
+            # kombu's default is ./control, in whatever directory the process started from.
+            "control_folder": str(_broker_dir / "control"),
         }
     )
+    # The folders must exist before the first publish, whichever process (web, worker, manage.py) comes first.
+    for _folder in ("out", "processed", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True  # every task is idempotent: a redelivery is harmless

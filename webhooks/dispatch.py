@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -83,19 +82,26 @@ class BackgroundPublisher:
     """Publishes received deliveries from a thread of the web process, so a request never waits for the broker.
 
     Requests hand over ids after their row is committed; the thread publishes whatever has gathered meanwhile in
-    messages of BATCH_SIZE ids, so the cost of a publish is shared when deliveries arrive fast. If the process dies
-    with ids still queued, their rows are already stored with a dispatch deadline: the outbox enqueues them.
+    messages of BATCH_SIZE ids, so the cost of a publish is shared when deliveries arrive fast. A request wakes the
+    thread only when it hands over the first id of a batch or fills one: a wakeup per id would cost the web process
+    more than the publishing. If the process dies with ids still pending, their rows are already stored with a
+    dispatch deadline: the outbox enqueues them.
     """
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._pending: list[int] = []
+        self._lock = threading.Lock()  # guards _pending, and starting the thread
+        self._arrived = threading.Event()  # the first id of a batch arrived, or a batch filled
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
 
     def submit(self, delivery_id: int) -> None:
         self._ensure_running()
-        self._queue.put(delivery_id)
+        with self._lock:
+            self._pending.append(delivery_id)
+            pending = len(self._pending)
+        if pending == 1 or pending == BATCH_SIZE:
+            self._arrived.set()
 
     def _ensure_running(self) -> None:
         if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
@@ -104,44 +110,48 @@ class BackgroundPublisher:
             if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
                 return
             if self._pid != os.getpid():  # a forked worker must not inherit its parent's pending ids
-                self._queue = queue.SimpleQueue()
+                self._pending = []
+                self._arrived = threading.Event()
                 atexit.register(self.flush)
             self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name="webhook-publisher", daemon=True)
             self._thread.start()
 
-    def _take(self, *, block: bool) -> list[int]:
-        """The next ids to publish: waits for one (if `block`), then gathers what arrives within _LINGER_SECONDS."""
-        batch: list[int] = []
-        try:
-            batch.append(self._queue.get(block=block))
-            deadline = time.monotonic() + (_LINGER_SECONDS if block else 0)
-            while len(batch) < BATCH_SIZE:
-                remaining = deadline - time.monotonic()
-                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
-        except queue.Empty:
-            pass
-        return batch
+    def _take_all(self) -> list[int]:
+        with self._lock:
+            taken, self._pending = self._pending, []
+        return taken
+
+    def _next_batch(self) -> list[int]:
+        """Waits for an id, then up to _LINGER_SECONDS for a full batch; returns everything pending."""
+        self._arrived.wait()
+        self._arrived.clear()
+        deadline = time.monotonic() + _LINGER_SECONDS
+        while len(self._pending) < BATCH_SIZE and (remaining := deadline - time.monotonic()) > 0:
+            self._arrived.wait(remaining)
+            self._arrived.clear()
+        return self._take_all()
 
     def _run(self) -> None:
         while True:
-            batch = self._take(block=True)
+            batch = self._next_batch()
+            if not batch:
+                continue
             try:
-                if not deliveries_publish(batch):
-                    # The broker is down: what queued up meanwhile goes straight to the outbox, so a long outage
-                    # costs one failed publish per batch rather than a queue growing in memory.
-                    while waiting := self._take(block=False):
-                        _mark_due(waiting)
+                # When the broker is down, what gathered meanwhile goes straight to the outbox, so a long outage
+                # costs one failed publish per batch rather than a list growing in memory.
+                if not deliveries_publish(batch) and (waiting := self._take_all()):
+                    _mark_due(waiting)
             except Exception:  # never let the thread die: the rows are stored and the outbox has them anyway
                 logger.exception("webhook publisher: %d deliveries left to the outbox", len(batch))
             finally:
                 connection.close()  # only used when marking rows due; do not hold a connection per thread
 
     def flush(self) -> None:
-        """Publish what is still queued (at process exit)."""
+        """Publish what is still pending (at process exit)."""
         if self._pid != os.getpid():
             return
-        while batch := self._take(block=False):
+        if batch := self._take_all():
             deliveries_publish(batch)
 
 
@@ -149,11 +159,11 @@ _publisher = BackgroundPublisher()
 
 
 def delivery_enqueue_after_receipt(delivery_id: int) -> None:
-    """on_commit callback of the receiving view: hand the delivery to the publisher thread (or publish inline when
+    """Once a received delivery is committed: hand the delivery to the publisher thread (or publish inline when
     tasks run eagerly or OMA_WEBHOOK_BACKGROUND_PUBLISH=0); a failed publish makes the row due for the outbox."""
     from oma.celery import app
 
-    if app.conf.task_always_eager or not webhook_setting("OMA_WEBHOOK_BACKGROUND_PUBLISH"):
+    if not webhook_setting("OMA_WEBHOOK_BACKGROUND_PUBLISH") or app.conf.task_always_eager:
         deliveries_publish([delivery_id])
     else:
         _publisher.submit(delivery_id)

@@ -45,41 +45,63 @@ def _insert(rows: Sequence[ReceivedRow]) -> list[int | None]:
 @dataclass(eq=False, slots=True)
 class _Queued:
     row: ReceivedRow
+    # Held from the moment the row queues; released once, when its row is written or when it is to write next.
+    wakeup: threading.Lock | None = None
     done: bool = False
     delivery_id: int | None = None
     error: BaseException | None = None
 
 
 class GroupInserter:
-    """Writes the rows that request threads queue, many to a statement (see the module's docstring)."""
+    """Writes the rows that request threads queue, many to a statement (see the module's docstring).
+
+    Every waiting thread has a lock of its own, so a finished statement wakes exactly the threads whose rows it
+    wrote, and the one thread that writes next: a thread is never woken just to find it has to wait again.
+    """
 
     def __init__(self) -> None:
-        self._queue: list[_Queued] = []
-        self._changed = threading.Condition()
-        self._writing = False  # a thread is writing a statement (guarded by _changed)
+        self._lock = threading.Lock()  # guards _queue and _writing
+        self._queue: list[_Queued] = []  # rows waiting for the next statement, oldest first
+        self._writing = False  # a thread is writing a statement, or is about to
 
     def insert(self, row: ReceivedRow) -> int | None:
         if connection.in_atomic_block:
             return _insert([row])[0]
         queued = _Queued(row)
-        with self._changed:
-            self._queue.append(queued)
-            # Wait while another thread writes; it may be writing our row, or the next writer will take it.
-            while self._writing and not queued.done:
-                self._changed.wait()
-            if not queued.done:
+        with self._lock:
+            if self._writing:
+                queued.wakeup = threading.Lock()
+                queued.wakeup.acquire()
+                self._queue.append(queued)
+            else:
                 self._writing = True
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        if queued.wakeup is not None:
+            queued.wakeup.acquire()  # until the writer wrote our row, or handed the next statement to us
         if not queued.done:
-            try:
-                self._write(batch)
-            finally:
-                with self._changed:
-                    self._writing = False
-                    self._changed.notify_all()  # the written return; of the others, one writes next
+            self._write_as_writer(queued)
         if queued.error is not None:
             raise queued.error
         return queued.delivery_id
+
+    def _write_as_writer(self, first: _Queued) -> None:
+        """Write `first` and the rows queued behind it, then wake their threads and hand over to the next row."""
+        with self._lock:
+            batch = [first, *self._queue[: MAX_BATCH - 1]]
+            del self._queue[: MAX_BATCH - 1]
+        try:
+            self._write(batch)
+        finally:
+            for queued in batch:
+                if not queued.done:  # only an interruption (KeyboardInterrupt, SystemExit) ends _write early
+                    queued.error = RuntimeError("the statement writing this delivery was interrupted")
+                    queued.done = True
+            with self._lock:
+                successor = self._queue.pop(0) if self._queue else None
+                self._writing = successor is not None
+            for queued in batch[1:]:
+                queued.wakeup.release()  # type: ignore[union-attr]
+            if successor is not None:
+                successor.wakeup.release()  # type: ignore[union-attr]
 
     @staticmethod
     def _write(batch: list[_Queued]) -> None:

@@ -113,8 +113,13 @@ def delivery_receive(
     if delivery_id is None:
         return ReceiveResult(delivery_id=None, duplicate=True, ignored=not handled)
     if handled:
-        # Autocommit: the row is committed already, so this runs at once (inside a caller's transaction, after it).
-        transaction.on_commit(partial(delivery_enqueue_after_receipt, delivery_id), robust=True)
+        if transaction.get_connection().in_atomic_block:  # enqueued once the caller's transaction commits
+            transaction.on_commit(partial(delivery_enqueue_after_receipt, delivery_id), robust=True)
+        else:  # the row is committed already (group commit, autocommit)
+            try:
+                delivery_enqueue_after_receipt(delivery_id)
+            except Exception:  # as on_commit(robust=True): the row is stored, so the outbox will dispatch it
+                logger.exception("webhook %s: enqueueing failed; the outbox will dispatch it", delivery_id)
     return ReceiveResult(delivery_id=delivery_id, duplicate=False, ignored=not handled)
 
 

@@ -29,33 +29,49 @@ def receive(store: Any, key: str) -> ReceiveResult:
 
 
 def queued_while_a_write_is_in_flight(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run each call in its own thread while the write lock is held, release it once all rows are queued, and
-    return each call's result (or the exception it raised)."""
+    """Run each call in its own thread while another thread's write is in flight, and return each call's result
+    (or the exception it raised).
+
+    The write in flight is real: another thread's INSERT waits for a row with the same key that this test's
+    transaction holds uncommitted. Once every call has queued its row, the transaction is rolled back, that write
+    ends, and the queued rows are written after it. The in-flight delivery is removed at the end.
+    """
+    blocker = Store.objects.create(domain="in-flight.genmystore.com", access_token="t", client_secret="s")
     results: list[Any] = [None] * len(calls)
 
-    def run(index: int) -> None:
+    def run(call: Callable[[], Any], index: int | None = None) -> None:
         try:
-            results[index] = calls[index]()
+            result = call()
         except Exception as error:
-            results[index] = error
+            result = error
         finally:
             connection.close()
+        if index is not None:
+            results[index] = result
 
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
-    with group_inserter._changed:
-        group_inserter._writing = True  # as if a request thread's write were in flight
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 10
-    while len(group_inserter._queue) < len(calls):
-        assert time.monotonic() < deadline, "the threads never queued their rows"
-        time.sleep(0.01)
-    with group_inserter._changed:
-        group_inserter._writing = False  # that write is over
-        group_inserter._changed.notify_all()
-    for thread in threads:
+    in_flight = threading.Thread(target=run, args=(lambda: receive(blocker, "in-flight"),))
+    threads = [threading.Thread(target=run, args=(call, index)) for index, call in enumerate(calls)]
+    with transaction.atomic():
+        receive(blocker, "in-flight")  # uncommitted: the same delivery from another thread waits for this row
+        in_flight.start()
+        wait_until(lambda: group_inserter._writing, "the in-flight write never started")
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: len(group_inserter._queue) == len(calls), "the threads never queued their rows")
+        assert in_flight.is_alive(), "the in-flight write ended before the rows queued behind it"
+        transaction.set_rollback(True)
+    for thread in [in_flight, *threads]:
         thread.join(timeout=30)
+    WebhookDelivery.objects.filter(store=blocker).delete()
+    blocker.delete()
     return results
+
+
+def wait_until(condition: Callable[[], Any], failure: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.01)
 
 
 def transactions_of(ids: list[int]) -> int:
