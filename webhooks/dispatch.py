@@ -93,28 +93,34 @@ class BackgroundPublisher:
         self._lock = threading.Lock()  # guards _pending, and starting the thread
         self._arrived = threading.Event()  # the first id of a batch arrived, or a batch filled
         self._thread: threading.Thread | None = None
-        self._pid: int | None = None
+        self._running = False  # this process's thread is started and has not ended
+        os.register_at_fork(after_in_child=self._forget_parent)
+
+    def _forget_parent(self) -> None:
+        """In a forked child (a gunicorn worker): the parent's thread is not here, nor are its pending ids."""
+        self._pending = []
+        self._lock = threading.Lock()
+        self._arrived = threading.Event()
+        self._thread = None
+        self._running = False
 
     def submit(self, delivery_id: int) -> None:
-        self._ensure_running()
+        if not self._running:
+            self._start()
         with self._lock:
             self._pending.append(delivery_id)
             pending = len(self._pending)
         if pending == 1 or pending == BATCH_SIZE:
             self._arrived.set()
 
-    def _ensure_running(self) -> None:
-        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
-            return
+    def _start(self) -> None:
         with self._lock:
-            if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+            if self._running:
                 return
-            if self._pid != os.getpid():  # a forked worker must not inherit its parent's pending ids
-                self._pending = []
-                self._arrived = threading.Event()
+            if self._thread is None:  # the first start in this process
                 atexit.register(self.flush)
-            self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name="webhook-publisher", daemon=True)
+            self._running = True
             self._thread.start()
 
     def _take_all(self) -> list[int]:
@@ -133,6 +139,12 @@ class BackgroundPublisher:
         return self._take_all()
 
     def _run(self) -> None:
+        try:
+            self._publish_forever()
+        finally:  # whatever ended it (it catches every Exception), the next submit starts another
+            self._running = False
+
+    def _publish_forever(self) -> None:
         while True:
             batch = self._next_batch()
             if not batch:
@@ -149,8 +161,6 @@ class BackgroundPublisher:
 
     def flush(self) -> None:
         """Publish what is still pending (at process exit)."""
-        if self._pid != os.getpid():
-            return
         if batch := self._take_all():
             deliveries_publish(batch)
 

@@ -64,8 +64,10 @@ class GroupInserter:
         self._queue: list[_Queued] = []  # rows waiting for the next statement, oldest first
         self._writing = False  # a thread is writing a statement, or is about to
 
-    def insert(self, row: ReceivedRow) -> int | None:
-        if connection.in_atomic_block:
+    def insert(self, row: ReceivedRow, *, in_transaction: bool) -> int | None:
+        """`in_transaction`: the caller is inside a transaction (connection.in_atomic_block), so the row is
+        written alone, in it."""
+        if in_transaction:
             return _insert([row])[0]
         queued = _Queued(row)
         with self._lock:
@@ -129,7 +131,9 @@ class GroupInserter:
 group_inserter = GroupInserter()
 
 
-def delivery_insert_unless_duplicate(row: ReceivedRow) -> int | None:
-    """Insert one received delivery and commit it: its new id, or None when its
+def delivery_insert_unless_duplicate(row: ReceivedRow, *, in_transaction: bool | None = None) -> int | None:
+    """Insert one received delivery and commit it (inside a transaction: in it): its new id, or None when its
     dedupe key exists already. Concurrent calls in one process share statements and commits."""
-    return group_inserter.insert(row)
+    if in_transaction is None:
+        in_transaction = connection.in_atomic_block
+    return group_inserter.insert(row, in_transaction=in_transaction)

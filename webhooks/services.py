@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
@@ -109,11 +109,12 @@ def delivery_receive(
         "next_dispatch_at": now + redispatch_after if handled else None,
         "outcome": "" if handled else "topic not handled by OMA",
     }
-    delivery_id = delivery_insert_unless_duplicate(row)
+    in_transaction = connection.in_atomic_block
+    delivery_id = delivery_insert_unless_duplicate(row, in_transaction=in_transaction)
     if delivery_id is None:
         return ReceiveResult(delivery_id=None, duplicate=True, ignored=not handled)
     if handled:
-        if transaction.get_connection().in_atomic_block:  # enqueued once the caller's transaction commits
+        if in_transaction:  # enqueued once the caller's transaction commits
             transaction.on_commit(partial(delivery_enqueue_after_receipt, delivery_id), robust=True)
         else:  # the row is committed already (group commit, autocommit)
             try:

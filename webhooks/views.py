@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import lru_cache
 from typing import Any
 
 from django.db import DatabaseError, IntegrityError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.request import HttpHeaders
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -25,6 +27,32 @@ from webhooks.signatures import delivery_signature_valid
 from webhooks.topics import is_handled, payload_shape_error, resource_id_of
 
 logger = logging.getLogger(__name__)
+
+
+def _environ_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+# The headers read on every delivery, looked up in the WSGI environ directly: request.headers would build a
+# mapping of every header first.
+_SHOP_DOMAIN, _TOPIC, _HMAC, _WEBHOOK_ID = map(
+    _environ_key, (HEADER_SHOP_DOMAIN, HEADER_TOPIC, HEADER_HMAC, HEADER_WEBHOOK_ID)
+)
+
+
+@lru_cache(maxsize=512)
+def _header_name(environ_key: str) -> str | None:
+    return HttpHeaders.parse_header_name(environ_key)
+
+
+def received_headers(meta: dict[str, Any]) -> dict[str, str]:
+    """The request's headers, named as request.headers names them (`X-Genstore-Topic`)."""
+    headers = {}
+    for key, value in meta.items():
+        name = _header_name(key)
+        if name is not None:
+            headers[name] = value
+    return headers
 
 # How much of an oversized body is read and thrown away so the sender gets its 413 instead of a reset connection.
 _DRAIN_LIMIT = 8 * 1024 * 1024
@@ -108,8 +136,8 @@ def _receive(
         store=store,
         topic=topic,
         body=body,
-        headers=request.headers,
-        webhook_id=request.headers.get(HEADER_WEBHOOK_ID, ""),
+        headers=received_headers(request.META),
+        webhook_id=request.META.get(_WEBHOOK_ID, ""),
         resource_id=resource_id_of(topic, payload) if handled else "",
         handled=handled,
     )
@@ -130,14 +158,14 @@ def genstore_webhook(request: HttpRequest) -> HttpResponse:
 
 def _genstore_webhook(request: HttpRequest) -> HttpResponse:
     body = read_raw_body(request, limit=webhook_setting("OMA_WEBHOOK_MAX_BODY_BYTES"))
-    domain = request.headers.get(HEADER_SHOP_DOMAIN, "")
-    topic = request.headers.get(HEADER_TOPIC, "").strip()
+    domain = request.META.get(_SHOP_DOMAIN, "")
+    topic = request.META.get(_TOPIC, "").strip()
     if body is None:
         return _reject(413, "body too large", request, domain=domain, topic=topic)
     store = store_for_webhook(domain)
     if store is None:
         return _reject(401, "unknown shop", request, domain=domain, topic=topic)
-    signature = request.headers.get(HEADER_HMAC, "").strip()
+    signature = request.META.get(_HMAC, "").strip()
     if not signature:
         return _reject(401, "missing signature", request, domain=domain, topic=topic)
     if not delivery_signature_valid(store=store, body=body, header_value=signature, current_only=True):
