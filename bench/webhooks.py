@@ -170,6 +170,7 @@ def _load(
     gc.collect()
     gc.disable()
     cpu_before = _cpu_seconds(server_pids)
+    load_cpu_before = time.process_time()
     database_cpu_before = postgres_cpu_seconds()
     started = time.perf_counter()
     threads = [threading.Thread(target=sender) for _ in range(concurrency)]
@@ -180,9 +181,11 @@ def _load(
     elapsed = time.perf_counter() - started
     gc.enable()
     server_cpu = _cpu_seconds(server_pids) - cpu_before
+    load_cpu = time.process_time() - load_cpu_before
     database_cpu = postgres_cpu_seconds() - database_cpu_before
     return {
         "server_cpu": server_cpu,
+        "load_cpu": load_cpu,
         "database_cpu": database_cpu,
         "requests": len(requests),
         "per_second": len(requests) / elapsed,
@@ -202,6 +205,7 @@ def _summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         "max_ms": latencies[-1] * 1000,
         "server_cpu_ms": sum(result["server_cpu"] for result in rounds) / requests * 1000,
+        "load_cpu_ms": sum(result["load_cpu"] for result in rounds) / requests * 1000,
         "database_cpu_ms": sum(result["database_cpu"] for result in rounds) / requests * 1000,
         "statuses": {status: statuses.count(status) for status in set(statuses)},
     }
@@ -292,6 +296,8 @@ def main() -> None:
     expected = 300 + args.requests * args.rounds
     print(f"database: {vendor}; gunicorn gthread {args.workers}x{args.threads}; concurrency {args.concurrency}; "
           f"{args.rounds} rounds of {args.requests} requests per path; {os.cpu_count()} CPUs")
+    print("floor requests/s per round: " + ", ".join(f"{result['per_second']:.0f}" for result in floors))
+    print("webhook deliveries/s per round: " + ", ".join(f"{result['per_second']:.0f}" for result in hooks))
     print("webhook/floor throughput per round: " + ", ".join(f"{ratio:.2f}" for ratio in ratios))
     print(f"floor statuses {floor['statuses']}; webhook statuses {hook['statuses']}; "
           f"deliveries stored {stored} of {expected}")
@@ -306,10 +312,14 @@ def main() -> None:
     figure("delivery p50 latency", round(hook["p50_ms"], 1), "ms")
     figure("delivery p99 latency", round(hook["p99_ms"], 1), "ms", "< 100")
     figure("delivery max latency", round(hook["max_ms"], 1), "ms")
-    # Where the time goes: CPU of gunicorn and the broker per request, and of a local PostgreSQL server.
+    # Where the time goes: CPU of gunicorn and the broker per request, of a local PostgreSQL server, and of the
+    # load generator itself.
     figure("floor server CPU per request", round(floor["server_cpu_ms"], 2), "ms")
     figure("delivery server CPU per request", round(hook["server_cpu_ms"], 2), "ms")
     figure("delivery database CPU per request", round(hook["database_cpu_ms"], 2), "ms")
+    # The load generator shares the machine: its CPU per request is spent on both paths alike.
+    figure("load generator CPU per floor request", round(floor["load_cpu_ms"], 2), "ms")
+    figure("load generator CPU per delivery", round(hook["load_cpu_ms"], 2), "ms")
     if commits:  # group commit: how many deliveries one database commit carried, on average
         figure("deliveries per database commit", round(args.requests * args.rounds / commits, 1), "")
 
