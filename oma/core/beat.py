@@ -7,9 +7,14 @@ from typing import Any
 
 from celery.schedules import crontab
 
+# Marks the entries this sync owns: an entry dropped from BEAT_SCHEDULE by an upgrade is deleted at the next sync,
+# while periodic tasks an operator added in admin (without the mark) are never touched.
+OWNED_MARK = "[defined in oma/celery.py]"
+
 
 def beat_schedule_sync() -> list[str]:
-    """Create or update one PeriodicTask per schedule entry; keep the merchant's enabled/paused choice."""
+    """Create or update one PeriodicTask per schedule entry, keeping the merchant's enabled/paused choice, and
+    delete the entries an earlier version defined that BEAT_SCHEDULE no longer has (their task may be gone)."""
     from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
     from oma.celery import BEAT_SCHEDULE
@@ -21,7 +26,7 @@ def beat_schedule_sync() -> list[str]:
             "task": spec["task"],
             "kwargs": json.dumps(spec.get("kwargs", {}), sort_keys=True),
             "expire_seconds": spec.get("expire_seconds"),
-            "description": spec.get("description", ""),
+            "description": f"{OWNED_MARK} {spec.get('description', '')}".strip(),
             "crontab": None,
             "interval": None,
         }
@@ -40,6 +45,9 @@ def beat_schedule_sync() -> list[str]:
             )
         PeriodicTask.objects.update_or_create(name=name, defaults=defaults)
         names.append(name)
+    # One by one, so django-celery-beat's signals tell a running beat its schedule changed.
+    for dropped in PeriodicTask.objects.filter(description__startswith=OWNED_MARK).exclude(name__in=names):
+        dropped.delete()
     return names
 
 

@@ -25,3 +25,21 @@ def test_beat_schedule_synced_into_django_celery_beat_and_pause_survives_resync(
     PeriodicTask.objects.filter(name=name).update(enabled=False)  # the merchant pauses it in admin
     beat_schedule_sync()
     assert PeriodicTask.objects.get(name=name).enabled is False
+
+
+@pytest.mark.django_db
+def test_beat_entries_dropped_from_the_code_are_deleted_and_operators_own_entries_kept():
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    from oma.celery import BEAT_SCHEDULE
+    from oma.core.beat import OWNED_MARK, beat_schedule_sync
+
+    every_minute, _ = IntervalSchedule.objects.get_or_create(every=60, period=IntervalSchedule.SECONDS)
+    # An entry an earlier OMA version defined, and one the operator added in admin.
+    PeriodicTask.objects.create(name="orders: a schedule since removed", task="orders.gone", interval=every_minute,
+                                description=f"{OWNED_MARK} what it did")
+    PeriodicTask.objects.create(name="operator: extra sweep", task="orders.sweep_all_stores", interval=every_minute)
+    beat_schedule_sync()
+    names = set(PeriodicTask.objects.values_list("name", flat=True))
+    assert "orders: a schedule since removed" not in names
+    assert "operator: extra sweep" in names and set(BEAT_SCHEDULE) <= names
