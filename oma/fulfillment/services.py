@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,10 +35,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from oma.core.locking import lost_a_lock_race
 from oma.fulfillment.carriers import tracking_company_for
 from oma.fulfillment.models import LOG_LIMIT, FulfillmentPush
 from oma.fulfillment.status import (
@@ -873,66 +875,88 @@ def orders_unified_status_refresh(*, order_ids: Sequence[int], chunk_size: int =
     """Recompute the unified status of these orders; returns how many changed.
 
     Runs after every order upsert (a sweep page of 250 orders included), so it reads plain tuples in six queries
-    per chunk, and writes one UPDATE per distinct (status, reason) pair rather than one per order."""
+    per chunk, and writes one UPDATE per chunk rather than one per order. A write that loses a lock race with
+    another writer (PostgreSQL aborts one of two deadlocked statements) is computed and written again."""
     changed = 0
     ids = list(dict.fromkeys(order_ids))
     for start in range(0, len(ids), chunk_size):
         chunk = ids[start : start + chunk_size]
-        orders = {
-            pk: row
-            for pk, *row in Order.objects.filter(pk__in=chunk).values_list(
-                "pk", "financial_status", "fulfillment_status", "cancelled_at", "cancel_reason", "unified_status",
-                "unified_status_reason",
-            )
-        }
-        lines: dict[int, list[LineFacts]] = defaultdict(list)
-        for order_id, *line in LineItem.objects.filter(order_id__in=chunk).order_by("pk").values_list(
-            "order_id", "line_item_id", "quantity", "fulfillable_quantity", "requires_shipping"
-        ):
-            lines[order_id].append(LineFacts(*line))
-        fulfillments: dict[int, list[FulfillmentFacts]] = defaultdict(list)
-        for order_id, number, status, shipment_status, items in GenstoreFulfillment.objects.filter(
-            order_id__in=chunk
-        ).values_list("order_id", "tracking_number", "status", "shipment_status", "line_items"):
-            fulfillments[order_id].append(
-                FulfillmentFacts(number, status, shipment_status, _fulfillment_lines(items))
-            )
-        shipment_rows = list(
-            Shipment.objects.filter(order_id__in=chunk).values_list(
-                "pk", "order_id", "tracking_number", "status", "substatus", "carrier"
-            )
-        )
-        shipment_lines: dict[int, list[tuple[str, int]]] = defaultdict(list)
-        for shipment_id, line_item_id, quantity in ShipmentLine.objects.filter(
-            shipment_id__in=[row[0] for row in shipment_rows]
-        ).order_by("pk").values_list("shipment_id", "line_item__line_item_id", "quantity"):
-            shipment_lines[shipment_id].append((line_item_id, quantity))
-        shipments: dict[int, list[ShipmentFacts]] = defaultdict(list)
-        for pk, order_id, number, status, substatus, carrier in shipment_rows:
-            shipments[order_id].append(
-                ShipmentFacts(number, status, substatus, carrier, tuple(shipment_lines.get(pk, ())))
-            )
-
-        by_answer: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for pk, (financial, fulfillment, cancelled_at, cancel_reason, current, current_reason) in orders.items():
-            facts = OrderFacts(
-                financial_status=financial,
-                fulfillment_status=fulfillment,
-                cancelled=cancelled_at is not None,
-                cancel_reason=cancel_reason,
-                lines=tuple(lines.get(pk, ())),
-            )
-            answer = unified_status_for(
-                order=facts, shipments=shipments.get(pk, ()), fulfillments=fulfillments.get(pk, ())
-            )
-            if answer != (current, current_reason):
-                by_answer[answer].append(pk)
-        changed += _write_unified_statuses(by_answer)
+        for attempt in range(1, _STATUS_WRITE_ATTEMPTS + 1):
+            try:
+                changed += _write_unified_statuses(_unified_status_changes(chunk))
+                break
+            except OperationalError as exc:
+                # Inside a caller's transaction the statement cannot be retried alone: the caller decides.
+                if connection.in_atomic_block or attempt == _STATUS_WRITE_ATTEMPTS or not lost_a_lock_race(exc):
+                    raise
+                logger.info("unified status of %d orders: %s; computing again (attempt %d)", len(chunk), exc,
+                            attempt + 1)
+                time.sleep(random.uniform(0, 0.05 * attempt))  # out of step with whoever we collided with
     return changed
 
 
+_STATUS_WRITE_ATTEMPTS = 5
+
+
+def _unified_status_changes(chunk: Sequence[int]) -> dict[tuple[str, str], list[int]]:
+    """(status, reason) -> ids of the orders of `chunk` whose unified status is now that and was not."""
+    orders = {
+        pk: row
+        for pk, *row in Order.objects.filter(pk__in=chunk).values_list(
+            "pk", "financial_status", "fulfillment_status", "cancelled_at", "cancel_reason", "unified_status",
+            "unified_status_reason",
+        )
+    }
+    lines: dict[int, list[LineFacts]] = defaultdict(list)
+    for order_id, *line in LineItem.objects.filter(order_id__in=chunk).order_by("pk").values_list(
+        "order_id", "line_item_id", "quantity", "fulfillable_quantity", "requires_shipping"
+    ):
+        lines[order_id].append(LineFacts(*line))
+    fulfillments: dict[int, list[FulfillmentFacts]] = defaultdict(list)
+    for order_id, number, status, shipment_status, items in GenstoreFulfillment.objects.filter(
+        order_id__in=chunk
+    ).values_list("order_id", "tracking_number", "status", "shipment_status", "line_items"):
+        fulfillments[order_id].append(
+            FulfillmentFacts(number, status, shipment_status, _fulfillment_lines(items))
+        )
+    shipment_rows = list(
+        Shipment.objects.filter(order_id__in=chunk).values_list(
+            "pk", "order_id", "tracking_number", "status", "substatus", "carrier"
+        )
+    )
+    shipment_lines: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for shipment_id, line_item_id, quantity in ShipmentLine.objects.filter(
+        shipment_id__in=[row[0] for row in shipment_rows]
+    ).order_by("pk").values_list("shipment_id", "line_item__line_item_id", "quantity"):
+        shipment_lines[shipment_id].append((line_item_id, quantity))
+    shipments: dict[int, list[ShipmentFacts]] = defaultdict(list)
+    for pk, order_id, number, status, substatus, carrier in shipment_rows:
+        shipments[order_id].append(
+            ShipmentFacts(number, status, substatus, carrier, tuple(shipment_lines.get(pk, ())))
+        )
+
+    by_answer: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for pk, (financial, fulfillment, cancelled_at, cancel_reason, current, current_reason) in orders.items():
+        facts = OrderFacts(
+            financial_status=financial,
+            fulfillment_status=fulfillment,
+            cancelled=cancelled_at is not None,
+            cancel_reason=cancel_reason,
+            lines=tuple(lines.get(pk, ())),
+        )
+        answer = unified_status_for(
+            order=facts, shipments=shipments.get(pk, ()), fulfillments=fulfillments.get(pk, ())
+        )
+        if answer != (current, current_reason):
+            by_answer[answer].append(pk)
+    return by_answer
+
+
 def _write_unified_statuses(by_answer: dict[tuple[str, str], list[int]]) -> int:
-    """One UPDATE for the whole chunk on PostgreSQL (a VALUES list joined on the id); elsewhere one per answer."""
+    """One UPDATE for the whole chunk on PostgreSQL (a VALUES list joined on the id); elsewhere one per answer.
+
+    On PostgreSQL the rows are locked first in the order the order upsert locks them (store, then orderId in
+    code-point order, as Python sorts), so the two wait for each other instead of deadlocking."""
     if not by_answer:
         return 0
     if connection.vendor != "postgresql":
@@ -945,9 +969,11 @@ def _write_unified_statuses(by_answer: dict[tuple[str, str], list[int]]) -> int:
     values = ", ".join(["(%s::bigint, %s, %s)"] * len(rows))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} AS o SET unified_status = v.status, unified_status_reason = v.reason "  # noqa: S608
-            f"FROM (VALUES {values}) AS v(id, status, reason) WHERE o.id = v.id",
-            [value for row in rows for value in row],
+            f"WITH locked AS MATERIALIZED (SELECT id FROM {table} WHERE id = ANY(%s) "  # noqa: S608
+            f'ORDER BY store_id, order_id COLLATE "C" FOR UPDATE) '
+            f"UPDATE {table} AS o SET unified_status = v.status, unified_status_reason = v.reason "
+            f"FROM (VALUES {values}) AS v(id, status, reason) WHERE o.id = v.id AND o.id IN (SELECT id FROM locked)",
+            [[row[0] for row in rows], *(value for row in rows for value in row)],
         )
         return cursor.rowcount
 
@@ -1006,7 +1032,6 @@ def pushes_run(
     """Push, in the foreground, every push owed (or the given shipments), with `workers` threads sharing the
     store's rate limit. Each thread keeps one Genstore client per store, so connections are reused."""
     import threading
-    import time
     from concurrent.futures import ThreadPoolExecutor
 
     from django.db import close_old_connections, connections

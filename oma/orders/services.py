@@ -20,6 +20,7 @@ from django.db import DataError, IntegrityError, OperationalError, connection, m
 from django.utils import timezone
 
 from oma.core.jsonrows import JsonText, rows_insert
+from oma.core.locking import lost_a_lock_race
 from oma.genstore.errors import GenstoreError
 from oma.genstore.records import FulfillmentRecord, OrderRecord
 from oma.orders.models import GenstoreFulfillment, LineItem, Order, SyncRun
@@ -249,15 +250,12 @@ def orders_upsert_page(*, store: Store, records: Sequence[OrderRecord], defer_ho
 
 
 _UPSERT_ATTEMPTS = 5
-_DEADLOCK, _SERIALIZATION_FAILURE = "40P01", "40001"
 
 
 def _lost_a_race(exc: Exception) -> bool:
     """True for the errors another writer causes and a retry of the whole (rolled back) page cures: the same new
     order inserted twice at once, or a deadlock with a writer that locks orders in another order than ours."""
-    if isinstance(exc, IntegrityError):
-        return True
-    return getattr(exc.__cause__, "sqlstate", None) in (_DEADLOCK, _SERIALIZATION_FAILURE)
+    return isinstance(exc, IntegrityError) or lost_a_lock_race(exc)
 
 
 def orders_changed_hooks_run(*, store: Store, order_ids: list[int]) -> None:
