@@ -178,6 +178,9 @@ OMA_PUBLIC_URL = env.str("OMA_PUBLIC_URL", default="")  # e.g. https://oma.examp
 OMA_TRACK_LOOKUPS_PER_WINDOW = env.int("OMA_TRACK_LOOKUPS_PER_WINDOW", default=10)
 OMA_TRACK_WINDOW_SECONDS = env.int("OMA_TRACK_WINDOW_SECONDS", default=600)
 OMA_TRUSTED_PROXY_COUNT = env.int("OMA_TRUSTED_PROXY_COUNT", default=0)  # X-Forwarded-For hops to trust
+# Hosts (fnmatch patterns) every merchant may point a store's, carrier account's or channel's base URL at, besides
+# that integration's own API hosts (oma.core.outbound): sandboxes, staging servers. Superusers may use any URL.
+OMA_MERCHANT_API_HOSTS: list[str] = env.list("OMA_MERCHANT_API_HOSTS", default=[])
 OMA_EDD_MIN_SAMPLES = env.int("OMA_EDD_MIN_SAMPLES", default=10)
 OMA_EDD_HISTORY_DAYS = env.int("OMA_EDD_HISTORY_DAYS", default=180)
 
@@ -216,3 +219,5 @@ OMA_BEAT_STALE_SECONDS = env.float("OMA_BEAT_STALE_SECONDS", default=60.0)  # /h
 OMA_WORKER_STALE_SECONDS = env.float("OMA_WORKER_STALE_SECONDS", default=150.0)  # /healthz: the heartbeat task
 OMA_METRICS_TOKEN = env.str("OMA_METRICS_TOKEN", default="")  # set: /metrics wants "Authorization: Bearer <it>"
 OMA_METRICS_CACHE_SECONDS = env.float("OMA_METRICS_CACHE_SECONDS", default=5.0)
+# The webhook processing lag gauges look at deliveries received in this last window.
+OMA_METRICS_LAG_WINDOW_SECONDS = env.int("OMA_METRICS_LAG_WINDOW_SECONDS", default=600)

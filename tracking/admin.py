@@ -10,6 +10,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from oma.core.outbound import hosts_of, merchant_base_url_error
+from tracking.carriers.registry import get_spec
 from tracking.models import CarrierAccount, Shipment, ShipmentLine, TrackingEvent
 from tracking.services import OAUTH_CARRIERS, normalize_tracking_number, shipment_add
 from tracking.vocabulary import TERMINAL_STATUSES
@@ -141,7 +143,10 @@ SECRET_FIELDS = ("client_id", "client_secret", "api_key")
 
 
 class CarrierAccountForm(forms.ModelForm):
-    """Secrets are write-only: the form never shows them, and a blank field keeps the stored value."""
+    """Secrets are write-only: the form never shows them, and a blank field keeps the stored value. A merchant
+    may point the account only at the carrier's own hosts (see oma.core.outbound); `user` is set by the admin."""
+
+    user: Any = None
 
     client_id = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
     client_secret = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
@@ -173,12 +178,23 @@ class CarrierAccountForm(forms.ModelForm):
             raise forms.ValidationError("This carrier uses an API key.")
         if bool(cleaned.get("rate_limit_requests")) != bool(cleaned.get("rate_limit_per_seconds")):
             raise forms.ValidationError("A rate limit override needs both the requests and the seconds.")
+        if carrier and cleaned.get("base_url"):
+            spec = get_spec(carrier)
+            error = merchant_base_url_error(cleaned["base_url"], user=self.user,
+                                            own_hosts=hosts_of([spec.default_base_url, *spec.test_base_urls]))
+            if error:
+                self.add_error("base_url", error)
         return cleaned
 
 
 @admin.register(CarrierAccount)
 class CarrierAccountAdmin(admin.ModelAdmin):
     form = CarrierAccountForm
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.user = request.user  # a class made for this request: the base URL check needs to know who asks
+        return form
     list_display = [
         "carrier", "store", "label", "base_url", "rate_limit", "is_active", "has_credentials",
         "backoff_until", "consecutive_failures", "last_success_at",

@@ -21,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from oma.channels.connectors import REGISTRY
 from oma.channels.csv_import import MAX_FILE_BYTES, tracking_csv_import
 from oma.channels.models import Channel, CsvImport, ExternalShipment, OrderPoll
+from oma.core.outbound import hosts_of, merchant_base_url_error
 from oma.stores.models import Store
 
 
@@ -39,6 +40,7 @@ def stores_of(user: Any) -> QuerySet[Store]:
 
 
 class ChannelForm(forms.ModelForm):
+    user: Any = None  # set by the admin: a merchant may point a channel only at its platform's own host
     # Secrets are write-only: never rendered back; blank keeps the stored value.
     api_key = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
                               help_text="ShipStation API key; leave blank to keep the current one")
@@ -69,6 +71,11 @@ class ChannelForm(forms.ModelForm):
                             api_secret=data.get("api_secret") or self.instance.api_secret)
             for problem in connector.check_settings(probe):
                 self.add_error(None, problem)
+        if connector is not None and data.get("base_url"):
+            error = merchant_base_url_error(data["base_url"], user=self.user,
+                                            own_hosts=hosts_of([connector.default_base_url]))
+            if error:
+                self.add_error("base_url", error)
         store, name = data.get("store"), data.get("name")
         if store and name and Channel.objects.filter(store=store, name=name.strip()).exclude(
             pk=self.instance.pk
@@ -80,6 +87,11 @@ class ChannelForm(forms.ModelForm):
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     form = ChannelForm
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.user = request.user  # a class made for this request: the base URL check needs to know who asks
+        return form
     list_display = ["name", "store", "kind", "slug", "is_enabled", "source_names", "last_activity_at", "last_error"]
     list_filter = ["kind", "is_enabled", "store"]
     search_fields = ["name", "slug"]

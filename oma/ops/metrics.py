@@ -253,7 +253,7 @@ def collect_webhooks() -> list[Family]:
                         "Age of the oldest delivery still waiting for processing (0 when none).").add(
         (now - oldest).total_seconds() if oldest else 0
     )
-    window = int(getattr(settings, "OMA_METRICS_LAG_WINDOW_SECONDS", 600))
+    window = settings.OMA_METRICS_LAG_WINDOW_SECONDS
     recent = WebhookDelivery.objects.filter(
         state=State.PROCESSED, processed_at__isnull=False, received_at__gte=now - timedelta(seconds=window)
     ).annotate(lag=F("processed_at") - F("received_at"))

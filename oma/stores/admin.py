@@ -4,10 +4,8 @@ settings on the store's page. Secrets are write-only: never rendered back to a p
 from __future__ import annotations
 
 import logging
-from fnmatch import fnmatch
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 from django import forms
 from django.conf import settings
@@ -20,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 
+from oma.core.outbound import merchant_base_url_error
 from oma.core.tenancy import forget_store_ids, store_ids_for
 from oma.genstore.errors import GenstoreError
 from oma.merchant.models import AlertPolicy, StoreBranding
@@ -41,19 +40,9 @@ def default_webhook_address(request: HttpRequest | None) -> str:
     return request.build_absolute_uri(route) if request is not None else ""
 
 
-# Hosts a merchant may point a store's API at (Genstore's own by default): the worker calls that URL with the
-# store's token, so an arbitrary one would let a merchant aim OMA at internal addresses (SSRF). Superusers may use
-# any (sandboxes, staging). Override with OMA_MERCHANT_API_HOSTS (fnmatch patterns).
-DEFAULT_MERCHANT_API_HOSTS = ("*.genmystore.com",)
-
-
-def api_base_url_allowed(url: str, *, user: Any) -> bool:
-    if not url or user.is_superuser:
-        return True
-    parts = urlsplit(url)
-    patterns = getattr(settings, "OMA_MERCHANT_API_HOSTS", DEFAULT_MERCHANT_API_HOSTS)
-    host = (parts.hostname or "").lower()
-    return parts.scheme in ("https", "http") and any(fnmatch(host, pattern) for pattern in patterns)
+# Genstore's own API hosts: a merchant may point a store's API at these, or at the operator's
+# OMA_MERCHANT_API_HOSTS (see oma.core.outbound); superusers at anything (sandboxes, staging).
+GENSTORE_API_HOSTS = ("*.genmystore.com",)
 
 
 def enqueue_backfill(store: Store, kind: str = SyncRun.Kind.FULL) -> None:
@@ -85,8 +74,9 @@ class StoreConnectForm(forms.Form):
 
     def clean_api_base_url(self) -> str:
         url = self.cleaned_data.get("api_base_url") or ""
-        if self.user is not None and not api_base_url_allowed(url, user=self.user):
-            raise forms.ValidationError("Only Genstore's own API hosts may be used here; ask your operator.")
+        error = merchant_base_url_error(url, user=self.user, own_hosts=GENSTORE_API_HOSTS)
+        if error:
+            raise forms.ValidationError(error)
         return url
 
     def clean_domain(self) -> str:

@@ -76,3 +76,5 @@ class CarrierSpec:
     # 17TRACK only: numbers must be registered before gettrackinfo answers for them.
     build_register_calls: Callable[[Sequence[str]], list[HttpCall]] | None = None
     tracking_url: Callable[[str], str] = lambda number: ""
+    # The carrier's own test environments: merchants may point their accounts there (see oma.core.outbound).
+    test_base_urls: tuple[str, ...] = ()

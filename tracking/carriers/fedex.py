@@ -305,6 +305,7 @@ SPEC = CarrierSpec(
     code=CODE,
     display_name="FedEx",
     default_base_url="https://apis.fedex.com",
+    test_base_urls=("https://apis-sandbox.fedex.com",),
     auth="oauth_client_credentials",
     batch_size=BATCH_SIZE,
     default_rate_limit=DEFAULT_RATE_LIMIT,

@@ -456,6 +456,7 @@ SPEC = CarrierSpec(
     code=CODE,
     display_name="UPS",
     default_base_url="https://onlinetools.ups.com",
+    test_base_urls=("https://wwwcie.ups.com",),
     auth="oauth_client_credentials",
     batch_size=1,
     default_rate_limit=DEFAULT_RATE_LIMIT,

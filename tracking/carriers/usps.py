@@ -246,6 +246,7 @@ SPEC = CarrierSpec(
     code=CODE,
     display_name="USPS",
     default_base_url="https://apis.usps.com",
+    test_base_urls=("https://apis-tem.usps.com",),
     auth="oauth_client_credentials",
     batch_size=1,
     default_rate_limit=DEFAULT_RATE_LIMIT,
