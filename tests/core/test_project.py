@@ -43,3 +43,17 @@ def test_beat_entries_dropped_from_the_code_are_deleted_and_operators_own_entrie
     names = set(PeriodicTask.objects.values_list("name", flat=True))
     assert "orders: a schedule since removed" not in names
     assert "operator: extra sweep" in names and set(BEAT_SCHEDULE) <= names
+
+
+def test_env_example_documents_every_setting_read_from_the_environment():
+    import re
+    from pathlib import Path
+
+    from webhooks.conf import _DEFAULTS as WEBHOOK_DEFAULTS
+
+    root = Path(__file__).resolve().parents[2]
+    read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z0-9_]+)"', (root / "oma" / "settings.py").read_text()))
+    read |= set(WEBHOOK_DEFAULTS)
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (root / ".env.example").read_text(), re.MULTILINE))
+    assert len(read) > 50
+    assert sorted(read - documented) == []
