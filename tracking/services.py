@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -246,9 +248,35 @@ def on_shipment_status_changed(shipment: Shipment) -> None:
     """
 
 
+# The shipment ids a shipments_changed_batch() block has changed so far (per thread; None outside a block).
+_batch = threading.local()
+
+
+@contextmanager
+def shipments_changed_batch() -> Iterator[None]:
+    """Within this block the shipments-changed hooks run once, after the commit, for every shipment the block
+    changed, instead of once per shipment (an import of a thousand rows: one unified-status refresh and one push
+    enqueue, not a thousand). Use it inside the transaction that makes the changes; nested blocks join the outer
+    one. If the block raises, nothing is notified: its transaction is rolled back."""
+    if getattr(_batch, "ids", None) is not None:
+        yield
+        return
+    _batch.ids = []
+    try:
+        yield
+        ids = _batch.ids
+    finally:
+        _batch.ids = None
+    _notify_shipments_changed(ids)
+
+
 def _notify_shipments_changed(shipment_ids: Sequence[int]) -> None:
-    ids = list(shipment_ids)
+    ids = list(dict.fromkeys(shipment_ids))
     if not ids:
+        return
+    collecting = getattr(_batch, "ids", None)
+    if collecting is not None:
+        collecting.extend(ids)
         return
     for hook in shipments_changed_hooks:
         transaction.on_commit(lambda hook=hook: hook(ids), robust=True)

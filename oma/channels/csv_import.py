@@ -36,6 +36,7 @@ from oma.channels.services import (
     match_row,
 )
 from oma.stores.models import Store
+from tracking.services import shipments_changed_batch
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +313,8 @@ def _import_rows(
     order_pks = list(by_order)
     for start in range(0, len(order_pks), ORDERS_PER_BATCH):
         batch = {pk: by_order[pk] for pk in order_pks[start:start + ORDERS_PER_BATCH]}
-        with transaction.atomic():
+        # The shipments-changed hooks (unified status, fulfillment pushes) run once per batch, after its commit.
+        with transaction.atomic(), shipments_changed_batch():
             _import_batch(store=store, channel=channel, csv_import=csv_import, rows_by_order=batch, keys=keys,
                           results=results, now=now)
     report.results = [results.by_line[row.line] for row in rows]

@@ -161,6 +161,28 @@ def test_shipments_changed_hooks_run_after_commit(store: Store, django_capture_o
     assert seen == [[shipment.pk], [shipment.pk]]
 
 
+def test_a_batch_runs_the_shipments_changed_hooks_once_for_all_its_shipments(
+    store: Store, django_capture_on_commit_callbacks
+) -> None:
+    seen: list[list[int]] = []
+    services.shipments_changed_hooks.append(seen.append)
+    try:
+        with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+            with services.shipments_changed_batch():
+                first = shipment_add(store=store, tracking_number=UPS)
+                with services.shipments_changed_batch():  # a nested block joins the outer one
+                    second = shipment_add(store=store, tracking_number="1ZSB00010300000015")
+                shipment_add(store=store, tracking_number=UPS)  # nothing new
+            assert seen == []  # not before the commit
+        with django_capture_on_commit_callbacks(execute=True), transaction.atomic(), \
+                pytest.raises(RuntimeError), services.shipments_changed_batch():
+            shipment_add(store=store, tracking_number="1ZSB00010300000023")
+            raise RuntimeError("the batch fails: its transaction is rolled back, nothing is notified")
+    finally:
+        services.shipments_changed_hooks.remove(seen.append)
+    assert seen == [[first.pk, second.pk]]
+
+
 # --- applying answers -------------------------------------------------------------------------------------
 
 
