@@ -5,7 +5,8 @@ beside the same server's trivial 200 view (the floor: Django, middleware and gun
 
 Every delivery is unique and correctly signed, so each one is verified, parsed, stored and its processing published
 to a Redis broker of its own (a redis-server on a free port; no worker consumes, so only the intake is measured).
-The server runs as deployed (oma.wsgi, REDIS_URL set for the shared counters). Each round measures the floor and the
+The server runs as deployed (oma.wsgi with oma.gunicorn_conf, which pins each worker to a CPU; REDIS_URL set for
+the shared counters). Each round measures the floor and the
 webhooks back to back, in alternating order, and the ratio is the median round's: on a small shared machine the
 speed drifts by a third within a minute, and a pair of neighbouring measurements sees the same machine.
 Targets: webhook throughput >= half the floor's, p99 < 100 ms.
@@ -258,7 +259,8 @@ def main() -> None:
         "PYTHONPATH": str(ROOT),
     }
     web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "bench.webhooks:wsgi_app()", f"--bind=127.0.0.1:{web_port}",
+        [sys.executable, "-m", "gunicorn", "bench.webhooks:wsgi_app()", "--config=python:oma.gunicorn_conf",
+         f"--bind=127.0.0.1:{web_port}",
          f"--workers={args.workers}", f"--threads={args.threads}", "--worker-class=gthread", "--backlog=512",
          "--keep-alive=30", "--log-level=warning"],
         cwd=ROOT, env=env,
