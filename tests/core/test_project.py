@@ -57,3 +57,7 @@ def test_env_example_documents_every_setting_read_from_the_environment():
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (root / ".env.example").read_text(), re.MULTILINE))
     assert len(read) > 50
     assert sorted(read - documented) == []
+    # django-environ takes everything after `=` as the value: a comment on the same line would become part of it.
+    with_comments = [line for line in (root / ".env.example").read_text().splitlines()
+                     if re.match(r"^#?\s*[A-Z][A-Z0-9_]+=.*\s#", line)]
+    assert with_comments == []
