@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -238,13 +239,25 @@ class CsvUploadForm(forms.Form):
 
 @admin.register(CsvImport)
 class CsvImportAdmin(admin.ModelAdmin):
-    list_display = ["file_name", "store", "channel", "via", "rows", "shipments_created", "already_imported",
-                    "waiting", "rejected", "started_at"]
+    list_display = ["file_name", "store", "channel", "via", "rows", "progress", "shipments_created",
+                    "already_imported", "waiting", "rejected", "started_at"]
     list_filter = ["store", "via"]
     search_fields = ["file_name", "file_sha256"]
     list_select_related = ["store", "channel"]
-    readonly_fields = [f.name for f in CsvImport._meta.fields if f.name != "report"] + ["report_table"]
-    exclude = ["report"]
+    readonly_fields = [
+        "progress", *(f.name for f in CsvImport._meta.fields if f.name not in ("report", "queued_file")),
+        "report_table",
+    ]
+    exclude = ["report", "queued_file"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CsvImport]:
+        return super().get_queryset(request).defer("queued_file")  # up to 20 MB a row: never loaded for a page
+
+    @admin.display(description="progress")
+    def progress(self, obj: CsvImport) -> str:
+        if obj.finished_at is not None:
+            return "stopped by an error" if obj.file_error else "done"
+        return "waiting for a worker, or importing"
 
     def get_urls(self) -> list:
         upload = path("upload/", self.admin_site.admin_view(self.upload_view), name="channels_csvimport_upload")
@@ -259,6 +272,8 @@ class CsvImportAdmin(admin.ModelAdmin):
 
     @admin.display(description="rows that did not become tracking")
     def report_table(self, obj: CsvImport) -> str:
+        if obj.finished_at is None:
+            return "not imported yet"
         report = obj.report or {}
         if report.get("error"):
             return report["error"]
@@ -288,7 +303,12 @@ class CsvImportAdmin(admin.ModelAdmin):
                     uploaded_by=request.user,
                     via="admin",
                     dry_run=form.cleaned_data["dry_run"],
+                    queue_above_rows=settings.OMA_CSV_QUEUE_ABOVE_ROWS,
                 )
+                if report.queued:
+                    messages.success(request, f"{report.summary()}: a worker imports it now; this page shows the "
+                                              "report when it is done (reload it).")
+                    return HttpResponseRedirect(reverse("admin:channels_csvimport_change", args=[report.import_id]))
                 form = CsvUploadForm(stores=stores, initial={"store": form.cleaned_data["store"]})
         else:
             form = CsvUploadForm(stores=stores)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -72,6 +73,7 @@ class CsvImportReport:
     import_id: int | None = None
     channel_name: str = ""
     ignored_columns: list[str] = field(default_factory=list)
+    queued: bool = False  # handed to a worker: the import's own page shows the report once it has run
 
     def count(self, outcome: str) -> int:
         return sum(1 for result in self.results if result.outcome == outcome)
@@ -92,6 +94,8 @@ class CsvImportReport:
     def summary(self) -> str:
         if self.file_error:
             return f"{self.file_name}: not imported: {self.file_error}"
+        if self.queued:
+            return f"{self.file_name}: {self.rows} rows queued for import"
         prefix = "dry run, nothing saved: " if self.dry_run else ""
         return (
             f"{prefix}{self.file_name}: {self.rows} rows: {self.count(CREATED)} shipments created, "
@@ -185,11 +189,14 @@ def tracking_csv_import(
     via: str = "command",
     dry_run: bool = False,
     now: datetime | None = None,
+    queue_above_rows: int | None = None,
 ) -> CsvImportReport:
     """Import one tracking CSV for a store. Never raises for bad input: the report says what happened.
 
     `channel` (or `channel_name`) says which CSV channel the rows come from; by default the store's CSV channel.
-    With `dry_run` every check runs, including against the orders, and nothing is saved.
+    With `dry_run` every check runs, including against the orders, and nothing is saved. A file with more rows than
+    `queue_above_rows` (not a dry run) is checked as a file, stored, and imported by a worker after the commit
+    (`csv_import_run_queued`): the report says `queued`, and the CsvImport row gets the results when it has run.
     """
     from oma.channels.services import ChannelInvalid, csv_channel_for
 
@@ -227,30 +234,81 @@ def tracking_csv_import(
                 rows=len(parsed.rows),
             )
             report.import_id = csv_import.pk
-            try:
-                _import_rows(
-                    store=store, channel=channel, csv_import=csv_import, rows=parsed.rows, report=report, now=now
-                )
-            except Exception as exc:
-                # Batches before the failure are in (each complete); importing the file again finishes the rest.
-                csv_import.file_error = f"stopped by an error: {type(exc).__name__}: {exc}"[:2000]
-                csv_import.finished_at = timezone.now()
-                csv_import.save(update_fields=["file_error", "finished_at"])
-                raise
-            csv_import.shipments_created = report.count(CREATED)
-            csv_import.lines_added = report.count(ADDED)
-            csv_import.already_imported = report.count(ALREADY)
-            csv_import.waiting = report.count(WAITING)
-            csv_import.rejected = report.count(REJECTED)
-            csv_import.report = report.as_json()
-            csv_import.finished_at = timezone.now()
-            csv_import.save()
-            channel_touch(channel, now=now)
+            if not dry_run and queue_above_rows is not None and len(parsed.rows) > queue_above_rows:
+                csv_import.queued_file = data
+                csv_import.save(update_fields=["queued_file"])
+                transaction.on_commit(partial(_enqueue_queued_import, csv_import.pk), robust=True)
+                report.queued = True
+                logger.info("csv import for %s: %s", store.domain, report.summary())
+                return report
+            _import_into(store=store, channel=channel, csv_import=csv_import, rows=parsed.rows, report=report, now=now)
             if dry_run:
                 raise _DryRunRollback
     except _DryRunRollback:
         report.import_id = None
     logger.info("csv import for %s: %s", store.domain, report.summary())
+    return report
+
+
+def _import_into(
+    *, store: Store, channel: Channel, csv_import: CsvImport, rows: Sequence[CsvRow], report: CsvImportReport,
+    now: datetime,
+) -> None:
+    """Import the rows and record the outcome on `csv_import` (the queued file, if any, is let go either way)."""
+    try:
+        _import_rows(store=store, channel=channel, csv_import=csv_import, rows=rows, report=report, now=now)
+    except Exception as exc:
+        # Batches before the failure are in (each complete); importing the file again finishes the rest.
+        csv_import.file_error = f"stopped by an error: {type(exc).__name__}: {exc}"[:2000]
+        csv_import.finished_at = timezone.now()
+        csv_import.queued_file = None
+        csv_import.save(update_fields=["file_error", "finished_at", "queued_file"])
+        raise
+    csv_import.shipments_created = report.count(CREATED)
+    csv_import.lines_added = report.count(ADDED)
+    csv_import.already_imported = report.count(ALREADY)
+    csv_import.waiting = report.count(WAITING)
+    csv_import.rejected = report.count(REJECTED)
+    csv_import.report = report.as_json()
+    csv_import.finished_at = timezone.now()
+    csv_import.queued_file = None
+    csv_import.save()
+    channel_touch(channel, now=now)
+
+
+def _enqueue_queued_import(csv_import_id: int) -> None:
+    from oma.channels.tasks import import_queued_csv
+
+    import_queued_csv.delay(csv_import_id)
+
+
+def csv_import_run_queued(*, csv_import_id: int, now: datetime | None = None) -> CsvImportReport | None:
+    """Run an import the admin queued. None when there is nothing to do: it has run already (a task delivered
+    twice), or the row is gone. A worker lost half-way is harmless: the task runs again, and rows imported the
+    first time count as already imported."""
+    csv_import = (
+        CsvImport.objects.select_related("store", "channel")
+        .filter(pk=csv_import_id, finished_at__isnull=True, queued_file__isnull=False)
+        .first()
+    )
+    if csv_import is None:
+        return None
+    now = now or timezone.now()
+    report = CsvImportReport(file_name=csv_import.file_name, import_id=csv_import.pk,
+                             channel_name=csv_import.channel.name)
+    try:
+        parsed = parse_tracking_csv(bytes(csv_import.queued_file), max_rows=MAX_ROWS, now=now)
+    except CsvFileError as exc:  # it parsed before it was queued; a later version of the parser may disagree
+        report.file_error = csv_import.file_error = str(exc)
+        csv_import.finished_at = timezone.now()
+        csv_import.queued_file = None
+        csv_import.save(update_fields=["file_error", "finished_at", "queued_file"])
+        return report
+    report.rows = len(parsed.rows)
+    report.ignored_columns = parsed.ignored_columns
+    _import_into(store=csv_import.store, channel=csv_import.channel, csv_import=csv_import, rows=parsed.rows,
+                 report=report, now=now)
+    logger.info("queued csv import for %s: %s", csv_import.store.domain, report.summary())
     return report
 
 

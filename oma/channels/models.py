@@ -146,6 +146,9 @@ class CsvImport(models.Model):
     rejected = models.PositiveIntegerField(default=0)
     file_error = models.TextField(blank=True, help_text="Set when the file as a whole could not be read")
     report = models.JSONField(default=dict, blank=True)
+    # A big upload waits here for a worker (the admin queues it instead of importing inside the request); emptied
+    # once the import has run.
+    queued_file = models.BinaryField(null=True, blank=True, editable=False)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
