@@ -88,6 +88,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": crontab(minute="*/10"),
         "expire_seconds": 9 * 60,
     },
+    "channels: queue again CSV imports whose worker never came or died": {
+        "task": "channels.enqueue_stalled_csv_imports",
+        "schedule": crontab(minute="*/5"),
+        "expire_seconds": 4 * 60,
+    },
     "merchant: alert digests (each store once a day, from its chosen hour)": {
         "task": "merchant.send_alert_digests",
         "schedule": crontab(minute="*/15"),

@@ -18,11 +18,12 @@ import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from oma.channels.connectors.csv import CsvFileError, CsvRow, parse_tracking_csv
@@ -282,18 +283,24 @@ def _enqueue_queued_import(csv_import_id: int) -> None:
     import_queued_csv.delay(csv_import_id)
 
 
-def csv_import_run_queued(*, csv_import_id: int, now: datetime | None = None) -> CsvImportReport | None:
-    """Run an import the admin queued. None when there is nothing to do: it has run already (a task delivered
-    twice), or the row is gone. A worker lost half-way is harmless: the task runs again, and rows imported the
-    first time count as already imported."""
-    csv_import = (
-        CsvImport.objects.select_related("store", "channel")
-        .filter(pk=csv_import_id, finished_at__isnull=True, queued_file__isnull=False)
-        .first()
+# A claim older than this belongs to an attempt that has ended (the task's hard time limit is 3300 s).
+QUEUED_IMPORT_CLAIM = timedelta(hours=1)
+
+
+def _queued_and_unclaimed(now: datetime) -> QuerySet[CsvImport]:
+    return CsvImport.objects.filter(finished_at__isnull=True, queued_file__isnull=False).filter(
+        Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - QUEUED_IMPORT_CLAIM)
     )
-    if csv_import is None:
-        return None
+
+
+def csv_import_run_queued(*, csv_import_id: int, now: datetime | None = None) -> CsvImportReport | None:
+    """Run an import the admin queued. None when there is nothing to do: it has run already, or another attempt
+    holds it (a task delivered twice), or the row is gone. An attempt lost half-way (a killed worker) is taken
+    over once its claim has expired (`csv_imports_enqueue_stalled`); rows it imported count as already imported."""
     now = now or timezone.now()
+    if not _queued_and_unclaimed(now).filter(pk=csv_import_id).update(claimed_at=now):
+        return None
+    csv_import = CsvImport.objects.select_related("store", "channel").get(pk=csv_import_id)
     report = CsvImportReport(file_name=csv_import.file_name, import_id=csv_import.pk,
                              channel_name=csv_import.channel.name)
     try:
@@ -310,6 +317,22 @@ def csv_import_run_queued(*, csv_import_id: int, now: datetime | None = None) ->
                  report=report, now=now)
     logger.info("queued csv import for %s: %s", csv_import.store.domain, report.summary())
     return report
+
+
+def csv_imports_enqueue_stalled(*, now: datetime | None = None) -> int:
+    """Queue again the imports whose task never ran (the broker lost it, or was down when the upload committed)
+    or whose attempt ended without finishing (a killed worker): a queued file is imported late, never dropped."""
+    now = now or timezone.now()
+    stalled = list(
+        _queued_and_unclaimed(now).filter(started_at__lt=now - STALLED_AFTER).values_list("pk", flat=True)
+    )
+    for csv_import_id in stalled:
+        _enqueue_queued_import(csv_import_id)
+    return len(stalled)
+
+
+# A queued import no worker has taken after this long is queued again (a worker takes one within seconds).
+STALLED_AFTER = timedelta(minutes=10)
 
 
 class _Results:

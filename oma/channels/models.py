@@ -149,6 +149,8 @@ class CsvImport(models.Model):
     # A big upload waits here for a worker (the admin queues it instead of importing inside the request); emptied
     # once the import has run.
     queued_file = models.BinaryField(null=True, blank=True, editable=False)
+    # When a worker took the queued file; another may take it over only once that attempt must have ended.
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -80,3 +80,10 @@ def import_queued_csv(csv_import_id: int) -> str:
 
     report = csv_import_run_queued(csv_import_id=csv_import_id)
     return report.summary() if report is not None else "nothing to do: imported already"
+
+
+@shared_task(name="channels.enqueue_stalled_csv_imports", ignore_result=True, acks_late=False)
+def enqueue_stalled_csv_imports() -> int:
+    from oma.channels.csv_import import csv_imports_enqueue_stalled
+
+    return csv_imports_enqueue_stalled()

@@ -3,11 +3,15 @@ the report on the import's own page."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import timedelta
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
-from oma.channels.csv_import import csv_import_run_queued, tracking_csv_import
+from oma.channels.csv_import import csv_import_run_queued, csv_imports_enqueue_stalled, tracking_csv_import
 from oma.channels.models import CsvImport
 from oma.stores.models import Store
 from tests.channels.conftest import order_record, sync_orders
@@ -42,6 +46,44 @@ def test_a_file_above_the_threshold_is_queued_then_imported_once(store: Store, d
     assert [p["line"] for p in queued.report["problems"]] == [14]
     assert Shipment.objects.count() == 12
     assert csv_import_run_queued(csv_import_id=queued.pk) is None  # a task delivered twice does nothing more
+
+
+@pytest.fixture
+def eager_celery() -> Iterator[None]:
+    from oma.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.mark.django_db
+def test_an_import_whose_task_was_lost_is_queued_again_and_a_claimed_one_is_not_run_twice(
+    store: Store, django_capture_on_commit_callbacks, eager_celery
+):
+    sync_orders(store, [order_record(str(7000 + n)) for n in range(4)])
+    with django_capture_on_commit_callbacks(execute=False):  # the broker never gets the task
+        report = tracking_csv_import(store=store, data=_file(4), file_name="lost.csv", queue_above_rows=2)
+    now = timezone.now()
+    queued = CsvImport.objects.filter(pk=report.import_id)
+    assert csv_imports_enqueue_stalled(now=now) == 0  # a worker usually takes it within seconds
+    queued.update(claimed_at=now)  # an attempt is running...
+    assert csv_import_run_queued(csv_import_id=report.import_id, now=now) is None  # ...so a second one stops
+    queued.update(started_at=now - timedelta(hours=3), claimed_at=now - timedelta(minutes=30))
+    assert csv_imports_enqueue_stalled(now=now) == 0  # nor is it queued again while that attempt may still run
+    # That attempt died with its worker: once its claim has expired, the sweep queues the file again.
+    queued.update(claimed_at=now - timedelta(hours=2))
+    assert csv_imports_enqueue_stalled() == 1
+    csv_import = queued.get()
+    assert csv_import.finished_at is not None and csv_import.shipments_created == 4 and csv_import.queued_file is None
+    assert csv_imports_enqueue_stalled() == 0
+
+
+def test_the_sweep_for_stalled_imports_is_on_the_beat_schedule():
+    from oma.celery import BEAT_SCHEDULE
+
+    assert "channels.enqueue_stalled_csv_imports" in {entry["task"] for entry in BEAT_SCHEDULE.values()}
 
 
 @pytest.mark.django_db

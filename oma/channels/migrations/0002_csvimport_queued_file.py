@@ -15,4 +15,9 @@ class Migration(migrations.Migration):
             name='queued_file',
             field=models.BinaryField(blank=True, null=True),
         ),
+        migrations.AddField(
+            model_name='csvimport',
+            name='claimed_at',
+            field=models.DateTimeField(blank=True, editable=False, null=True),
+        ),
     ]
