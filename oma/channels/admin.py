@@ -257,7 +257,9 @@ class CsvImportAdmin(admin.ModelAdmin):
     def progress(self, obj: CsvImport) -> str:
         if obj.finished_at is not None:
             return "stopped by an error" if obj.file_error else "done"
-        return "waiting for a worker, or importing"
+        if obj.claimed_at is not None:
+            return f"importing (a worker took it at {obj.claimed_at:%H:%M:%S} UTC)"
+        return "waiting for a worker"
 
     def get_urls(self) -> list:
         upload = path("upload/", self.admin_site.admin_view(self.upload_view), name="channels_csvimport_upload")
