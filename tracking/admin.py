@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from oma.core.outbound import hosts_of, merchant_base_url_error
+from oma.core.outbound import FormKnowsUserAdmin, hosts_of, merchant_base_url_error
 from tracking.carriers.registry import get_spec
 from tracking.models import CarrierAccount, Shipment, ShipmentLine, TrackingEvent
 from tracking.services import OAUTH_CARRIERS, normalize_tracking_number, shipment_add
@@ -188,13 +188,8 @@ class CarrierAccountForm(forms.ModelForm):
 
 
 @admin.register(CarrierAccount)
-class CarrierAccountAdmin(admin.ModelAdmin):
+class CarrierAccountAdmin(FormKnowsUserAdmin, admin.ModelAdmin):
     form = CarrierAccountForm
-
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, change=change, **kwargs)
-        form.user = request.user  # a class made for this request: the base URL check needs to know who asks
-        return form
     list_display = [
         "carrier", "store", "label", "base_url", "rate_limit", "is_active", "has_credentials",
         "backoff_until", "consecutive_failures", "last_success_at",

@@ -33,8 +33,7 @@ def _environ_key(header: str) -> str:
     return "HTTP_" + header.upper().replace("-", "_")
 
 
-# The headers read on every delivery, looked up in the WSGI environ directly: request.headers would build a
-# mapping of every header first.
+# The headers read on every delivery, by their WSGI environ keys.
 _SHOP_DOMAIN, _TOPIC, _HMAC, _WEBHOOK_ID = map(
     _environ_key, (HEADER_SHOP_DOMAIN, HEADER_TOPIC, HEADER_HMAC, HEADER_WEBHOOK_ID)
 )

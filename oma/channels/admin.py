@@ -22,7 +22,7 @@ from django.utils.html import format_html, format_html_join
 from oma.channels.connectors import REGISTRY
 from oma.channels.csv_import import MAX_FILE_BYTES, tracking_csv_import
 from oma.channels.models import Channel, CsvImport, ExternalShipment, OrderPoll
-from oma.core.outbound import hosts_of, merchant_base_url_error
+from oma.core.outbound import FormKnowsUserAdmin, hosts_of, merchant_base_url_error
 from oma.stores.models import Store
 
 
@@ -86,13 +86,8 @@ class ChannelForm(forms.ModelForm):
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(FormKnowsUserAdmin, admin.ModelAdmin):
     form = ChannelForm
-
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, change=change, **kwargs)
-        form.user = request.user  # a class made for this request: the base URL check needs to know who asks
-        return form
     list_display = ["name", "store", "kind", "slug", "is_enabled", "source_names", "last_activity_at", "last_error"]
     list_filter = ["kind", "is_enabled", "store"]
     search_fields = ["name", "slug"]

@@ -38,3 +38,13 @@ def merchant_base_url_error(url: str, *, user: Any, own_hosts: Iterable[str]) ->
         return None if parts.scheme == "https" else "Use https for this host."
     allowed = ", ".join(own) or "none"
     return f"Only this integration's own API hosts ({allowed}) may be used here; ask your operator for others."
+
+
+class FormKnowsUserAdmin:
+    """ModelAdmin mixin: the form class built for a request carries the requesting user as `user`, so a form can
+    check a base URL against who asks (`merchant_base_url_error`)."""
+
+    def get_form(self, request: Any, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)  # type: ignore[misc]
+        form.user = request.user  # a class made for this request, not shared with other requests
+        return form

@@ -3,7 +3,6 @@ the report on the import's own page."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -46,16 +45,6 @@ def test_a_file_above_the_threshold_is_queued_then_imported_once(store: Store, d
     assert [p["line"] for p in queued.report["problems"]] == [14]
     assert Shipment.objects.count() == 12
     assert csv_import_run_queued(csv_import_id=queued.pk) is None  # a task delivered twice does nothing more
-
-
-@pytest.fixture
-def eager_celery() -> Iterator[None]:
-    from oma.celery import app
-
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
 
 
 @pytest.mark.django_db

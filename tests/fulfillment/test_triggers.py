@@ -3,12 +3,9 @@ here; the acceptance test runs them in a real worker)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.test import TestCase
 
-from oma.celery import app
 from oma.fulfillment.models import FulfillmentPush
 from oma.fulfillment.services import _fulfillment_facts, _order_facts, _shipment_facts
 from oma.fulfillment.status import unified_status_for
@@ -20,14 +17,6 @@ from tests.genstore_sandbox import connect
 from tracking.models import Shipment
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
-
-
-@pytest.fixture
-def eager() -> Iterator[None]:
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
 
 
 def after_commit():
@@ -55,7 +44,7 @@ def test_every_order_gets_its_unified_status_when_mirrored(sandbox, redis_client
     assert Order.objects.filter(store=store, unified_status="").count() == 0
 
 
-def test_orders_mirrored_without_a_status_get_one_from_the_beat(sandbox, store, eager):
+def test_orders_mirrored_without_a_status_get_one_from_the_beat(sandbox, store, eager_celery):
     # The store fixture swept outside any commit hook (as data mirrored before this app existed would be).
     assert Order.objects.filter(store=store, unified_status="").count() == 80
     with after_commit():
@@ -63,7 +52,7 @@ def test_orders_mirrored_without_a_status_get_one_from_the_beat(sandbox, store, 
     assert Order.objects.filter(store=store, unified_status="").count() == 0
 
 
-def test_a_new_shipment_is_pushed_and_each_carrier_change_follows(sandbox, store, eager):
+def test_a_new_shipment_is_pushed_and_each_carrier_change_follows(sandbox, store, eager_celery):
     order = open_orders(store)[0]
     with after_commit():
         shipment = add_shipment(store, order)
@@ -86,7 +75,7 @@ def test_a_new_shipment_is_pushed_and_each_carrier_change_follows(sandbox, store
     assert sandbox.stats("shop1")["fulfillments_created"] == 1
 
 
-def test_an_order_cancelled_in_genstore_changes_status_and_blocks_its_push(sandbox, store, eager):
+def test_an_order_cancelled_in_genstore_changes_status_and_blocks_its_push(sandbox, store, eager_celery):
     order = open_orders(store)[0]
     sandbox.cancel_order("shop1", order.order_id, reason="fraud")
     with after_commit():
@@ -101,7 +90,7 @@ def test_an_order_cancelled_in_genstore_changes_status_and_blocks_its_push(sandb
     assert sandbox.fulfillments("shop1", order.order_id) == []
 
 
-def test_the_beat_task_pushes_what_no_trigger_did(sandbox, store, eager):
+def test_the_beat_task_pushes_what_no_trigger_did(sandbox, store, eager_celery):
     orders = open_orders(store)[:3]
     # Shipments written without their trigger (a path that forgot it, or a broker that was down).
     shipments = [
@@ -121,7 +110,7 @@ def test_the_beat_task_pushes_what_no_trigger_did(sandbox, store, eager):
         assert push_pending.delay().get() == 0
 
 
-def test_the_push_task_is_safe_to_run_twice(sandbox, store, eager):
+def test_the_push_task_is_safe_to_run_twice(sandbox, store, eager_celery):
     order = open_orders(store)[0]
     shipment = add_shipment(store, order)
     assert push_shipment.delay(shipment.pk).get() == "created"

@@ -72,17 +72,6 @@ def post_webhook(client: Client) -> PostWebhook:
 
 
 @pytest.fixture
-def eager_celery() -> Iterator[None]:
-    """Tasks run inline where they are published (after the commit): processing without a worker."""
-    from oma.celery import app
-
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
-
-
-@pytest.fixture
 def deliver(
     post_webhook: PostWebhook, eager_celery: None, django_capture_on_commit_callbacks: Any
 ) -> Callable[..., Any]:
