@@ -32,6 +32,7 @@ from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+from oma.core.outbound import OutboundRefused, outbound_session, safe_error_text
 from oma.genstore.errors import (
     GenstoreAuthError,
     GenstoreClientError,
@@ -63,12 +64,14 @@ from oma.genstore.records import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FULFILLMENT_CREATE_PATHS", "MAX_PAGE_SIZE", "RATE_LIMIT_HEADER", "ClientStats", "GenstoreClient",
-           "OrderPage"]
+__all__ = ["FULFILLMENT_CREATE_PATHS", "GENSTORE_API_HOSTS", "MAX_PAGE_SIZE", "RATE_LIMIT_HEADER", "ClientStats",
+           "GenstoreClient", "OrderPage"]
 
 ACCESS_TOKEN_HEADER = "X-Genstore-Access-Token"
 RATE_LIMIT_HEADER = "X-Genstore-Shop-Api-Rate-Limit"
 MAX_PAGE_SIZE = 250
+# Genstore's own API hosts: a connection there must reach public addresses only (oma.core.outbound).
+GENSTORE_API_HOSTS: tuple[str, ...] = ("*.genmystore.com",)
 # Genstore documents both; the first is tried first, and the one that answers is remembered per store.
 FULFILLMENT_CREATE_PATHS: tuple[str, str] = ("/fulfillments", "/fulfillment")
 
@@ -159,17 +162,24 @@ def _never_sent(exc: requests.RequestException) -> bool:
 
 
 def _error_text(response: requests.Response) -> str | None:
-    """Genstore's `error` string (every non-2xx carries one), or the start of whatever body came instead."""
+    """Genstore's documented `{"error": "..."}` string, cleaned and capped; nothing else of the body. The base URL
+    may point at a host other than Genstore (a sandbox, or worse): its raw answer must not reach error texts shown
+    in admin or written to logs."""
     try:
         body = response.json()
     except ValueError:
-        text = (response.text or "").strip()
-        return text[:300] or None
-    if isinstance(body, Mapping):
-        error = body.get("error") or body.get("errors") or body.get("message")
-        if error:
-            return error if isinstance(error, str) else str(error)[:300]
-    return None
+        return None
+    return safe_error_text(body.get("error")) if isinstance(body, Mapping) else None
+
+
+def _shape(data: Any, key: str) -> str:
+    """What came instead of the expected shape, in type names only: a payload excerpt would carry customer data
+    (or an internal service's answer) into error texts and logs."""
+    if isinstance(data, Mapping):
+        if key in data:
+            return f"an object whose {key!r} is a {type(data[key]).__name__}"
+        return f"an object without {key!r}"
+    return f"a JSON {type(data).__name__}"
 
 
 def _error_for_status(method: str, path: str, response: requests.Response) -> GenstoreError:
@@ -185,8 +195,7 @@ def _error_for_status(method: str, path: str, response: requests.Response) -> Ge
         return GenstoreUnprocessable(message, **kwargs)
     if 300 <= status < 400:
         # Redirects are not followed: a custom token header would be forwarded to whatever host they name.
-        location = response.headers.get("Location", "")
-        return GenstoreClientError(f"{message} (unexpected redirect to {location or '?'})", **kwargs)
+        return GenstoreClientError(f"{message} (a redirect, not followed)", **kwargs)
     if 400 <= status < 500:
         return GenstoreClientError(message, **kwargs)
     return GenstoreResponseError(message, **kwargs)
@@ -234,7 +243,7 @@ class GenstoreClient:
         self.max_retry_after = max_retry_after
         self.limiter_timeout = limiter_timeout
         self._sleep = sleep
-        self._session = session or requests.Session()
+        self._session = session or outbound_session(base_url=self.base_url, own_hosts=GENSTORE_API_HOSTS)
         self._session.headers.update(
             {ACCESS_TOKEN_HEADER: access_token, "Accept": "application/json", "User-Agent": "oma-genstore/1"}
         )
@@ -314,6 +323,8 @@ class GenstoreClient:
                     allow_redirects=False,
                 )
             except requests.RequestException as exc:
+                if isinstance(exc, OutboundRefused):  # nothing was sent (oma.core.outbound): retrying cannot help
+                    raise GenstoreClientError(f"Genstore {method} {path} refused: {exc}", url=target) from exc
                 if not isinstance(exc, _RETRYABLE_TRANSPORT):  # a malformed URL or header: our bug, not the network
                     raise GenstoreClientError(f"Genstore {method} {path}: {exc}", url=target) from exc
                 self.stats.transport_errors += 1
@@ -380,9 +391,8 @@ class GenstoreClient:
         try:
             return response.json()
         except ValueError:
-            snippet = response.text[:200]
             raise GenstoreResponseError(
-                f"Genstore {method} {path} answered {response.status_code} with a body that is not JSON: {snippet!r}",
+                f"Genstore {method} {path} answered {response.status_code} with a body that is not JSON",
                 status=response.status_code,
                 url=response.url,
             ) from None
@@ -396,7 +406,7 @@ class GenstoreClient:
                 return inner
             if key not in data and data:
                 return data
-        raise GenstoreResponseError(f"Genstore {method} {path}: expected {{{key!r}: {{...}}}}, got {str(data)[:200]}")
+        raise GenstoreResponseError(f"Genstore {method} {path}: expected {{{key!r}: {{...}}}}, got {_shape(data, key)}")
 
     @staticmethod
     def _unwrap_list(data: Any, key: str, method: str, path: str) -> list[Any]:
@@ -408,7 +418,7 @@ class GenstoreClient:
             return inner
         if isinstance(inner, Mapping):
             return [inner]
-        raise GenstoreResponseError(f"Genstore {method} {path}: expected {{{key!r}: [...]}}, got {str(data)[:200]}")
+        raise GenstoreResponseError(f"Genstore {method} {path}: expected {{{key!r}: [...]}}, got {_shape(data, key)}")
 
     def _next_page_url(self, link: str, current_url: str) -> str:
         """The rel=next URL, used exactly as given, except that it must point at this store's API host: the token
@@ -442,7 +452,7 @@ class GenstoreClient:
                 raise ValueError
             return int(str(value).strip().strip('"'))
         except (TypeError, ValueError):
-            raise GenstoreResponseError(f"Genstore GET /orders/count: no count in {str(data)[:200]}") from None
+            raise GenstoreResponseError(f"Genstore GET /orders/count: no count in {_shape(data, 'count')}") from None
 
     def iter_order_pages(
         self, *, limit: int = MAX_PAGE_SIZE, updated_at_min: datetime | None = None, **filters: Any
@@ -479,7 +489,7 @@ class GenstoreClient:
             if next_link:
                 url = self._next_page_url(next_link, current_url)
                 if url in seen:
-                    raise GenstoreResponseError(f"Genstore GET /orders: rel=next repeats an earlier page ({url})")
+                    raise GenstoreResponseError("Genstore GET /orders: rel=next repeats an earlier page")
                 seen.add(url)
 
     def get_order(self, order_id: str) -> OrderRecord:

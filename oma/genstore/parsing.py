@@ -276,7 +276,7 @@ def _log_problems(kind: str, ident: str | None, problems: list[str]) -> None:
 
 def _require_mapping(raw: Any, kind: str) -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
-        raise GenstoreRecordError(f"Genstore {kind} is not a JSON object: {_show(raw)}", raw=raw)
+        raise GenstoreRecordError(f"Genstore {kind} is not a JSON object but a {type(raw).__name__}", raw=raw)
     return raw
 
 
@@ -387,7 +387,7 @@ def parse_order(raw: Mapping[str, Any]) -> OrderRecord:
     genstore_id = _field(raw, problems, ("id",), _to_id)
     if order_id is None:
         if genstore_id is None:
-            raise GenstoreRecordError(f"Genstore order without a usable orderId or id: {_show(dict(raw))}", raw=raw)
+            raise GenstoreRecordError("Genstore order without a usable orderId or id", raw=raw)
         problems.add("orderId", f"missing or unusable; used id {genstore_id}")
         order_id = genstore_id
 

@@ -20,12 +20,14 @@ from django.utils.html import format_html
 
 from oma.core.outbound import merchant_base_url_error
 from oma.core.tenancy import forget_store_ids, store_ids_for
+from oma.genstore.client import GENSTORE_API_HOSTS
 from oma.genstore.errors import GenstoreError
 from oma.merchant.models import AlertPolicy, StoreBranding
 from oma.merchant.services import branding_set_logo
 from oma.orders.models import SyncRun
+from oma.stores.domains import store_domain_normalize, store_domain_problem
 from oma.stores.models import Store, StoreMembership
-from oma.stores.services import store_connect
+from oma.stores.services import StoreConnectRefused, store_connect
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +40,6 @@ def default_webhook_address(request: HttpRequest | None) -> str:
     if settings.OMA_PUBLIC_URL:
         return settings.OMA_PUBLIC_URL.rstrip("/") + route
     return request.build_absolute_uri(route) if request is not None else ""
-
-
-# Genstore's own API hosts: a merchant may point a store's API at these, or at the operator's
-# OMA_MERCHANT_API_HOSTS (see oma.core.outbound); superusers at anything (sandboxes, staging).
-GENSTORE_API_HOSTS = ("*.genmystore.com",)
 
 
 def enqueue_backfill(store: Store, kind: str = SyncRun.Kind.FULL) -> None:
@@ -73,6 +70,7 @@ class StoreConnectForm(forms.Form):
         self.user = user
 
     def clean_api_base_url(self) -> str:
+        # Genstore's own hosts, or the operator's OMA_MERCHANT_API_HOSTS; superusers any well-formed URL.
         url = self.cleaned_data.get("api_base_url") or ""
         error = merchant_base_url_error(url, user=self.user, own_hosts=GENSTORE_API_HOSTS)
         if error:
@@ -80,10 +78,12 @@ class StoreConnectForm(forms.Form):
         return url
 
     def clean_domain(self) -> str:
-        domain = self.cleaned_data["domain"].strip().lower()
-        for prefix in ("https://", "http://"):
-            domain = domain.removeprefix(prefix)
-        return domain.strip("/")
+        # store_connect checks it too; here the merchant sees the reason on the field, before any request.
+        domain = store_domain_normalize(self.cleaned_data["domain"])
+        problem = store_domain_problem(domain)
+        if problem:
+            raise forms.ValidationError(problem)
+        return domain
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -266,8 +266,14 @@ class StoreAdmin(admin.ModelAdmin):
                 AlertPolicy.objects.get_or_create(store=store, defaults={"recipients": request.user.email or ""})
                 if data.get("start_backfill"):
                     enqueue_backfill(store)
+        except StoreConnectRefused as exc:
+            form.add_error("domain", str(exc))
+            return None
         except GenstoreError as exc:
-            form.add_error(None, f"Genstore did not accept these credentials: {exc}")
+            if exc.status is None:  # refused by OMA or unreachable: no answer from Genstore
+                form.add_error(None, f"Could not call the store's API: {exc}")
+            else:
+                form.add_error(None, f"Genstore did not accept these credentials: {exc}")
             return None
         except OSError as exc:  # DNS, refused connection... before Genstore could answer
             form.add_error(None, f"Could not reach the store's API: {exc}")

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from oma.core.crypto import EncryptedTextField
+from oma.stores.domains import store_api_base_url
 
 
 class Store(models.Model):
@@ -12,7 +13,7 @@ class Store(models.Model):
     domain = models.CharField(max_length=255, unique=True, help_text="e.g. shop1.genmystore.com")
     name = models.CharField(max_length=255, blank=True)
     api_base_url = models.URLField(
-        blank=True, help_text="The part before /api/{version}/; blank means https://{handle}.genmystore.com"
+        blank=True, help_text="The part before /api/{version}/; blank means https://{domain}"
     )
     api_version = models.CharField(max_length=16, default="202412")
     access_token = EncryptedTextField()
@@ -49,7 +50,9 @@ class Store(models.Model):
 
     @property
     def resolved_api_base_url(self) -> str:
-        return (self.api_base_url or f"https://{self.handle}.genmystore.com").rstrip("/")
+        """The base URL set, or https://{domain}; InvalidStoreDomain (a ValueError) for a domain that is not one
+        OMA connects (a row saved before domains were checked), never an address on another host."""
+        return (self.api_base_url or store_api_base_url(self.domain)).rstrip("/")
 
     @property
     def rate_limit_label(self) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,7 +14,14 @@ from django.utils import timezone
 
 from oma.core.redis import get_redis
 from oma.genstore.client import GenstoreClient
+from oma.genstore.errors import GenstoreClientError
 from oma.genstore.ratelimit import RateLimiter, rate_limiter_for
+from oma.stores.domains import (
+    InvalidStoreDomain,
+    is_plain_host_name,
+    store_domain_normalize,
+    store_domain_problem,
+)
 from oma.stores.models import Store
 
 logger = logging.getLogger(__name__)
@@ -28,9 +34,14 @@ def genstore_limiter() -> RateLimiter:
 
 
 def genstore_client_for(store: Store) -> GenstoreClient:
-    """A client for this store (one HTTP session: close it, or use it as a context manager, when done)."""
+    """A client for this store (one HTTP session: close it, or use it as a context manager, when done).
+    GenstoreClientError, before anything is sent, for a store whose domain OMA does not connect."""
+    try:
+        base_url = store.resolved_api_base_url
+    except InvalidStoreDomain as exc:
+        raise GenstoreClientError(f"store {store.domain!r} cannot be called: {exc}") from None
     return GenstoreClient(
-        base_url=store.resolved_api_base_url,
+        base_url=base_url,
         api_version=store.api_version,
         access_token=store.access_token,
         limiter=genstore_limiter(),
@@ -42,13 +53,6 @@ def genstore_client_for(store: Store) -> GenstoreClient:
         max_retries=settings.GENSTORE_MAX_RETRIES,
         fulfillment_create_path=store.fulfillment_create_path,
     )
-
-
-def store_domain_normalize(value: str) -> str:
-    """A store domain as stored: what an operator types or pastes (any case, maybe a URL) -> shop1.genmystore.com."""
-    text = value.strip().lower()
-    text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text)
-    return text.split("/", 1)[0]
 
 
 class StoreNotFound(Exception):
@@ -77,6 +81,11 @@ def parse_rate_limit(value: str) -> tuple[int, float]:
     return capacity, refill
 
 
+class StoreConnectRefused(ValueError):
+    """store_connect will not connect this store (a domain OMA does not connect, or a token of another shop);
+    nothing was saved. The message is fit for a form or a command's error."""
+
+
 @dataclass(frozen=True)
 class ConnectResult:
     store: Store
@@ -96,10 +105,15 @@ def store_connect(
 ) -> ConnectResult:
     """Create or update a store; unless told not to, prove the token works with GET /shops/info first.
 
+    The domain must be a Genstore shop domain (see oma.stores.domains), and the shop Genstore says the token
+    belongs to must be that very domain: otherwise StoreConnectRefused, before any request for a bad domain.
     Verification happens before anything is saved, so a wrong token never overwrites a working one.
     A changed client secret is kept as the previous one, so webhooks signed during the switch still verify.
     """
     domain = store_domain_normalize(domain)
+    problem = store_domain_problem(domain)
+    if problem:
+        raise StoreConnectRefused(problem)
     existing = Store.objects.filter(domain=domain).first()
     store = existing or Store(domain=domain)
     store.access_token = access_token
@@ -114,6 +128,14 @@ def store_connect(
     if verify:
         with genstore_client_for(store) as client:
             shop = client.shop_info()  # raises GenstoreAuthError on a bad token
+        # A token opens one shop: connecting it under another shop's domain would squat that domain.
+        shop_domain = store_domain_normalize(shop.domain or "")
+        if shop_domain != domain:
+            if not shop_domain:
+                raise StoreConnectRefused(f"Genstore did not say which shop this token belongs to: {domain} was "
+                                          "not connected.")
+            owner = shop_domain if is_plain_host_name(shop_domain) else "another shop"
+            raise StoreConnectRefused(f"This token belongs to {owner}, not to {domain}: check the store domain.")
         shop_name = shop.name
         store.genstore_shop_id = shop.id or store.genstore_shop_id
     store.name = name or store.name or shop_name or domain

@@ -8,6 +8,11 @@ credentials come in a `CarrierConnection`, and the OAuth token is persisted thro
 
 Errors are ours: `CarrierAuthError` (credentials refused), `CarrierUnavailable` (transient: the carrier is down
 or throttling after our retries, or our own rate budget is spent), `CarrierError` (anything else, permanent).
+Their messages carry a status code and a fixed phrase, never the answer's body: the account's base URL may point
+at a host that is not the carrier, whose answer must not come back through the error text shown in admin.
+
+The session is oma.core.outbound's: it calls the base URL's origin only, follows no redirect to another origin (the
+3xx comes back as an answer, and is refused below), and checks where the carrier's own hosts resolve.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, Protocol
 
 import requests
 
+from oma.core.outbound import OutboundRefused, hosts_of, outbound_session
 from oma.genstore.ratelimit import RateLimiter, RateLimiterTimeout, rate_limiter_for
 from tracking.carriers.base import CarrierSpec, HttpCall, RateLimit, TrackingResult
 
@@ -36,7 +42,8 @@ RATE_SAFETY_FACTOR = 0.9
 
 
 class CarrierError(Exception):
-    """A carrier call failed in a way a retry will not fix (bad request, unparseable answer...)."""
+    """A carrier call failed in a way a retry will not fix (bad request, unparseable answer...). `body` is for
+    callers' own diagnostics; the transport never puts a response body there or in the message."""
 
     def __init__(self, message: str, *, status_code: int | None = None, body: str = "") -> None:
         super().__init__(message)
@@ -46,6 +53,12 @@ class CarrierError(Exception):
 
 class CarrierAuthError(CarrierError):
     """The carrier refused our credentials (token endpoint, or a 401/403 that a fresh token did not fix)."""
+
+
+class CarrierAccountRefused(CarrierAuthError):
+    """OMA refused to call this account's base URL (oma.core.outbound: an ambiguous URL, or a carrier host that
+    resolves to an internal address). Like refused credentials, only a change to the account helps: the account
+    backs off and says why, nothing was sent."""
 
 
 class CarrierUnavailable(CarrierError):
@@ -160,7 +173,9 @@ class CarrierTransport:
         self.backoff_base = backoff_base
         self.max_retry_after = max_retry_after
         self.rate_limit_wait = rate_limit_wait
-        self.session = session or requests.Session()
+        self.session = session or outbound_session(
+            base_url=self.base_url, own_hosts=hosts_of([spec.default_base_url, *spec.test_base_urls])
+        )
         self.session.headers.update({"Accept": "application/json", "User-Agent": "OMA-tracking/1"})
         self._sleep = sleep
         self._now = now
@@ -196,14 +211,12 @@ class CarrierTransport:
         except Exception as exc:
             raise CarrierError(
                 f"{self.spec.display_name}: could not read the answer to {call.method} {call.path} "
-                f"(HTTP {status}): {exc}",
+                f"(HTTP {status}): {type(exc).__name__}",
                 status_code=status,
-                body=repr(body),
             ) from exc
         if status >= 400 and not results:
             raise CarrierError(
-                f"{self.spec.display_name} refused {call.method} {call.path}: HTTP {status}",
-                status_code=status, body=repr(body),
+                f"{self.spec.display_name} refused {call.method} {call.path}: HTTP {status}", status_code=status
             )
         return results
 
@@ -238,6 +251,8 @@ class CarrierTransport:
                     self._pause_before_retry(attempt, None)
                     continue
                 raise CarrierUnavailable(f"{self.spec.display_name} unreachable at {url}: {exc}") from exc
+            except OutboundRefused as exc:
+                raise CarrierAccountRefused(f"{self.spec.display_name}: request refused: {exc}") from exc
             except requests.RequestException as exc:
                 raise CarrierError(f"{self.spec.display_name}: request to {url} failed: {exc}") from exc
 
@@ -250,8 +265,7 @@ class CarrierTransport:
                 continue
             if status in (401, 403):
                 raise CarrierAuthError(
-                    f"{self.spec.display_name} refused our credentials (HTTP {status})",
-                    status_code=status, body=response.text,
+                    f"{self.spec.display_name} refused our credentials (HTTP {status})", status_code=status
                 )
             if status in TRANSIENT_STATUSES:
                 retry_after = _retry_after_seconds(response)
@@ -265,21 +279,22 @@ class CarrierTransport:
                     continue
                 raise CarrierUnavailable(
                     f"{self.spec.display_name} answered HTTP {status} {attempt} time(s) for {call.path}",
-                    status_code=status, body=response.text, retry_after=retry_after,
+                    status_code=status, retry_after=retry_after,
                 )
             body = _json_or_none(response)
             if 200 <= status < 300:
                 if body is None:
                     raise CarrierError(
                         f"{self.spec.display_name} answered HTTP {status} without JSON for {call.path}",
-                        status_code=status, body=response.text,
+                        status_code=status,
                     )
                 return status, body
             if status == 404 and body is not None:
                 return status, body  # carriers answer "unknown number" this way: the parser makes results of it
             raise CarrierError(
-                f"{self.spec.display_name} refused {call.method} {call.path}: HTTP {status} {response.text[:300]}",
-                status_code=status, body=response.text,
+                f"{self.spec.display_name} refused {call.method} {call.path}: HTTP {status}"
+                + (" (a redirect to another host, not followed)" if 300 <= status < 400 else ""),
+                status_code=status,
             )
 
     def _pause_before_retry(self, attempt: int, retry_after: float | None) -> None:
@@ -353,6 +368,8 @@ class CarrierTransport:
                     self._pause_before_retry(attempt, None)
                     continue
                 raise CarrierUnavailable(f"{self.spec.display_name} token endpoint unreachable: {exc}") from exc
+            except OutboundRefused as exc:
+                raise CarrierAccountRefused(f"{self.spec.display_name}: token request refused: {exc}") from exc
             if response.status_code in TRANSIENT_STATUSES:
                 retry_after = _retry_after_seconds(response)
                 if attempt < self.max_attempts and (retry_after is None or retry_after <= self.max_retry_after):
@@ -366,7 +383,7 @@ class CarrierTransport:
             if response.status_code >= 400 or not isinstance(body, dict) or not body.get("access_token"):
                 raise CarrierAuthError(
                     f"{self.spec.display_name} refused the client credentials (HTTP {response.status_code})",
-                    status_code=response.status_code, body=response.text,
+                    status_code=response.status_code,
                 )
             try:
                 lifetime = float(body.get("expires_in") or 3600)

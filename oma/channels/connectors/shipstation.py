@@ -35,6 +35,7 @@ from oma.channels.connectors.base import (
     normalize_tracking_number,
     tracking_number_problem,
 )
+from oma.core.outbound import hosts_of, outbound_session
 
 if TYPE_CHECKING:
     from oma.channels.models import Channel
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://ssapi.shipstation.com"
+SHIPSTATION_API_HOSTS = hosts_of([DEFAULT_BASE_URL])
 SHIPSTATION_TIMEZONE = ZoneInfo("America/Los_Angeles")
 PAGE_SIZE = 100  # ShipStation allows up to 500; 100 keeps answers small while needing one page almost always
 
@@ -73,7 +75,12 @@ CARRIER_CODES: dict[str, str] = {
 
 
 class ShipStationClient:
-    """One HTTP session for one ShipStation account: timeouts, rate-limit headers honoured, transient retries."""
+    """One HTTP session for one ShipStation account: timeouts, rate-limit headers honoured, transient retries.
+
+    The session is oma.core.outbound's (one origin, no redirect elsewhere, ShipStation's own host must resolve to
+    public addresses). Errors carry a status code and a fixed phrase, never the answer's body: the channel's base
+    URL may point at a host that is not ShipStation, and the error is shown in admin.
+    """
 
     def __init__(
         self,
@@ -98,7 +105,7 @@ class ShipStationClient:
         self.stats = stats or PollStats()
         self._sleep = sleep
         self._clock = clock
-        self.session = requests.Session()
+        self.session = outbound_session(base_url=self.base_url, own_hosts=SHIPSTATION_API_HOSTS)
         self.session.auth = (api_key, api_secret)
         self.session.headers.update({"Accept": "application/json", "User-Agent": "OMA/0.1 (+channels)"})
         # What the last answer said about the rate-limit window.
@@ -173,6 +180,8 @@ class ShipStationClient:
                     raise ConnectorError(f"ShipStation unreachable: {exc}", transient=True) from exc
                 self._backoff(attempt)
                 continue
+            except requests.RequestException as exc:  # refused by OMA (oma.core.outbound) or a malformed request
+                raise ConnectorError(f"ShipStation request refused: {exc}") from exc
             self._note_rate_limit(response)
             status = response.status_code
             if status == 429:
@@ -192,8 +201,10 @@ class ShipStationClient:
                     raise ConnectorError(f"ShipStation answered {status}", transient=True)
                 self._backoff(attempt)
                 continue
+            if 300 <= status < 400:
+                raise ConnectorError(f"ShipStation answered {status} (a redirect, not followed)")
             if status != 200:
-                raise ConnectorError(f"ShipStation answered {status}: {_error_text(response)}")
+                raise ConnectorError(f"ShipStation answered {status}")
             try:
                 data = response.json()
             except ValueError as exc:
@@ -219,16 +230,6 @@ def _float(value: Any) -> float | None:
         return float(str(value).strip())
     except (TypeError, ValueError):
         return None
-
-
-def _error_text(response: requests.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(data, dict):
-        return str(data.get("ExceptionMessage") or data.get("Message") or data)[:200]
-    return str(data)[:200]
 
 
 def shipstation_time(value: Any) -> datetime | None:

@@ -5,14 +5,14 @@ import json
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from oma.genstore.errors import GenstoreError
-from oma.stores.services import parse_rate_limit, store_connect
+from oma.stores.services import StoreConnectRefused, parse_rate_limit, store_connect
 
 
 class Command(BaseCommand):
     help = "Connect (create or update) a Genstore store; verifies the token with GET /shops/info unless --no-verify."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--domain", required=True, help="e.g. shop1.genmystore.com")
+        parser.add_argument("--domain", required=True, help="the shop's own domain, e.g. shop1.genmystore.com")
         parser.add_argument("--access-token", required=True)
         parser.add_argument("--client-secret", required=True)
         parser.add_argument("--api-base-url", default="", help="the part before /api/{version}/ (sandboxes)")
@@ -36,6 +36,8 @@ class Command(BaseCommand):
                 rate_limit=rate_limit,
                 verify=not options["no_verify"],
             )
+        except StoreConnectRefused as exc:
+            raise CommandError(str(exc)) from exc
         except GenstoreError as exc:
             raise CommandError(f"Genstore refused the connection: {exc}") from exc
         store = result.store
