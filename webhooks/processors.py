@@ -116,7 +116,10 @@ def process_refund(store: Store, delivery: WebhookDelivery, payload: dict[str, A
             "amount": record.amount,
             "currency": (record.currency or "")[:8],
             "genstore_created_at": record.created_at,
-            "raw": record.raw,
+            # A refund that arrives after its order's customers/redact keeps only the allow-listed facts too.
+            "raw": compliance.refund_raw_without_personal_data(record.raw)
+            if order is not None and order.personal_data_erased_at is not None
+            else record.raw,
         },
     )
     return f"refund {refund_id} {'recorded' if created else 'updated'}; order {record.order_id} {order_outcome}"
@@ -173,13 +176,22 @@ def _order_list(payload: dict[str, Any], key: str) -> list[str]:
 
 
 def process_customer_redact(store: Store, delivery: WebhookDelivery, payload: dict[str, Any]) -> str:
-    """customers/redact: erase the customer's personal data on the listed orders and in their stored deliveries."""
+    """customers/redact: erase the customer's personal data on the listed orders and their parcels, in the stored
+    deliveries about them, and the customer's data exports."""
     _check_shop(store, payload)
     order_ids = _order_list(payload, "ordersToRedact")
-    result = compliance.customer_redact(store=store, customer=_customer(payload), order_ids=order_ids)
-    # This delivery's own body names the customer: it is erased too.
-    redacted = services.deliveries_redact(store=store, order_ids=order_ids, also=[delivery.pk])
-    return f"redacted {result.orders} orders, {result.refunds} refunds, {redacted} delivery bodies"
+    customer = _customer(payload)
+    result = compliance.customer_redact(store=store, customer=customer, order_ids=order_ids)
+    # This delivery's own body names the customer: it is erased too, as are the channel deliveries of the parcels.
+    erased = services.customer_deliveries_erase(
+        store=store, customer=customer, order_ids=order_ids, also=[delivery.pk, *result.report_delivery_ids]
+    )
+    outcome = f"redacted {result.orders} orders, {result.refunds} refunds, {erased.deliveries} delivery bodies"
+    if result.parcels:
+        outcome += f", {result.parcels} parcels"
+    if erased.exports:
+        outcome += f"; {erased.exports} data exports deleted"
+    return outcome
 
 
 def process_customer_data_request(store: Store, delivery: WebhookDelivery, payload: dict[str, Any]) -> str:

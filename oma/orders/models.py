@@ -33,6 +33,8 @@ class Order(models.Model):
     parse_problems = models.JSONField(default=list, blank=True)
     unified_status = models.CharField(max_length=32, blank=True)
     unified_status_reason = models.CharField(max_length=255, blank=True)
+    # Set by customers/redact: every later version of the order is stored without the customer's personal data too.
+    personal_data_erased_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -23,6 +23,7 @@ from oma.core.jsonrows import JsonText, rows_insert
 from oma.core.locking import lost_a_lock_race
 from oma.genstore.errors import GenstoreError
 from oma.genstore.records import FulfillmentRecord, OrderRecord
+from oma.orders.compliance import order_raw_without_personal_data
 from oma.orders.models import GenstoreFulfillment, LineItem, Order, SyncRun
 from oma.stores.models import Store
 
@@ -161,6 +162,14 @@ def _order_row(
     }
 
 
+def _without_personal_data(order: dict[str, object], record: OrderRecord) -> None:
+    """The customer of this order was erased (customers/redact): a later version is stored without them too, since
+    Genstore redacts on its own schedule. The hash stays that of what Genstore sent: reading that version again
+    is "unchanged", and writes nothing."""
+    order["email"] = ""
+    order["raw"], _ = _storable_raw(order_raw_without_personal_data(record.raw))
+
+
 def _line_item_rows(record: OrderRecord, problems: list[str]) -> list[dict[str, object]]:
     """The order's lines as rows, their order_id still to be set (a new order has no id yet)."""
     rows = []
@@ -285,7 +294,7 @@ def _upsert_locked(*, store: Store, records: list[OrderRecord]) -> PageCounts:
         for row in Order.objects.select_for_update()
         .filter(store=store, order_id__in=[r.order_id for r in records])
         .order_by("order_id")
-        .values("id", "order_id", "genstore_updated_at", "payload_hash")
+        .values("id", "order_id", "genstore_updated_at", "payload_hash", "personal_data_erased_at")
     }
     counts = PageCounts()
     to_create: list[dict[str, object]] = []
@@ -306,6 +315,8 @@ def _upsert_locked(*, store: Store, records: list[OrderRecord]) -> PageCounts:
         problems = list(record.problems)
         lines = _line_item_rows(record, problems)  # may add problems: before the order row is built
         order = _order_row(store=store, record=record, raw=raw, digest=digest, now=now, problems=problems)
+        if row is not None and row["personal_data_erased_at"] is not None:
+            _without_personal_data(order, record)
         if row is None:
             to_create.append(order)
             counts.outcomes[record.order_id] = "created"
