@@ -3,8 +3,9 @@
 Each delivery must be committed before it is answered, and one INSERT plus one commit per delivery costs the
 database more than everything else a delivery does. So the request threads of one process share their writes:
 a thread queues its row and, unless another thread is writing, becomes the writer: it writes every row queued so
-far in one multi-row `INSERT ... ON CONFLICT (store, dedupe_key) DO NOTHING RETURNING` and commits, and the
-threads whose rows it wrote are woken with their answers. Nobody waits for a timer: when deliveries come one at a
+far in one multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING` (a row is skipped when its store has its
+dedupe key or its content hash already) and commits, and the threads whose rows it wrote are woken with their
+answers. Nobody waits for a timer: when deliveries come one at a
 time each is written at once, alone; when they come together, those that arrive during a write are written
 together by the next. A row is never answered before the statement that wrote it has committed. When a statement
 fails, its rows are written again one by one, so an error reaches only the thread whose row the database refuses
@@ -32,14 +33,18 @@ MAX_BATCH = 100
 ReceivedRow = Mapping[str, Any]
 
 
+# The columns that tell the rows of one statement apart (each of its unique keys is among them).
+_IDENTITY = ("store_id", "dedupe_key", "content_sha256")
+
+
 def _insert(rows: Sequence[ReceivedRow]) -> list[int | None]:
-    """One INSERT of these rows: each row's new id, or None for a row whose dedupe key exists already (in the
-    table, or earlier in `rows`: the first of two copies is the one inserted)."""
-    returned = rows_insert(
-        WebhookDelivery, rows, conflict=("store_id", "dedupe_key"), returning=("id", "store_id", "dedupe_key")
-    )
-    ids = {(store_id, dedupe_key): delivery_id for delivery_id, store_id, dedupe_key in returned}
-    return [ids.pop((row["store_id"], row["dedupe_key"]), None) for row in rows]
+    """One INSERT of these rows: each row's new id, or None for a row that either unique key refuses, (store,
+    dedupe_key) or (store, content_sha256), against the table or a row earlier in `rows` (the first of two copies
+    is the one inserted)."""
+    # No conflict target: a row is skipped whichever of the two keys it repeats, in the same single statement.
+    returned = rows_insert(WebhookDelivery, rows, conflict=(), returning=("id", *_IDENTITY))
+    ids = {tuple(identity): delivery_id for delivery_id, *identity in returned}
+    return [ids.pop(tuple(row[column] for column in _IDENTITY), None) for row in rows]
 
 
 @dataclass(eq=False, slots=True)

@@ -37,6 +37,13 @@ class WebhookDelivery(models.Model):
     dedupe_key = models.CharField(
         max_length=255, help_text="the webhook id, else the topic and SHA-256 of the body: one row per delivery"
     )
+    # The webhook id is not signed: whoever holds a signed body can resend it under a new id. So a store accepts
+    # a topic and body once while the delivery is retained (unique with the store). Computed at receipt and kept
+    # through redaction; empty (NULL) where no such rule applies (channel deliveries, whose ids are signed).
+    content_sha256 = models.CharField(
+        max_length=64, null=True, blank=True, editable=False,
+        help_text="SHA-256 of the topic, a newline and the body as received: one delivery per store while retained",
+    )
     resource_id = models.CharField(
         max_length=64, blank=True, help_text="the orderId the delivery is about (orders/*, refunds/create)"
     )
@@ -65,6 +72,9 @@ class WebhookDelivery(models.Model):
         verbose_name_plural = "webhook deliveries"
         constraints = [
             models.UniqueConstraint(fields=["store", "dedupe_key"], name="webhook_delivery_unique_per_store"),
+            models.UniqueConstraint(
+                fields=["store", "content_sha256"], name="webhook_delivery_content_once_per_store"
+            ),
         ]
         indexes = [
             models.Index(fields=["received_at"], name="webhook_delivery_received"),

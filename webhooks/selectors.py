@@ -70,7 +70,8 @@ def store_for_webhook(domain: str, *, fresh: bool = False) -> WebhookStore | Non
     too: after app/uninstalled, Genstore still sends the compliance topics.
     """
     domain = domain.strip().lower()
-    if not domain or len(domain) > 255:
+    # Control characters are never in a domain, and a NUL would make the database refuse the query (a 5xx).
+    if not domain or len(domain) > 255 or not domain.isprintable():
         return None
     ttl = webhook_setting("OMA_WEBHOOK_STORE_CACHE_SECONDS")
     now = time.monotonic()

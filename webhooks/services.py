@@ -22,7 +22,7 @@ from django.utils import timezone
 from oma.genstore.errors import GenstoreError, GenstoreRateLimited
 from oma.genstore.records import OrderRecord
 from oma.genstore.webhooks import COMPLIANCE_TOPICS, WEBHOOK_TOPICS
-from oma.orders.compliance import redact_personal_data
+from oma.orders.compliance import CustomerKeys, delivery_body_without_personal_data
 from oma.stores.models import Store
 from webhooks.conf import webhook_setting
 from webhooks.dispatch import deliveries_publish, delivery_enqueue_after_receipt
@@ -45,18 +45,35 @@ class PermanentProcessingError(Exception):
 # --- receiving ---------------------------------------------------------------------------------------
 
 
-def delivery_dedupe_key(*, topic: str, body: bytes, webhook_id: str) -> str:
-    """The webhook id when Genstore sends one, else the topic and the SHA-256 of the exact body."""
+def delivery_content_sha256(*, topic: str, body: bytes) -> str:
+    """SHA-256 of the topic, a newline and the exact body: what a delivery says, whatever id it comes under."""
+    return hashlib.sha256(topic.encode() + b"\n" + body).hexdigest()
+
+
+def delivery_dedupe_key(*, topic: str, body: bytes, webhook_id: str, content_sha256: str = "") -> str:
+    """The webhook id when Genstore sends one, else the topic and the SHA-256 of the exact body (`content_sha256`
+    when the caller has it already)."""
     if webhook_id:
         if len(webhook_id) <= 200:
             return f"id:{webhook_id}"
         return f"id-sha256:{hashlib.sha256(webhook_id.encode()).hexdigest()}"
-    digest = hashlib.sha256(topic.encode() + b"\n" + body).hexdigest()
-    return f"sha256:{digest}"
+    return f"sha256:{content_sha256 or delivery_content_sha256(topic=topic, body=body)}"
+
+
+def storable_text(text: str) -> str:
+    """`text` as the database can store it: without NUL characters or lone surrogates. Headers and webhook ids
+    are not signed, so whoever holds a signed body can send them with anything in them."""
+    if text.isascii() and "\x00" not in text:  # nearly always: both checks are cheap
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
 
 
 def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name: value[:1024] for name, value in headers.items() if name.lower() not in _UNSTORED_HEADERS}
+    return {
+        storable_text(name): storable_text(value[:1024])
+        for name, value in headers.items()
+        if name.lower() not in _UNSTORED_HEADERS
+    }
 
 
 @dataclass(frozen=True)
@@ -85,13 +102,19 @@ def delivery_receive(
     webhook_id: str = "",
     resource_id: str = "",
     handled: bool = True,
+    dedupe_by_content: bool = True,
 ) -> ReceiveResult:
     """Store an authentic delivery once and enqueue its processing after the commit.
 
-    A second delivery with the same dedupe key (even one racing this one) meets the unique constraint and is
-    reported as a duplicate: it is neither stored nor processed again. A broker failure never reaches the caller.
+    A second delivery with the same dedupe key (even one racing this one), or with `dedupe_by_content` the same
+    topic and body as a delivery of this store still retained, meets a unique constraint and is reported as a
+    duplicate: it is neither stored nor processed again. (Genstore's webhook id is not signed, so a signed body
+    resent under a new id is a replay; a sender that signs its ids, as channels do, passes False.) A broker
+    failure never reaches the caller.
     """
-    webhook_id = webhook_id.strip()
+    webhook_id = storable_text(webhook_id.strip())
+    topic = storable_text(topic)
+    content_sha256 = delivery_content_sha256(topic=topic, body=body)
     now = timezone.now()
     redispatch_after = timedelta(seconds=webhook_setting("OMA_WEBHOOK_REDISPATCH_SECONDS"))
     row = {
@@ -99,8 +122,11 @@ def delivery_receive(
         "shop_domain": store.domain,
         "topic": topic[:64],
         "webhook_id": webhook_id[:255],
-        "dedupe_key": delivery_dedupe_key(topic=topic, body=body, webhook_id=webhook_id),
-        "resource_id": resource_id[:64],
+        "dedupe_key": delivery_dedupe_key(
+            topic=topic, body=body, webhook_id=webhook_id, content_sha256=content_sha256
+        ),
+        "content_sha256": content_sha256 if dedupe_by_content else None,
+        "resource_id": storable_text(resource_id[:64]),
         "body": body.decode("utf-8"),
         "headers": storable_headers(headers),
         "received_at": now,
@@ -438,22 +464,78 @@ def deliveries_prune(*, now: datetime | None = None, batch_size: int | None = No
 # --- erasing (compliance topics) ---------------------------------------------------------------------
 
 
+# Deliveries whose resource_id is a Genstore orderId (a channel delivery's is the platform's own order id).
+_ORDER_RESOURCE_TOPICS = (*ORDER_TOPICS, "refunds/create")
+_CUSTOMER_REQUEST_TOPICS = ("customers/data_request", "customers/redact")
+
+
 def deliveries_redact(*, store: Store, order_ids: Iterable[str], also: Sequence[int] = ()) -> int:
-    """Erase personal data from the stored bodies of a store's deliveries about these orders (and `also` ids)."""
+    """Erase personal data from the stored bodies of a store's deliveries about these orders (and `also` ids).
+
+    The row stays (id, topic, time, dedupe key) for the dedupe audit; the body keeps its topic's allow-list.
+    """
     order_ids = [str(order_id) for order_id in order_ids]
-    rows = WebhookDelivery.objects.filter(store=store).filter(Q(resource_id__in=order_ids) | Q(pk__in=list(also)))
+    rows = WebhookDelivery.objects.filter(store=store).filter(
+        Q(resource_id__in=order_ids, topic__in=_ORDER_RESOURCE_TOPICS) | Q(pk__in=list(also))
+    )
     now = timezone.now()
     count = 0
-    for delivery in rows.only("pk", "body").iterator(chunk_size=200):
-        try:
-            payload = json.loads(delivery.body)
-        except (ValueError, RecursionError):
-            redacted_body = ""
-        else:
-            redacted_body = json.dumps(redact_personal_data(payload), separators=(",", ":"))
+    for delivery in rows.only("pk", "topic", "body").iterator(chunk_size=200):
+        redacted_body = delivery_body_without_personal_data(topic=delivery.topic, body=delivery.body)
         WebhookDelivery.objects.filter(pk=delivery.pk).update(body=redacted_body, redacted_at=now)
         count += 1
     return count
+
+
+@dataclass(frozen=True)
+class CustomerErasure:
+    deliveries: int
+    exports: int
+
+
+def customer_deliveries_erase(
+    *, store: Store, customer: Mapping[str, Any], order_ids: Sequence[str], also: Sequence[int] = ()
+) -> CustomerErasure:
+    """customers/redact: delete the customer's data exports and erase the personal data of every stored delivery
+    about the customer: those about the orders (and `also` ids), and the customer's earlier compliance requests.
+
+    A customers/data_request delivery names no order in resource_id: it is found by the customer (id or email) or
+    the orders its body names. Running it again finds nothing new.
+    """
+    wanted = CustomerKeys.of(customer, order_ids)
+    requests = []
+    candidates = WebhookDelivery.objects.filter(store=store, topic__in=_CUSTOMER_REQUEST_TOPICS, redacted_at=None)
+    for delivery_id, body in candidates.values_list("pk", "body").iterator(chunk_size=200):
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(payload, dict) and wanted.same_customer(_customer_named_in(payload)):
+            requests.append(delivery_id)
+    exports = [
+        export.pk
+        for export in CustomerDataExport.objects.filter(store=store).only(
+            "pk", "delivery", "customer_id", "orders_requested", "data"
+        )
+        if export.delivery_id in requests or wanted.same_customer(_customer_of_export(export))
+    ]
+    if exports:
+        CustomerDataExport.objects.filter(pk__in=exports).delete()
+    deliveries = deliveries_redact(store=store, order_ids=order_ids, also=[*also, *requests])
+    return CustomerErasure(deliveries=deliveries, exports=len(exports))
+
+
+def _customer_named_in(payload: dict[str, Any]) -> CustomerKeys:
+    orders = payload.get("ordersRequested") or payload.get("ordersToRedact")
+    return CustomerKeys.of(payload.get("customer"), orders if isinstance(orders, list) else ())
+
+
+def _customer_of_export(export: CustomerDataExport) -> CustomerKeys:
+    data = export.data if isinstance(export.data, dict) else {}
+    customer = data.get("customer") if isinstance(data.get("customer"), dict) else {}
+    found = [order.get("orderId") for order in data.get("orders") or [] if isinstance(order, dict)]
+    requested = export.orders_requested if isinstance(export.orders_requested, list) else []
+    return CustomerKeys.of({**customer, "id": export.customer_id or customer.get("id")}, [*requested, *found])
 
 
 def deliveries_erase_for_store(*, store: Store, keep: Sequence[int] = ()) -> int:

@@ -1,8 +1,10 @@
 """POST /webhooks/genstore/: accept fast, verify, store once, enqueue after commit.
 
 The checks run in a fixed order and each has its status: body over the cap -> 413; unknown shop -> 401; missing
-or wrong signature -> 401; no topic -> 400; not JSON, or without the topic's root key -> 400; a duplicate -> 200;
-an authentic delivery for a topic OMA does not handle -> 202 (stored as ignored); otherwise 200.
+or wrong signature -> 401; no topic -> 400; not JSON, or without the topic's root key -> 400; a duplicate (the
+same webhook id, or the same topic and body under any id) -> 200; an authentic delivery for a topic OMA does not
+handle -> 202 (stored as ignored); otherwise 200.
+Every 401 is the same answer (UNAUTHORIZED_BODY), so a caller cannot tell a connected shop from an unknown one.
 Rejections are logged with their reason, never with the secret or the body.
 """
 
@@ -104,14 +106,24 @@ def _answer(outcome: str, status: int = 200) -> HttpResponse:
 _ANSWER_BODIES = {outcome: json.dumps({"status": outcome}).encode() for outcome in ("accepted", "duplicate", "ignored")}
 
 
-def _reject(status: int, reason: str, request: HttpRequest, *, domain: str = "", topic: str = "") -> JsonResponse:
-    """Log why and answer `status` with the reason (no secret in it; shop domains are public storefront names).
-    The metrics middleware counts rejections by this reason."""
+# The one answer every unauthenticated caller gets, whatever the reason (unknown shop or channel, missing or wrong
+# signature, bad timestamp): different answers would tell which shops and channels exist. The reason is logged.
+UNAUTHORIZED_BODY = json.dumps({"error": "unauthorized"}).encode()
+
+
+def unauthorized_response() -> HttpResponse:
+    return HttpResponse(UNAUTHORIZED_BODY, status=401, content_type="application/json")
+
+
+def _reject(status: int, reason: str, request: HttpRequest, *, domain: str = "", topic: str = "") -> HttpResponse:
+    """Log why and answer `status`: a 401 is always unauthorized_response(), other statuses carry the reason (the
+    caller is authentic by then, or the reason says nothing about it). The metrics middleware counts rejections
+    by this reason."""
     logger.warning(
         "webhook rejected %d (%s): shop=%r topic=%r from %s",
         status, reason, domain[:100], topic[:64], request.META.get("REMOTE_ADDR", "?"),
     )
-    response = JsonResponse({"error": reason}, status=status)
+    response = unauthorized_response() if status == 401 else JsonResponse({"error": reason}, status=status)
     response.oma_outcome = "unavailable" if status == 503 else "rejected"  # type: ignore[attr-defined]
     response.oma_reason = reason  # type: ignore[attr-defined]
     return response

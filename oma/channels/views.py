@@ -1,11 +1,16 @@
 """POST /webhooks/channels/<channel-slug>/: a platform pushing shipments, signed the Standard Webhooks way.
 
 Checks, in order: body over the cap -> 413; unknown channel, or one that takes no webhooks -> 401; missing
-headers, a timestamp more than 5 minutes away, or no matching signature -> 401; an authentic delivery for a
+headers, a timestamp that is not 1 to 12 ASCII digits or is more than 5 minutes away, or no matching signature
+-> 401 (every 401 is the same answer, the reason is only logged: a caller cannot probe which channels exist);
+an authentic delivery for a
 disabled channel -> 403 (the platform retries; nothing is lost while the merchant has it paused); a payload
 that does not have the documented shape -> 400 listing every problem; a webhook-id this channel already sent
 (a replay) -> 401, nothing stored or processed again; otherwise the delivery is stored and 200 answered, and
 its shipments are processed after the commit by the shared webhook worker.
+
+Unlike Genstore's, a message id here is signed together with the timestamp and the body, so a captured delivery
+cannot be resent under a new id; the same id again is refused by the delivery log's unique key.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import json
 import logging
 
 from django.db import DatabaseError
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -25,22 +30,25 @@ from oma.channels.inbound import CHANNEL_TOPIC, delivery_webhook_id
 from oma.channels.selectors import channel_for_webhook
 from webhooks.conf import webhook_setting
 from webhooks.services import delivery_receive
-from webhooks.views import read_raw_body
+from webhooks.views import read_raw_body, unauthorized_response
 
 logger = logging.getLogger(__name__)
 
 
-def _reject(status: int, reason: str, request: HttpRequest, slug: str, **extra: object) -> JsonResponse:
+def _reject(status: int, reason: str, request: HttpRequest, slug: str, **extra: object) -> HttpResponse:
+    """Log why; a 401 answers unauthorized_response() whatever the reason, other statuses carry it."""
     logger.warning(
         "channel webhook rejected %d (%s): channel=%r from %s", status, reason, slug[:120],
         request.META.get("REMOTE_ADDR", "?"),
     )
+    if status == 401:
+        return unauthorized_response()
     return JsonResponse({"error": reason, **extra}, status=status)
 
 
 @csrf_exempt
 @require_POST
-def channel_webhook(request: HttpRequest, slug: str) -> JsonResponse:
+def channel_webhook(request: HttpRequest, slug: str) -> HttpResponse:
     body = read_raw_body(request, limit=webhook_setting("OMA_WEBHOOK_MAX_BODY_BYTES"))
     if body is None:
         return _reject(413, "body too large", request, slug)
@@ -72,6 +80,8 @@ def channel_webhook(request: HttpRequest, slug: str) -> JsonResponse:
             headers=request.headers,
             webhook_id=delivery_webhook_id(slug=channel.slug, msg_id=message.msg_id),
             resource_id=str(payload.get("externalOrderId") or "")[:64] if isinstance(payload, dict) else "",
+            # The id is signed with the body: the same body under a new id is a new message, not a replay.
+            dedupe_by_content=False,
         )
     except DatabaseError:
         # Not stored, so not acknowledged: a 5xx makes the platform send it again.

@@ -68,7 +68,11 @@ def _statement(
         source = "json_each(%s) AS r WHERE true"  # SQLite: an upsert's SELECT needs a WHERE (parsing ambiguity)
     # Identifiers come from the model's metadata; every value is in the one parameter.
     sql = f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) SELECT {values} FROM {source}"  # noqa: S608
-    if conflict is not None:
+    if conflict == ():  # skip a row that any unique constraint refuses
+        if update:
+            raise ValueError("an upsert needs the columns of its unique constraint")
+        sql += " ON CONFLICT DO NOTHING"
+    elif conflict is not None:
         target = ", ".join(quote(column) for column in conflict)
         if update:
             assignments = ", ".join(f"{quote(column)} = excluded.{quote(column)}" for column in update)
@@ -144,7 +148,8 @@ def rows_insert(
     """INSERT these rows (dicts keyed by column, all with the same keys) in one statement.
 
     `conflict` (columns of a unique constraint) with `update` makes it an upsert that sets those columns from the
-    new row; with no `update`, conflicting rows are skipped. Returns the `returning` columns of the rows written,
+    new row; with no `update`, conflicting rows are skipped; an empty `conflict` skips rows that any unique
+    constraint refuses. Returns the `returning` columns of the rows written,
     in no particular order. Runs on the current connection, inside the caller's transaction.
     """
     if not rows:

@@ -19,7 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from oma.merchant.models import StoreBranding
-from oma.merchant.ratelimit import client_key, rate_limit_hit
+from oma.merchant.ratelimit import client_key, rate_limit_hit, shared_address_watch
 from oma.merchant.tokens import order_id_from_token, tracking_path_for
 from oma.merchant.tracking_page import branding_for, order_for_page, tracking_order_lookup, tracking_page_for
 from oma.stores.models import Store
@@ -57,7 +57,8 @@ def _render(request: HttpRequest, template: str, context: dict[str, Any], status
 
 def _store_from_query(request: HttpRequest) -> Store | None:
     domain = (request.GET.get("store") or request.POST.get("store") or "").strip().lower()
-    return Store.objects.filter(domain=domain).first() if domain else None
+    # isprintable: a NUL (?store=%00) would make the database refuse the query, a 500.
+    return Store.objects.filter(domain=domain).first() if domain and domain.isprintable() else None
 
 
 def _too_many(request: HttpRequest, store: Store | None, retry_after: int) -> HttpResponse:
@@ -77,6 +78,7 @@ def track_lookup(request: HttpRequest) -> HttpResponse:
     store = _store_from_query(request)
     error = ""
     if request.method == "POST":
+        shared_address_watch.observe(request)
         limit = rate_limit_hit(
             scope="track-lookup",
             key=client_key(request),
@@ -129,6 +131,9 @@ def track_order(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_GET
 def track_logo(request: HttpRequest, store_id: int, digest: str) -> HttpResponse:
+    # A digest is lowercase hex; anything else names no logo (and a NUL would make the query fail, a 500).
+    if not (16 <= len(digest) <= 64 and all(c in "0123456789abcdef" for c in digest)):
+        raise Http404("no such logo")
     branding = StoreBranding.objects.filter(store_id=store_id, logo_sha256__startswith=digest).exclude(
         logo_sha256=""
     ).first()

@@ -18,6 +18,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,10 @@ SECRET_BYTES = 32  # the spec allows 24 to 64
 TOLERANCE_SECONDS = 5 * 60
 MAX_SHIPMENTS = 500
 VOIDED_STATUSES = frozenset({"voided", "void", "cancelled", "canceled"})
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# A quantity is counted in items; anything larger is a mistake (and would not fit the database's integer).
+MAX_QUANTITY = 1_000_000
+_QUANTITY = re.compile(r"[0-9]{1,18}")
 
 
 class SignatureError(Exception):
@@ -83,8 +88,10 @@ def verify(
         raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature header")
     if len(msg_id) > 200 or "." in msg_id:
         raise SignatureError("webhook-id is malformed")
-    if not timestamp_text.isdigit():
-        raise SignatureError("webhook-timestamp must be integer Unix seconds")
+    # ASCII digits only, and few enough for a time: str.isdigit() also takes '²' and other scripts' digits,
+    # which int() refuses or reads, and a thousand digits overflow the comparison with the clock.
+    if not _TIMESTAMP.fullmatch(timestamp_text):
+        raise SignatureError("webhook-timestamp must be integer Unix seconds (1 to 12 ASCII digits)")
     timestamp = int(timestamp_text)
     now = now or datetime.now(tz=UTC)
     if abs(now.timestamp() - timestamp) > TOLERANCE_SECONDS:
@@ -128,12 +135,15 @@ def _quantity(value: Any, where: str, problems: list[str]) -> int | None:
     if isinstance(value, bool):
         problems.append(f"{where}.quantity must be a whole number of at least 1")
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _QUANTITY.fullmatch(value.strip()):  # ASCII digits: '²'.isdigit() is True
         value = int(value.strip())
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or value < 1:
         problems.append(f"{where}.quantity must be a whole number of at least 1")
+        return None
+    if value > MAX_QUANTITY:
+        problems.append(f"{where}.quantity must be at most {MAX_QUANTITY:,}")
         return None
     return value
 
