@@ -126,14 +126,14 @@ class ShipmentAdmin(admin.ModelAdmin):
         obj.pk = saved.pk
         obj.refresh_from_db()
 
-    @admin.action(description="Poll the carrier at the next dispatch (within a minute)")
+    @admin.action(description="Poll the carrier at the next dispatch (within a minute)", permissions=["change"])
     def poll_now(self, request: HttpRequest, queryset: QuerySet[Shipment]) -> None:
         updated = queryset.exclude(status__in=TERMINAL_STATUSES).update(
             next_poll_at=timezone.now(), consecutive_failures=0, updated_at=timezone.now()
         )
         self.message_user(request, f"{updated} shipment(s) will be polled within a minute.")
 
-    @admin.action(description="Stop tracking (never poll again)")
+    @admin.action(description="Stop tracking (never poll again)", permissions=["change"])
     def stop_tracking(self, request: HttpRequest, queryset: QuerySet[Shipment]) -> None:
         updated = queryset.update(next_poll_at=None, updated_at=timezone.now())
         self.message_user(request, f"{updated} shipment(s) will not be polled again.")
@@ -212,7 +212,9 @@ class CarrierAccountAdmin(FormKnowsUserAdmin, admin.ModelAdmin):
     def has_credentials(self, account: CarrierAccount) -> bool:
         return account.has_credentials
 
-    @admin.action(description="Clear the backoff (poll with this account at the next dispatch)")
+    @admin.action(
+        description="Clear the backoff (poll with this account at the next dispatch)", permissions=["change"]
+    )
     def clear_backoff(self, request: HttpRequest, queryset: QuerySet[CarrierAccount]) -> None:
         updated = queryset.update(backoff_until=None, consecutive_failures=0, updated_at=timezone.now())
         self.message_user(request, f"{updated} account(s) cleared.")

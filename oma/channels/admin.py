@@ -137,7 +137,7 @@ class ChannelAdmin(FormKnowsUserAdmin, admin.ModelAdmin):
             obj.api_secret = data["api_secret"]
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Rotate signing secret (the old one keeps working 24 h)")
+    @admin.action(description="Rotate signing secret (the old one keeps working 24 h)", permissions=["change"])
     def rotate_signing_secret(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         from oma.channels.services import ChannelInvalid, channel_rotate_signing_secret
 
@@ -149,7 +149,7 @@ class ChannelAdmin(FormKnowsUserAdmin, admin.ModelAdmin):
                 continue
             messages.warning(request, f"New signing secret of {channel.slug} (shown once): {secret}")
 
-    @admin.action(description="Poll now (ShipStation)")
+    @admin.action(description="Poll now (ShipStation)", permissions=["change"])
     def poll_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         from oma.channels.tasks import poll_channel
 
@@ -158,7 +158,7 @@ class ChannelAdmin(FormKnowsUserAdmin, admin.ModelAdmin):
             poll_channel.delay(channel.pk)
         messages.info(request, f"{len(polled)} channel poll(s) enqueued")
 
-    @admin.action(description="Match their waiting records again")
+    @admin.action(description="Match their waiting records again", permissions=["change"])
     def retry_waiting(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
         from oma.channels.services import external_shipment_rematch
 
@@ -186,7 +186,7 @@ class ExternalShipmentAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Try matching again (waiting and rejected records)")
+    @admin.action(description="Try matching again (waiting and rejected records)", permissions=["change"])
     def match_again(self, request: HttpRequest, queryset: QuerySet[ExternalShipment]) -> None:
         from oma.channels.services import external_shipment_rematch
 

@@ -16,6 +16,8 @@ Superusers see everything. Any other staff user sees the rows of the stores they
 missing object), search, list-filter choices, foreign-key choices in forms and inlines, the autocomplete view,
 actions (Django runs them on `get_queryset().filter(pk__in=...)`) and anything else built on `get_queryset`.
 Rows with a NULL store (shared carrier accounts, deliveries from unknown shops) are the operator's: superusers only.
+Every change list answers a crafted query string (`?store=abc`, a NUL, the year 9999) as Django answers a bad
+lookup, with the list again and `?e=1`, never a 500 (TolerantChangeListMixin).
 
 Members of the "Merchants" group hold view/add/change/delete on every store-scoped model through
 `MerchantPermissionBackend`, computed from the admin registry, so a model added later needs no permission
@@ -31,9 +33,11 @@ from typing import Any
 
 from django.apps import apps
 from django.contrib.admin import FieldListFilter, RelatedFieldListFilter, RelatedOnlyFieldListFilter
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import get_model_from_relation
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth.backends import BaseBackend
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Q, QuerySet
 
@@ -273,6 +277,38 @@ def scoped_list_filter(entry: Any) -> Any:
     return entry
 
 
+# --- crafted query strings ----------------------------------------------------------------------------
+
+
+class TolerantChangeListMixin:
+    """A change list that answers a crafted query string as Django answers a bad lookup (the list again, with
+    `?e=1`), never with a 500: a NUL character (PostgreSQL refuses it in any text), a date hierarchy at the end of
+    the calendar (Django computes the day after 9999-12-31), and a filter's own `queryset()` refusing a value
+    (a SimpleListFilter's int() or a field's validation). Lookups the admin does not allow still answer 400."""
+
+    def get_filters(self, request: Any) -> Any:
+        for key, values in self.filter_params.items():  # type: ignore[attr-defined]
+            if "\x00" in key or any("\x00" in value for value in values):
+                raise IncorrectLookupParameters(f"NUL character in {key[:40]!r}")
+        try:
+            return super().get_filters(request)  # type: ignore[misc]
+        except (ValueError, OverflowError) as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+    def get_queryset(self, request: Any, exclude_parameters: Any = None) -> QuerySet:
+        try:
+            return super().get_queryset(request, exclude_parameters)  # type: ignore[misc]
+        except (ValueError, OverflowError, ValidationError) as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+
+@cache
+def tolerant_changelist_class(changelist_class: type[ChangeList]) -> type[ChangeList]:
+    if issubclass(changelist_class, TolerantChangeListMixin):
+        return changelist_class
+    return type(f"Tolerant{changelist_class.__name__}", (TolerantChangeListMixin, changelist_class), {})
+
+
 # --- the admin mixins --------------------------------------------------------------------------------
 
 
@@ -321,7 +357,13 @@ class StoreScopedAdminMixin(_ScopedFormFieldsMixin):
         queryset = super().get_queryset(request)  # type: ignore[misc]
         return scope_queryset(queryset, user=request.user, path=self.get_store_path())
 
+    def get_changelist(self, request: Any, **kwargs: Any) -> type[ChangeList]:
+        return tolerant_changelist_class(super().get_changelist(request, **kwargs))  # type: ignore[misc]
+
     def get_search_results(self, request: Any, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        if "\x00" in search_term:
+            # No text holds a NUL (PostgreSQL refuses it): the autocomplete view, unlike the list's form, sends it on.
+            return queryset.none(), False
         # Re-applied after the search: a custom search that reaches outside the queryset it was given stays scoped.
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)  # type: ignore
         return scope_queryset(results, user=request.user, path=self.get_store_path()), may_have_duplicates

@@ -3,6 +3,7 @@ page (where OMA, the carrier and Genstore disagree, with a button that queues th
 
 Store scoping of the push list comes from the admin site's tenancy mixin; the reconciliation page is a custom
 view, so it offers only the user's stores itself. The page reads OMA's database only: it never waits on Genstore.
+Reading takes the view permission on pushes; pushing (the action, the page's button) takes the change permission.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -82,6 +84,12 @@ class FulfillmentPushAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # rows are the push's own record; "push again" is the way to act on them
 
+    def has_push_permission(self, request: HttpRequest) -> bool:
+        """Pushing (again, or the reconciliation's fix) changes Genstore: it takes the change permission on pushes,
+        although no push row is ever edited by hand. The rows acted on are the user's stores' (get_queryset)."""
+        codename = get_permission_codename("change", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
     @admin.display(description="tracking number", ordering="tracking_number")
     def shipment_number(self, obj: FulfillmentPush) -> str:
         return obj.tracking_number or obj.source_tracking_number or "—"
@@ -106,7 +114,7 @@ class FulfillmentPushAdmin(admin.ModelAdmin):
             format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", ((e["at"], e["message"]) for e in obj.log)),
         )
 
-    @admin.action(description="Push again now (re-checks Genstore)")
+    @admin.action(description="Push again now (re-checks Genstore)", permissions=["push"])
     def push_again(self, request: HttpRequest, queryset: QuerySet[FulfillmentPush]) -> None:
         queued = push_retry(push_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{queued} push(es) queued.", messages.SUCCESS)
@@ -122,6 +130,9 @@ class FulfillmentPushAdmin(admin.ModelAdmin):
     def reconcile_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
+        can_push = self.has_push_permission(request)
+        if request.method == "POST" and not can_push:
+            raise PermissionDenied  # the report is for viewers; queueing its pushes is acting
         stores = list(stores_of(request.user).order_by("domain"))
         chosen = None
         wanted = request.POST.get("store") or request.GET.get("store")
@@ -153,6 +164,7 @@ class FulfillmentPushAdmin(admin.ModelAdmin):
             "report": report,
             "sections": sections,
             "fixable": len(report.fixable) if report else 0,
+            "can_push": can_push,
         }
         return TemplateResponse(request, "admin/fulfillment/reconcile.html", context)
 

@@ -30,6 +30,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from oma.core.csv_cells import safe_cell
 from oma.core.tenancy import scope_queryset, store_ids_for
 from oma.merchant.tokens import tracking_path_for
 from oma.orders.models import GenstoreFulfillment, LineItem, Order, Refund, SyncRun
@@ -89,12 +90,6 @@ def short_age(since: Any, now: Any) -> str:
     if seconds < 86400:
         return f"{seconds // 3600} h"
     return f"{seconds // 86400} d"
-
-
-def safe_cell(value: Any) -> str:
-    """CSV cells that a spreadsheet would run as a formula get a leading apostrophe."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def public_url(request: HttpRequest | None, path_: str) -> str:

@@ -177,6 +177,8 @@ def test_admin_page_lists_and_queues_fixes_for_the_users_own_store_only(sandbox,
     assert "other.genmystore.com" not in body
     assert browser.get(f"/admin/fulfillment/fulfillmentpush/reconcile/?store={other.pk}").status_code == 403
 
+    assert browser.post("/admin/fulfillment/fulfillmentpush/reconcile/", {"store": store.pk}).status_code == 403
+    user.user_permissions.add(Permission.objects.get(codename="change_fulfillmentpush"))  # queueing pushes is acting
     response = browser.post("/admin/fulfillment/fulfillmentpush/reconcile/", {"store": store.pk})
     assert response.status_code == 302
     queued = FulfillmentPush.objects.get(shipment=scene["never"])

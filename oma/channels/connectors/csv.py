@@ -68,9 +68,18 @@ _HEADER_ALIASES: dict[str, str] = {
 _HEADER_SEPARATORS = re.compile(r"[\s\-.]+")
 _DELIMITERS = (",", ";", "\t", "|")
 
-MAX_FIELD_LENGTHS: dict[str, int] = {"order": 128, "sku": 128, "line_item_id": 64, "carrier": 64}
+MAX_FIELD_LENGTHS: dict[str, int] = {
+    "order": 128, "sku": 128, "line_item_id": 64, "carrier": 64, "tracking_number": 128, "shipped_at": 64,
+}
+MAX_QUANTITY = 100_000
+# ASCII only: int() also reads '١٢', '１２', '+1' and '1_000', and raises past 4300 digits.
+_ASCII_DIGITS = re.compile(r"[0-9]+")
 # A shipped_at further ahead than this is a typo (a wrong year, day and month swapped).
 FUTURE_TOLERANCE = timedelta(days=1)
+# Nothing tracked today shipped earlier; older dates are typos (and year 1 leaves the datetime range in UTC).
+EARLIEST_SHIPPED_AT = datetime(2000, 1, 1, tzinfo=UTC)
+# No place is further from UTC (Kiribati +14:00); PostgreSQL refuses offsets past 15:59.
+MAX_UTC_OFFSET = timedelta(hours=14)
 
 
 class CsvFileError(ValueError):
@@ -197,7 +206,7 @@ def check_row(*, line: int, values: dict[str, str], now: datetime) -> CsvRow:
     problem = _row_problem(values, now=now)
     if problem:
         return CsvRow(line=line, values=values, problem=problem)
-    quantity = int(values["quantity"]) if values.get("quantity") else None
+    quantity = _quantity(values["quantity"]) if values.get("quantity") else None
     sku, line_item_id = values.get("sku", ""), values.get("line_item_id", "")
     lines = (LineRef(line_item_id=line_item_id, sku=sku, quantity=quantity),) if (sku or line_item_id) else ()
     record = ExternalShipmentRecord(
@@ -223,10 +232,11 @@ def _row_problem(values: dict[str, str], *, now: datetime) -> str | None:
         return problem
     quantity = values.get("quantity", "")
     if quantity:
-        if not re.fullmatch(r"\d+", quantity) or int(quantity) < 1:
-            return f"quantity {quantity!r} is not a whole number of at least 1"
-        if int(quantity) > 100_000:
-            return f"quantity {quantity} is not plausible"
+        if not _ASCII_DIGITS.fullmatch(quantity) or _quantity(quantity) == 0:
+            return f"quantity {_excerpt(quantity)} is not a whole number of at least 1"
+        number = _quantity(quantity)
+        if number is None or number > MAX_QUANTITY:
+            return f"quantity {_excerpt(quantity)} is not plausible"
         if not (values.get("sku") or values.get("line_item_id")):
             return "quantity needs a sku or line_item_id saying which item it counts"
     shipped_at = values.get("shipped_at", "")
@@ -234,9 +244,25 @@ def _row_problem(values: dict[str, str], *, now: datetime) -> str | None:
         parsed = parse_shipped_at(shipped_at)
         if parsed is None:
             return f"shipped_at {shipped_at!r} is not a date: use ISO 8601, e.g. 2024-05-01 or 2024-05-01T14:30:00Z"
+        offset = parsed.utcoffset()
+        if offset is not None and abs(offset) > MAX_UTC_OFFSET:
+            return f"shipped_at {shipped_at!r} has a UTC offset beyond ±14:00, which no place uses"
         if parsed > now + FUTURE_TOLERANCE:
             return f"shipped_at {shipped_at!r} is in the future"
+        if parsed < EARLIEST_SHIPPED_AT:
+            return f"shipped_at {shipped_at!r} is before 2000: check the year"
     return None
+
+
+def _quantity(text: str) -> int | None:
+    """The value of a string of ASCII digits; None when it has more digits than any plausible quantity."""
+    significant = text.lstrip("0")
+    return int(significant or "0") if len(significant) <= len(str(MAX_QUANTITY)) else None
+
+
+def _excerpt(value: str, limit: int = 20) -> str:
+    """A value quoted in a row's reason: a long one is cut (the row's values stay in the report whole)."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value)} characters)"
 
 
 def parse_shipped_at(value: str) -> datetime | None:

@@ -5,6 +5,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from oma.core.csv_cells import safe_cell
 from oma.orders.selectors import orders_export_rows
 from oma.stores.services import StoreNotFound, store_get_by_domain
 
@@ -38,12 +39,15 @@ class Command(BaseCommand):
             for row in rows:
                 self.stdout.write(json.dumps(row, separators=(",", ":")))
             return
-        writer = csv.DictWriter(self.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        # CRLF (RFC 4180): the writer quotes a cell holding either character of it, so a CR inside a cell (which a
+        # spreadsheet reads as a row break) cannot start a new row with a cell the escaper never saw.
+        writer = csv.DictWriter(self.stdout, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
         writer.writeheader()
         for row in rows:
+            # Order ids and channel names come from outside OMA: no cell may run as a spreadsheet formula.
             writer.writerow(
                 {
-                    key: json.dumps(value, separators=(",", ":")) if isinstance(value, list) else value
+                    key: safe_cell(json.dumps(value, separators=(",", ":")) if isinstance(value, list) else value)
                     for key, value in row.items()
                 }
             )
