@@ -177,7 +177,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="OMA <oma@localhost>"
 OMA_PUBLIC_URL = env.str("OMA_PUBLIC_URL", default="")  # e.g. https://oma.example.com, for links in emails
 OMA_TRACK_LOOKUPS_PER_WINDOW = env.int("OMA_TRACK_LOOKUPS_PER_WINDOW", default=10)
 OMA_TRACK_WINDOW_SECONDS = env.int("OMA_TRACK_WINDOW_SECONDS", default=600)
-OMA_TRUSTED_PROXY_COUNT = env.int("OMA_TRUSTED_PROXY_COUNT", default=0)  # X-Forwarded-For hops to trust
+# Reverse proxies in front of OMA that append to X-Forwarded-For (1 behind the usual TLS proxy): the tracking
+# lookup's rate limit counts the client they saw, not the proxy. 0 (the default) trusts no X-Forwarded-For.
+OMA_TRUSTED_PROXY_COUNT = env.int("OMA_TRUSTED_PROXY_COUNT", default=0)
 # Hosts (fnmatch patterns) every merchant may point a store's, carrier account's or channel's base URL at, besides
 # that integration's own API hosts (oma.core.outbound): sandboxes, staging servers. Superusers may use any URL.
 OMA_MERCHANT_API_HOSTS: list[str] = env.list("OMA_MERCHANT_API_HOSTS", default=[])
@@ -221,6 +223,8 @@ OMA_BEAT_LEASE_SECONDS = env.float("OMA_BEAT_LEASE_SECONDS", default=30.0)  # a 
 OMA_BEAT_STALE_SECONDS = env.float("OMA_BEAT_STALE_SECONDS", default=60.0)  # /healthz: beat's lease renewal
 OMA_WORKER_STALE_SECONDS = env.float("OMA_WORKER_STALE_SECONDS", default=150.0)  # /healthz: the heartbeat task
 OMA_METRICS_TOKEN = env.str("OMA_METRICS_TOKEN", default="")  # set: /metrics wants "Authorization: Bearer <it>"
+# With DEBUG off and no token, /metrics answers 401 (it names every tenant's store) unless this is set.
+OMA_METRICS_PUBLIC = env.bool("OMA_METRICS_PUBLIC", default=False)
 OMA_METRICS_CACHE_SECONDS = env.float("OMA_METRICS_CACHE_SECONDS", default=5.0)
 # The webhook processing lag gauges look at deliveries received in this last window.
 OMA_METRICS_LAG_WINDOW_SECONDS = env.int("OMA_METRICS_LAG_WINDOW_SECONDS", default=600)

@@ -54,10 +54,13 @@ class HealthReport:
     def failing(self) -> list[str]:
         return [check.name for check in self.checks if not check.ok]
 
+    def summary(self) -> dict[str, Any]:
+        """What anyone may see: the overall status and the names of the failing parts, no details."""
+        return {"status": "ok" if self.ok else "failing", "failing": self.failing}
+
     def as_dict(self) -> dict[str, Any]:
         return {
-            "status": "ok" if self.ok else "failing",
-            "failing": self.failing,
+            **self.summary(),
             "checks": {
                 check.name: {"ok": check.ok, "detail": check.detail, "seconds": round(check.seconds, 3)}
                 for check in self.checks

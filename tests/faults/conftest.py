@@ -37,6 +37,7 @@ def app_env(broker: str, private_redis: RedisServer) -> dict[str, str]:  # noqa:
     return subprocess_env(broker_url=broker, extra={
         "REDIS_URL": private_redis.url(1),
         "LOG_LEVEL": "WARNING",
+        "OMA_METRICS_PUBLIC": "1",  # the battery scrapes /metrics as a scraper on a private network would
         "OMA_BEAT_LEASE_SECONDS": "4",
         "OMA_WEBHOOK_REDISPATCH_SECONDS": "3",
         "OMA_WEBHOOK_LEASE_SECONDS": "5",
@@ -44,6 +45,12 @@ def app_env(broker: str, private_redis: RedisServer) -> dict[str, str]:  # noqa:
         "TRACKING_BACKOFF_BASE_SECONDS": "2",
         "TRACKING_BACKOFF_MAX_SECONDS": "4",
     })
+
+
+@pytest.fixture(autouse=True)
+def _public_metrics(settings) -> None:
+    """In-process scrapes (`Client().get("/metrics")`) too: /metrics needs a token unless made public."""
+    settings.OMA_METRICS_PUBLIC = True
 
 
 @pytest.fixture

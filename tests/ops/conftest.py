@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from oma.ops import metrics
 from tests.fixtures_celery import (  # noqa: F401 (fixtures)
@@ -12,6 +12,16 @@ from tests.fixtures_celery import (  # noqa: F401 (fixtures)
     gunicorn_factory,
     private_redis,
 )
+
+OPERATOR_TOKEN = "ops-tests-metrics-token-0123456789"
+
+
+@pytest.fixture
+def client(settings) -> Client:
+    """These tests are the operator's monitoring: the metrics token is configured and sent, so /metrics answers and
+    /healthz shows its details (what anonymous callers see is tested in tests/security/test_disclosure_*)."""
+    settings.OMA_METRICS_TOKEN = OPERATOR_TOKEN
+    return Client(headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
 
 
 @pytest.fixture
