@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench venv clean
+.PHONY: run test lint typecheck bench venv clean
 
 venv: $(STAMP)
 
@@ -20,14 +20,23 @@ run: venv
 
 test: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python manage.py makemigrations --check --dry-run
+
+# mypy (with django-stubs) and import-linter alone; `make test` runs both before pytest.
+typecheck: venv
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: venv
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var .mypy_cache .import_linter_cache

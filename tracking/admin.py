@@ -13,7 +13,8 @@ from django.utils import timezone
 from oma.core.outbound import FormKnowsUserAdmin, hosts_of, merchant_base_url_error
 from tracking.carriers.registry import get_spec
 from tracking.models import CarrierAccount, Shipment, ShipmentLine, TrackingEvent
-from tracking.services import OAUTH_CARRIERS, normalize_tracking_number, shipment_add
+from tracking.numbers import normalize as normalize_tracking_number
+from tracking.services import OAUTH_CARRIERS, shipment_add
 from tracking.vocabulary import TERMINAL_STATUSES
 
 

@@ -7,8 +7,9 @@ One run (`poll_due_shipments`, used by the beat task `tracking.poll_due` every m
    answers for it (the store's own, the shared one, else 17TRACK) — pairs with no account get a clear last_error
    and stay due, so they are polled as soon as an account is added. Backed-off accounts are skipped.
 2. Claim: per account, chunks whose size is a multiple of the carrier's batch size (FedEx 30, 17TRACK 40,
-   others 1), with SELECT ... FOR UPDATE SKIP LOCKED (PostgreSQL) and a lease written on the rows, so two
-   dispatchers never poll the same shipment and only the last chunk of an account can hold a partial batch.
+   others 1), each a lease on the rows taken by one UPDATE that skips rows another dispatcher has locked
+   (oma.core.leases), so two dispatchers never poll the same shipment and only the last chunk of an account can
+   hold a partial batch.
 3. Fetch: the HTTP work of each account runs in its own thread (accounts do not wait for each other); the
    transport paces requests with the account's rate bucket and retries transient failures.
 4. Store: back in the calling thread, each chunk's answers are applied in bulk (constant queries per chunk).
@@ -31,10 +32,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from oma.core.leases import lease_release, lease_take
 from oma.stores.models import Store
 from tracking.carriers.base import CarrierSpec, RateLimit, TrackingResult
 from tracking.carriers.transport import (
@@ -47,8 +48,9 @@ from tracking.carriers.transport import (
     default_rate_limiter,
 )
 from tracking.models import CarrierAccount, Shipment
+from tracking.numbers import normalize as normalize_tracking_number
 from tracking.selectors import account_for, account_routes, active_accounts, due_groups, due_shipments
-from tracking.services import normalize_tracking_number, shipments_apply_results, shipments_record_failure
+from tracking.services import shipments_apply_results, shipments_record_failure
 
 logger = logging.getLogger(__name__)
 
@@ -308,27 +310,24 @@ def claim_shipments(
     """Claim up to `limit` due shipments matching `route`: (claim token, shipments), oldest due first."""
     lease = lease or timedelta(seconds=_setting("TRACKING_CLAIM_LEASE_SECONDS", 600))
     token = uuid.uuid4().hex
-    with transaction.atomic():
-        candidates = due_shipments(now=now, store=store).filter(route).order_by("next_poll_at", "id")
-        if connection.features.has_select_for_update_skip_locked:
-            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        ids = list(candidates.values_list("pk", flat=True)[:limit])
-        if not ids:
-            return token, []
-        # The lease holds after the transaction ends (during the HTTP work); the conditional filter makes the
-        # claim safe on databases without SKIP LOCKED too.
-        Shipment.objects.filter(pk__in=ids).filter(
-            Q(poll_claimed_until__isnull=True) | Q(poll_claimed_until__lt=now)
-        ).update(poll_claimed_until=now + lease, poll_claim_token=token)
-    return token, list(Shipment.objects.filter(poll_claim_token=token).order_by("next_poll_at", "id"))
+    # One UPDATE of the first `limit` due rows that no other dispatcher has locked; the lease holds after it (during
+    # the HTTP work) until the results are stored, the claim is released, or it runs out.
+    taken = lease_take(
+        due_shipments(now=now, store=store).filter(route).order_by("next_poll_at", "id"),
+        holder=token, ttl=lease, now=now, limit=limit,
+        holder_field="poll_claim_token", until_field="poll_claimed_until",
+    )
+    if not taken:
+        return token, []
+    return token, list(Shipment.objects.filter(pk__in=taken).order_by("next_poll_at", "id"))
 
 
 def release_claims(*, token: str, numbers: Sequence[str] | None = None) -> int:
     """Give claimed shipments back untouched (they stay due)."""
-    queryset = Shipment.objects.filter(poll_claim_token=token)
+    queryset = Shipment.objects.all()
     if numbers is not None:
         queryset = queryset.filter(tracking_number__in=list(numbers))
-    return queryset.update(poll_claimed_until=None, poll_claim_token="")
+    return lease_release(queryset, holder=token, holder_field="poll_claim_token", until_field="poll_claimed_until")
 
 
 # --- account health -----------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -18,20 +17,21 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Model
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from oma.core.bulk import Row, objects_update, rows_insert
 from oma.orders.models import LineItem, Order
 from oma.stores.models import Store
 from tracking.carriers.base import TrackingEventRecord, TrackingResult
 from tracking.carriers.registry import CARRIERS, UnknownCarrier, get_spec
+from tracking.detection.detect import detect
 from tracking.models import CarrierAccount, CarrierCode, Shipment, ShipmentLine, TrackingEvent
+from tracking.numbers import choose_candidate, normalize
 from tracking.vocabulary import FAILURE_SUBSTATUSES, Status, is_terminal, moves_forward
 
 logger = logging.getLogger(__name__)
 
-_SEPARATORS = re.compile(r"[\s\-]+")
 # The carriers whose accounts hold OAuth client credentials (the others hold an API key).
 OAUTH_CARRIERS: frozenset[str] = frozenset(
     code for code, spec in CARRIERS.items() if spec.auth == "oauth_client_credentials"
@@ -51,11 +51,6 @@ class ShipmentConflict(ValueError):
 
 class CarrierAccountInvalid(ValueError):
     """Carrier account settings that cannot work (missing credentials, unknown carrier...)."""
-
-
-def normalize_tracking_number(raw: str) -> str:
-    """'1z 999-aa1 0123456784' -> '1Z999AA10123456784': carriers ignore spacing, dashes and case."""
-    return _SEPARATORS.sub("", (raw or "").strip()).upper()
 
 
 # --- adding shipments ---------------------------------------------------------------------------------
@@ -79,7 +74,7 @@ def shipment_add(
     raises ShipmentConflict. `lines` are (line item, quantity) pairs of the order; repeating a call sets the same
     quantities again, so a redelivered webhook or a re-imported CSV changes nothing.
     """
-    number = normalize_tracking_number(tracking_number)
+    number = normalize(tracking_number)
     if not number:
         raise ValueError("tracking number is blank")
     if order is not None and order.store_id != store.pk:
@@ -92,9 +87,9 @@ def shipment_add(
             raise ValueError(f"line item {line_item.pk} is not on order {order.pk}")
     now = now or timezone.now()
     carrier_code = (carrier or "").strip().lower()
-    fields = _detection_fields(store=store, number=number, carrier=carrier_code)
+    fields = detection_fields(number, carrier=carrier_code, priority=store.carrier_priority or ())
     # A barcode may carry routing data around the number the carrier tracks (USPS 420+ZIP): keep the latter.
-    number = fields.pop("tracking_number")
+    number = str(fields.pop("tracking_number"))
 
     with transaction.atomic():
         shipment = Shipment.objects.select_for_update().filter(store=store, tracking_number=number).first()
@@ -143,7 +138,9 @@ def _complete_existing(
         changed.append("order")
     if carrier and carrier != shipment.carrier:
         # The caller knows the carrier better than our detection did: switch, and ask the right carrier now.
-        fields = _detection_fields(store=shipment.store, number=shipment.tracking_number, carrier=carrier)
+        fields = detection_fields(
+            shipment.tracking_number, carrier=carrier, priority=shipment.store.carrier_priority or ()
+        )
         fields.pop("tracking_number")
         for name, value in fields.items():
             setattr(shipment, name, value)
@@ -181,15 +178,15 @@ def _set_lines(shipment: Shipment, lines: Sequence[tuple[LineItem, int]]) -> Non
         ShipmentLine.objects.bulk_update(to_update, ["quantity"])
 
 
-def _detection_fields(*, store: Store, number: str, carrier: str) -> dict:
-    """carrier, carrier_format, carrier_valid, carrier_candidates, tracking_url and the number the carrier tracks.
+def detection_fields(number: str, *, carrier: str, priority: Sequence[str] = ()) -> dict[str, object]:
+    """carrier, carrier_format, carrier_valid, carrier_candidates, tracking_url and the number the carrier tracks
+    (`tracking.numbers.canonical` of `number`), for a normalized number; `priority` is the store's carrier list.
 
-    Without a carrier, the first valid candidate wins (detection orders them by check digit, the store's priority
-    list, then confidence). No valid candidate: the carrier stays blank and 17TRACK identifies it.
+    The candidate is `tracking.numbers.choose_candidate`'s (without a carrier, the first valid one: detection orders
+    them by check digit, the priority list, then confidence). No valid candidate: the carrier stays blank and
+    17TRACK identifies it.
     """
-    from tracking.detection import detect
-
-    candidates = detect(number, priority=tuple(store.carrier_priority or ()))
+    candidates = detect(number, priority=tuple(priority))
     as_json = [
         {
             "carrier": c.carrier,
@@ -200,11 +197,7 @@ def _detection_fields(*, store: Store, number: str, carrier: str) -> dict:
         }
         for c in candidates
     ]
-    if carrier:
-        matching = [c for c in candidates if c.carrier == carrier]
-        chosen = next((c for c in matching if c.valid), matching[0] if matching else None)
-    else:
-        chosen = next((c for c in candidates if c.valid), None)
+    chosen = choose_candidate(candidates, carrier)
     tracking_url = chosen.tracking_url if chosen else ""
     if not tracking_url and carrier:
         tracking_url = _spec_tracking_url(carrier, number)
@@ -314,7 +307,7 @@ def shipments_apply_results(
     ):
         known_keys[shipment_id].add(key)
 
-    new_events: list[tuple] = []  # rows in EVENT_COLUMNS order
+    new_events: list[Row] = []  # TrackingEvent rows, keyed by column
     outcomes: list[ApplyOutcome] = []
     changed_shipments: list[Shipment] = []
     for shipment, result in pairs:
@@ -327,17 +320,17 @@ def shipments_apply_results(
             keys.add(key)
             added += 1
             new_events.append(
-                (
-                    shipment.pk,
-                    _aware(record.occurred_at),
-                    str(record.status)[:32],
-                    str(record.substatus)[:32],
-                    record.raw_code[:64],
-                    record.raw_text[:1024],
-                    record.location[:255],
-                    key,
-                    now,
-                )
+                {
+                    "shipment_id": shipment.pk,
+                    "occurred_at": _aware(record.occurred_at),
+                    "status": str(record.status)[:32],
+                    "substatus": str(record.substatus)[:32],
+                    "raw_code": record.raw_code[:64],
+                    "raw_text": record.raw_text[:1024],
+                    "location": record.location[:255],
+                    "key": key,
+                    "created_at": now,
+                }
             )
         previous_status = shipment.status
         expired = _apply_to_shipment(shipment, result, now)
@@ -355,10 +348,10 @@ def shipments_apply_results(
             identified[shipment.carrier].append(shipment.pk)
 
     with transaction.atomic():
-        if new_events:
-            insert_events(new_events)
+        # One INSERT for the batch (a poll inserts tens of thousands); a concurrent writer's copy is skipped.
+        rows_insert(TrackingEvent, new_events, conflict=("shipment_id", "key"))
         # Only the fields a poll owns: a concurrent shipment_add (order, lines, carrier) is never overwritten.
-        bulk_update_rows([s for s, _ in pairs], APPLY_FIELDS)
+        objects_update([s for s, _ in pairs], APPLY_FIELDS)
         for carrier, ids in identified.items():
             Shipment.objects.filter(pk__in=ids, carrier="").update(carrier=carrier)
         for shipment in changed_shipments:
@@ -388,72 +381,6 @@ APPLY_FIELDS = [
     "poll_claim_token",
     "updated_at",
 ]
-
-
-EVENT_COLUMNS = ("shipment_id", "occurred_at", "status", "substatus", "raw_code", "raw_text", "location", "key",
-                 "created_at")
-
-
-def insert_events(rows: Sequence[tuple], *, batch_size: int = 2000) -> None:
-    """Insert event rows (EVENT_COLUMNS order); a row whose (shipment, key) exists already is skipped.
-
-    On PostgreSQL one INSERT ... SELECT FROM unnest(arrays) per batch, without building model instances (a poll
-    inserts tens of thousands); elsewhere bulk_create(ignore_conflicts=True).
-    """
-    if connection.vendor != "postgresql":
-        TrackingEvent.objects.bulk_create(
-            [TrackingEvent(**dict(zip(EVENT_COLUMNS, row, strict=True))) for row in rows],
-            batch_size=500,
-            ignore_conflicts=True,
-        )
-        return
-    fields = [TrackingEvent._meta.get_field(name) for name in EVENT_COLUMNS]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
-    arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in fields)
-    table = quote(TrackingEvent._meta.db_table)
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}) "  # noqa: S608 - identifiers quoted
-                f"ON CONFLICT ({quote('shipment_id')}, {quote('key')}) DO NOTHING",
-                [list(column) for column in zip(*batch, strict=True)],
-            )
-
-
-def bulk_update_rows(objects: Sequence[Model], field_names: Sequence[str], *, batch_size: int = 1000) -> None:
-    """Write `field_names` of many rows of one model: one UPDATE ... FROM (VALUES ...) per batch on PostgreSQL.
-
-    Django's bulk_update builds a CASE WHEN per field and row, whose cost grows with rows x fields in Python and in
-    the database (measured: 20 s for 2,000 shipments); a VALUES list is linear. Other databases use bulk_update.
-    """
-    if not objects:
-        return
-    model = type(objects[0])
-    if connection.vendor != "postgresql":
-        model.objects.bulk_update(objects, field_names, batch_size=500)
-        return
-    fields = [model._meta.get_field(name) for name in field_names]
-    pk = model._meta.pk
-    quote = connection.ops.quote_name
-    columns = [pk, *fields]
-    row_sql = "(" + ", ".join(f"%s::{field.cast_db_type(connection)}" for field in columns) + ")"
-    assignments = ", ".join(f"{quote(field.column)} = v.{quote(field.column)}" for field in fields)
-    names = ", ".join(quote(field.column) for field in columns)
-    table = quote(model._meta.db_table)
-    with connection.cursor() as cursor:
-        for start in range(0, len(objects), batch_size):
-            batch = objects[start : start + batch_size]
-            params: list[object] = []
-            for obj in batch:
-                for field in columns:
-                    params.append(field.get_db_prep_save(getattr(obj, field.attname), connection))
-            cursor.execute(
-                f"UPDATE {table} AS t SET {assignments} FROM (VALUES {', '.join([row_sql] * len(batch))}) "  # noqa: S608 - identifiers quoted, values bound
-                f"AS v({names}) WHERE t.{quote(pk.column)} = v.{quote(pk.column)}",
-                params,
-            )
 
 
 def _apply_to_shipment(shipment: Shipment, result: TrackingResult, now: datetime) -> bool:
@@ -542,7 +469,7 @@ def shipments_record_failure(*, shipments: Sequence[Shipment], error: str, now: 
         shipment.poll_claim_token = ""
         shipment.updated_at = now
         shipment.next_poll_at = next_poll_at_for(shipment, now)
-    bulk_update_rows(
+    objects_update(
         shipments,
         ["consecutive_failures", "last_error", "last_polled_at", "poll_claimed_until", "poll_claim_token",
          "next_poll_at", "updated_at"],

@@ -4,11 +4,11 @@ Twelve statuses follow the consensus of AfterShip, 17TRACK, EasyPost and Shippo 
 §0 and §2.6); the substatus says *why* (a delay, a refusal, a loss...). Every carrier module maps its raw codes to a
 (status, substatus) pair and keeps the raw code and text beside it, so a mapping gap never loses information.
 
-Three derived tables live here too, so that polling, pushing and the UI agree:
+Two derived tables live here too, so that polling, pushing and the UI agree:
 - TERMINAL_STATUSES / is_terminal(): when polling stops.
 - PROGRESS_RANK / moves_forward(): a shipment's status never moves backwards (a late "in transit" scan after
   "delivered" is recorded as an event but does not change the shipment).
-- shipment_status_for(): the Genstore `shipmentStatus` pushed for a status (genstore-contract.md, last table).
+What is pushed to Genstore for a status is oma/fulfillment/pushed_status.py's business (tracking knows no Genstore).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ SUBSTATUSES: tuple[str, ...] = tuple(value for value in Substatus.values if valu
 # Polling stops here. A return counts only once it reached the sender (substatus returned_completed).
 TERMINAL_STATUSES: frozenset[str] = frozenset({Status.DELIVERED, Status.CANCELLED, Status.EXPIRED})
 
-# Exceptions whose parcel will not reach the recipient: pushed as `failure`, never as `delayed`.
+# Exceptions whose parcel will not reach the recipient (the journey ended; a push says `failure`, not `delayed`).
 FAILURE_SUBSTATUSES: frozenset[str] = frozenset(
     {
         Substatus.REFUSED,
@@ -101,37 +101,6 @@ PROGRESS_RANK: dict[str, int] = {
     Status.EXPIRED: 60,
 }
 
-# genstore-contract.md, "OMA's shipment statuses and what is pushed". None = push nothing.
-_PUSHED_SHIPMENT_STATUS: dict[str, str | None] = {
-    Status.PENDING: None,
-    Status.INFO_RECEIVED: "confirmed",
-    Status.IN_TRANSIT: "in_transit",
-    Status.OUT_FOR_DELIVERY: "out_for_delivery",
-    Status.AVAILABLE_FOR_PICKUP: "ready_for_pickup",
-    Status.ATTEMPT_FAILED: "attempted_delivery",
-    Status.DELIVERED: "delivered",
-    Status.EXCEPTION: "delayed",  # unless the substatus says the parcel is gone: see shipment_status_for
-    Status.RETURN_TO_SENDER: "failure",
-    Status.CANCELLED: None,
-    Status.EXPIRED: None,
-    Status.UNKNOWN: None,
-}
-
-# Order of Genstore's shipmentStatus values along a journey, for "a push never moves a fulfillment backwards".
-SHIPMENT_STATUS_RANK: dict[str, int] = {
-    "label_printed": 0,
-    "label_purchased": 0,
-    "confirmed": 10,
-    "in_transit": 20,
-    "delayed": 20,
-    "out_for_delivery": 30,
-    "ready_for_pickup": 30,
-    "attempted_delivery": 30,
-    "failure": 40,
-    "delivered": 50,
-}
-
-
 def is_terminal(status: str, substatus: str = "") -> bool:
     """Whether polling can stop: delivered, cancelled, expired, or a return that reached the sender."""
     if status in TERMINAL_STATUSES:
@@ -148,20 +117,6 @@ def moves_forward(current: str, candidate: str) -> bool:
     if candidate == Status.UNKNOWN:
         return current == Status.UNKNOWN
     return progress_rank(candidate) >= progress_rank(current)
-
-
-def shipment_status_for(status: str, substatus: str = "") -> str | None:
-    """The Genstore `shipmentStatus` to push for an OMA status, or None when nothing is pushed."""
-    if status == Status.EXCEPTION and substatus in FAILURE_SUBSTATUSES:
-        return "failure"
-    return _PUSHED_SHIPMENT_STATUS.get(status)
-
-
-def shipment_status_moves_forward(previous: str | None, candidate: str) -> bool:
-    """Whether pushing `candidate` after `previous` (the last pushed value, None if none) moves forward."""
-    if previous is None:
-        return True
-    return SHIPMENT_STATUS_RANK.get(candidate, 0) >= SHIPMENT_STATUS_RANK.get(previous, 0)
 
 
 # Substatus hints in carrier free text, for carriers whose codes say "exception" or "attempt" without the reason.

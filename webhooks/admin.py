@@ -15,10 +15,10 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from oma.genstore.topics import WEBHOOK_TOPICS
 from oma.stores.models import Store
 from webhooks.models import CustomerDataExport, WebhookDelivery
 from webhooks.services import deliveries_replay
-from webhooks.topics import HANDLED_TOPICS
 
 
 def _visible_store_ids(request: HttpRequest) -> QuerySet[Store] | None:
@@ -88,7 +88,7 @@ class TopicFilter(admin.SimpleListFilter):
         # The topics OMA processes (a DISTINCT over a long log would scan it); ignored ones: filter by state.
         from webhooks.processors import PROCESSORS
 
-        return [(topic, topic) for topic in sorted(set(HANDLED_TOPICS) | set(PROCESSORS))]
+        return [(topic, topic) for topic in sorted(set(WEBHOOK_TOPICS) | set(PROCESSORS))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.filter(topic=self.value()) if self.value() else queryset

@@ -1,8 +1,9 @@
 """Handing deliveries to the broker: the fast path after commit, and the outbox dispatcher that catches the rest.
 
-The broker is never trusted with the only copy of anything: a delivery row exists before its task is published,
-and a publish that fails (Redis down, a message lost) leaves the row due for the dispatcher, which beat runs
-every minute. Publishing twice is harmless: processing claims the row first.
+The broker is never trusted with the only copy of anything (oma.core.outbox): a delivery row exists before its
+task is published, and a publish that fails (Redis down, a message lost) leaves the row due (`next_dispatch_at`)
+for the outbox's re-dispatch, which beat runs every minute. Publishing twice is harmless: processing claims the
+row first.
 
 Fast path: the web process hands committed ids to a publisher thread, which publishes them BATCH_SIZE to a
 message (a request never waits for the broker, and one message's processing upserts its orders together).
@@ -16,20 +17,17 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import DatabaseError, connection, transaction
-from django.db.models import F
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from oma.core.outbox import DispatchResult, dispatch_due, publish, publish_until_down
 from webhooks.conf import webhook_setting
 from webhooks.models import WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
-# One quick retry covers a pooled connection that went stale; more would only hold the publisher while Redis is down.
-_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
 # Ids per processing message: enough to spread a publish's cost (about a millisecond of the web process's CPU),
 # few enough to keep the workers busy in parallel and a batch of thin payloads (each re-read from the API at the
 # store's rate limit) well inside the task's time limit.
@@ -41,16 +39,9 @@ _LINGER_SECONDS = 0.5
 
 def deliveries_enqueue(delivery_ids: Sequence[int], *, countdown: float | None = None) -> bool:
     """Publish the processing of these deliveries (one message); False, never an exception, if the broker is down."""
-    from webhooks.tasks import process_deliveries
+    from webhooks.tasks import process_deliveries  # why: webhooks.tasks imports this module
 
-    try:
-        process_deliveries.apply_async(
-            (list(delivery_ids),), countdown=countdown, retry=True, retry_policy=_PUBLISH_RETRY_POLICY
-        )
-    except Exception as exc:  # any broker failure: the outbox is the guarantee, not this call
-        logger.warning("broker did not take %d deliveries (%s); the outbox will dispatch them", len(delivery_ids), exc)
-        return False
-    return True
+    return publish(process_deliveries, list(delivery_ids), countdown=countdown)
 
 
 def delivery_enqueue(delivery_id: int, *, countdown: float | None = None) -> bool:
@@ -70,11 +61,9 @@ def _mark_due(delivery_ids: Sequence[int]) -> None:
 def deliveries_publish(delivery_ids: Sequence[int]) -> bool:
     """Publish received (or replayed) deliveries now, BATCH_SIZE per message. On a broker failure the rest are made
     due for the next outbox run, and False says so."""
-    for start in range(0, len(delivery_ids), BATCH_SIZE):
-        batch = delivery_ids[start : start + BATCH_SIZE]
-        if not deliveries_enqueue(batch):
-            _mark_due(delivery_ids[start:])
-            return False
+    if rest := publish_until_down(delivery_ids, deliveries_enqueue, size=BATCH_SIZE):
+        _mark_due(rest)
+        return False
     return True
 
 
@@ -179,43 +168,17 @@ def delivery_enqueue_after_receipt(delivery_id: int) -> None:
         _publisher.submit(delivery_id)
 
 
-@dataclass(frozen=True)
-class DispatchResult:
-    dispatched: int
-    broker_down: bool
-
-
 def deliveries_dispatch_due(*, now: datetime | None = None, max_batches: int = 20) -> DispatchResult:
-    """Re-enqueue unfinished deliveries whose dispatch deadline has passed, a batch at a time.
-
-    Rows are claimed with SELECT ... FOR UPDATE SKIP LOCKED (PostgreSQL) and their deadline pushed forward in the
-    same transaction, so two dispatchers running at once never publish the same row twice in one round.
-    """
-    now = now or timezone.now()
-    batch_size = webhook_setting("OMA_WEBHOOK_DISPATCH_BATCH")
-    redispatch_after = timedelta(seconds=webhook_setting("OMA_WEBHOOK_REDISPATCH_SECONDS"))
-    dispatched = 0
-    for _ in range(max_batches):
-        with transaction.atomic():
-            ids = list(
-                WebhookDelivery.objects.select_for_update(skip_locked=True)
-                .filter(next_dispatch_at__lte=now, state__in=WebhookDelivery.UNFINISHED_STATES)
-                .order_by("next_dispatch_at")
-                .values_list("pk", flat=True)[:batch_size]
-            )
-            if ids:
-                WebhookDelivery.objects.filter(pk__in=ids).update(
-                    next_dispatch_at=now + redispatch_after, dispatch_count=F("dispatch_count") + 1
-                )
-        for position in range(0, len(ids), BATCH_SIZE):
-            if not deliveries_enqueue(ids[position : position + BATCH_SIZE]):
-                # Broker down: what was not published is due again at the next run.
-                WebhookDelivery.objects.filter(pk__in=ids[position:]).update(next_dispatch_at=now)
-                logger.warning("outbox: broker down after %d dispatches; %d left due", dispatched, len(ids[position:]))
-                return DispatchResult(dispatched=dispatched, broker_down=True)
-            dispatched += len(ids[position : position + BATCH_SIZE])
-        if len(ids) < batch_size:
-            break
-    if dispatched:
-        logger.info("outbox: re-enqueued %d webhook deliveries", dispatched)
-    return DispatchResult(dispatched=dispatched, broker_down=False)
+    """Re-enqueue unfinished deliveries whose dispatch deadline has passed (the outbox's re-dispatch), a batch at a
+    time and BATCH_SIZE ids per message; each dispatch counts in `dispatch_count`."""
+    return dispatch_due(
+        WebhookDelivery.objects.filter(state__in=WebhookDelivery.UNFINISHED_STATES),
+        due_field="next_dispatch_at",
+        count_field="dispatch_count",
+        send=deliveries_enqueue,
+        send_size=BATCH_SIZE,
+        redispatch_after=timedelta(seconds=webhook_setting("OMA_WEBHOOK_REDISPATCH_SECONDS")),
+        batch_size=webhook_setting("OMA_WEBHOOK_DISPATCH_BATCH"),
+        now=now,
+        max_batches=max_batches,
+    )

@@ -23,7 +23,7 @@ from typing import Any
 
 from django.db import connection
 
-from oma.core.jsonrows import rows_insert
+from oma.core.bulk import rows_insert
 from webhooks.models import WebhookDelivery
 
 # Rows per statement (a process has far fewer request threads than this; it bounds the statement's size).

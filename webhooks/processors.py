@@ -18,6 +18,18 @@ from oma.genstore.client import GenstoreClient
 from oma.genstore.errors import GenstoreNotFound
 from oma.genstore.parsing import parse_order, parse_refund
 from oma.genstore.records import OrderRecord
+from oma.genstore.topics import (
+    APP_SCOPES_UPDATE,
+    APP_UNINSTALLED,
+    CUSTOMERS_DATA_REQUEST,
+    CUSTOMERS_REDACT,
+    ORDER_TOPICS,
+    ORDERS_CANCELLED,
+    ORDERS_FULFILLED,
+    ORDERS_PARTIALLY_FULFILLED,
+    REFUNDS_CREATE,
+    SHOP_REDACT,
+)
 from oma.orders import compliance
 from oma.orders.models import Order, Refund
 from oma.orders.services import order_upsert
@@ -26,7 +38,6 @@ from oma.stores.services import genstore_client_for, store_deactivate
 from webhooks import services
 from webhooks.models import WebhookDelivery
 from webhooks.services import PermanentProcessingError
-from webhooks.topics import ORDER_TOPICS
 
 Processor = Callable[[Store, WebhookDelivery, dict[str, Any]], str]
 
@@ -41,9 +52,9 @@ def _order_payload_gap(*, topic: str, record: OrderRecord) -> str | None:
         return "no updatedAt"
     if not record.has_line_items:
         return "no lineItems"
-    if topic in ("orders/fulfilled", "orders/partiallyFulfilled") and not record.has_fulfillments:
+    if topic in (ORDERS_FULFILLED, ORDERS_PARTIALLY_FULFILLED) and not record.has_fulfillments:
         return "no fulfillments"
-    if topic == "orders/cancelled" and record.cancelled_at is None:
+    if topic == ORDERS_CANCELLED and record.cancelled_at is None:
         return "no cancelledAt"
     return None
 
@@ -220,12 +231,12 @@ def process_shop_redact(store: Store, delivery: WebhookDelivery, payload: dict[s
 
 # Every handled topic but orders/*, which are processed in batches (order_record_for, then one upsert per store).
 PROCESSORS: dict[str, Processor] = {
-    "refunds/create": process_refund,
-    "app/uninstalled": process_app_uninstalled,
-    "app/scopesUpdate": process_scopes_update,
-    "customers/redact": process_customer_redact,
-    "customers/data_request": process_customer_data_request,
-    "shop/redact": process_shop_redact,
+    REFUNDS_CREATE: process_refund,
+    APP_UNINSTALLED: process_app_uninstalled,
+    APP_SCOPES_UPDATE: process_scopes_update,
+    CUSTOMERS_REDACT: process_customer_redact,
+    CUSTOMERS_DATA_REQUEST: process_customer_data_request,
+    SHOP_REDACT: process_shop_redact,
 }
 
 

@@ -19,16 +19,23 @@ from django.db import connection, transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
+from oma.core.leases import Pk, lease_take
+from oma.core.outbox import after_commit
 from oma.genstore.errors import GenstoreError, GenstoreRateLimited
 from oma.genstore.records import OrderRecord
-from oma.genstore.webhooks import COMPLIANCE_TOPICS, WEBHOOK_TOPICS
+from oma.genstore.topics import (
+    CUSTOMER_REQUEST_TOPICS,
+    ORDER_ID_TOPICS,
+    ORDER_TOPICS,
+    ORDERS_CANCELLED,
+    SUBSCRIBABLE_TOPICS,
+)
 from oma.orders.compliance import CustomerKeys, delivery_body_without_personal_data
 from oma.stores.models import Store
 from webhooks.conf import webhook_setting
 from webhooks.dispatch import deliveries_publish, delivery_enqueue_after_receipt
 from webhooks.intake import delivery_insert_unless_duplicate
 from webhooks.models import CustomerDataExport, WebhookDelivery
-from webhooks.topics import HANDLED_TOPICS, ORDER_TOPICS
 
 logger = logging.getLogger(__name__)
 
@@ -139,14 +146,8 @@ def delivery_receive(
     delivery_id = delivery_insert_unless_duplicate(row, in_transaction=in_transaction)
     if delivery_id is None:
         return ReceiveResult(delivery_id=None, duplicate=True, ignored=not handled)
-    if handled:
-        if in_transaction:  # enqueued once the caller's transaction commits
-            transaction.on_commit(partial(delivery_enqueue_after_receipt, delivery_id), robust=True)
-        else:  # the row is committed already (group commit, autocommit)
-            try:
-                delivery_enqueue_after_receipt(delivery_id)
-            except Exception:  # as on_commit(robust=True): the row is stored, so the outbox will dispatch it
-                logger.exception("webhook %s: enqueueing failed; the outbox will dispatch it", delivery_id)
+    if handled:  # once the caller's transaction commits (the row is committed already outside one)
+        after_commit(partial(delivery_enqueue_after_receipt, delivery_id))
     return ReceiveResult(delivery_id=delivery_id, duplicate=False, ignored=not handled)
 
 
@@ -169,12 +170,25 @@ class _ClaimLost(Exception):
 _CLAIM_TOLERANCE = timedelta(seconds=2)
 
 
-def _claimable(now: datetime) -> Q:
-    """Received rows; retries whose backoff is over; processing rows whose lease ran out (their attempt died)."""
-    return (
-        Q(state=State.RECEIVED)
-        | Q(state=State.RETRYING, lease_expires_at__lte=now + _CLAIM_TOLERANCE)
-        | Q(state=State.PROCESSING, lease_expires_at__lt=now)
+def _claim(ids: Sequence[int], *, token: str, now: datetime) -> list[Pk]:
+    """Take the processing lease (oma.core.leases) of the unfinished deliveries among `ids` that no attempt holds:
+    received rows; retries whose backoff is over (their lease is the "not before"); processing rows whose lease ran
+    out (their attempt died). The same UPDATE moves them to processing and counts the attempt."""
+    lease = timedelta(seconds=webhook_setting("OMA_WEBHOOK_LEASE_SECONDS"))
+    return lease_take(
+        WebhookDelivery.objects.filter(pk__in=ids, state__in=WebhookDelivery.UNFINISHED_STATES),
+        holder=token,
+        ttl=lease,
+        now=now,
+        holder_field="claim_token",
+        until_field="lease_expires_at",
+        also_free=Q(state=State.RECEIVED) | Q(state=State.RETRYING, lease_expires_at__lte=now + _CLAIM_TOLERANCE),
+        values={
+            "state": State.PROCESSING,
+            "attempts": F("attempts") + 1,
+            # If this attempt dies, the outbox hands the rows out again once the lease has run out.
+            "next_dispatch_at": now + lease + timedelta(seconds=5),
+        },
     )
 
 
@@ -188,20 +202,11 @@ def deliveries_process(*, delivery_ids: Sequence[int]) -> dict[int, ProcessResul
     it does across batches); every other topic runs on its own.
     """
     ids = list(dict.fromkeys(delivery_ids))
-    now = timezone.now()
     token = uuid.uuid4().hex
-    lease = timedelta(seconds=webhook_setting("OMA_WEBHOOK_LEASE_SECONDS"))
-    WebhookDelivery.objects.filter(_claimable(now), pk__in=ids).update(
-        state=State.PROCESSING,
-        attempts=F("attempts") + 1,
-        claim_token=token,
-        lease_expires_at=now + lease,
-        # If this attempt dies, the outbox hands the rows out again once the lease has run out.
-        next_dispatch_at=now + lease + timedelta(seconds=5),
-    )
+    taken = _claim(ids, token=token, now=timezone.now())
     claimed = (
         WebhookDelivery.objects.select_related("store")
-        .filter(pk__in=ids, claim_token=token, state=State.PROCESSING)
+        .filter(pk__in=taken)
         .order_by("pk")  # the order of receipt: of two versions with the same updatedAt, the later one wins
     )
     results = {delivery_id: ProcessResult(state="skipped") for delivery_id in ids}
@@ -304,7 +309,7 @@ def _process_orders(deliveries: list[WebhookDelivery], token: str) -> dict[int, 
                 applied = newest[record.order_id][0] is delivery
                 outcome = counts.outcomes.get(record.order_id, "stale") if applied else "stale"
                 text = f"order {record.order_id} {outcome}{note}"
-                if delivery.topic == "orders/cancelled" and record.cancelled_at is None:
+                if delivery.topic == ORDERS_CANCELLED and record.cancelled_at is None:
                     text += "; Genstore does not show it cancelled"
                 outcomes[delivery.pk] = text[:255]
             # One UPDATE for the batch (the rows are locked above; only the outcome differs from row to row).
@@ -410,7 +415,7 @@ def deliveries_replay(*, deliveries: QuerySet[WebhookDelivery]) -> int:
             lease_expires_at=None,
             processed_at=None,
         )
-        transaction.on_commit(partial(deliveries_publish, ids), robust=True)
+        after_commit(partial(deliveries_publish, ids))
     if ids:
         logger.info("replaying %d webhook deliveries", len(ids))
     return len(ids)
@@ -464,19 +469,15 @@ def deliveries_prune(*, now: datetime | None = None, batch_size: int | None = No
 # --- erasing (compliance topics) ---------------------------------------------------------------------
 
 
-# Deliveries whose resource_id is a Genstore orderId (a channel delivery's is the platform's own order id).
-_ORDER_RESOURCE_TOPICS = (*ORDER_TOPICS, "refunds/create")
-_CUSTOMER_REQUEST_TOPICS = ("customers/data_request", "customers/redact")
-
-
 def deliveries_redact(*, store: Store, order_ids: Iterable[str], also: Sequence[int] = ()) -> int:
     """Erase personal data from the stored bodies of a store's deliveries about these orders (and `also` ids).
 
     The row stays (id, topic, time, dedupe key) for the dedupe audit; the body keeps its topic's allow-list.
     """
     order_ids = [str(order_id) for order_id in order_ids]
+    # Only ORDER_ID_TOPICS carry a Genstore orderId as resource_id (a channel delivery's is the platform's own).
     rows = WebhookDelivery.objects.filter(store=store).filter(
-        Q(resource_id__in=order_ids, topic__in=_ORDER_RESOURCE_TOPICS) | Q(pk__in=list(also))
+        Q(resource_id__in=order_ids, topic__in=ORDER_ID_TOPICS) | Q(pk__in=list(also))
     )
     now = timezone.now()
     count = 0
@@ -504,7 +505,7 @@ def customer_deliveries_erase(
     """
     wanted = CustomerKeys.of(customer, order_ids)
     requests = []
-    candidates = WebhookDelivery.objects.filter(store=store, topic__in=_CUSTOMER_REQUEST_TOPICS, redacted_at=None)
+    candidates = WebhookDelivery.objects.filter(store=store, topic__in=CUSTOMER_REQUEST_TOPICS, redacted_at=None)
     for delivery_id, body in candidates.values_list("pk", "body").iterator(chunk_size=200):
         try:
             payload = json.loads(body)
@@ -589,8 +590,7 @@ def subscribable_topics() -> list[str]:
 
     The compliance topics are left out: their callback URLs live in the app's configuration on Genstore.
     """
-    subscribable = set(WEBHOOK_TOPICS) - set(COMPLIANCE_TOPICS)
-    return [topic for topic in HANDLED_TOPICS if topic in subscribable]
+    return list(SUBSCRIBABLE_TOPICS)
 
 
 def webhook_subscriptions_register(*, store: Store, address: str) -> RegisterResult:

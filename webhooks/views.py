@@ -21,12 +21,12 @@ from django.http.request import HttpHeaders
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from oma.genstore.topics import is_known_topic, payload_shape_error, resource_id_of
 from oma.genstore.webhooks import HEADER_HMAC, HEADER_SHOP_DOMAIN, HEADER_TOPIC, HEADER_WEBHOOK_ID
 from webhooks.conf import webhook_setting
 from webhooks.selectors import WebhookStore, store_for_webhook
 from webhooks.services import ReceiveResult, delivery_receive
 from webhooks.signatures import delivery_signature_valid
-from webhooks.topics import is_handled, payload_shape_error, resource_id_of
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def _genstore_webhook(request: HttpRequest) -> HttpResponse:
     if error is not None:
         return _reject(400, error, request, domain=domain, topic=topic)
 
-    handled = is_handled(topic)
+    handled = is_known_topic(topic)
     try:
         result = _receive(request, store, topic, body, payload, handled)
     except IntegrityError:

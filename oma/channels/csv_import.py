@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -30,14 +29,16 @@ from oma.channels.connectors.csv import CsvFileError, CsvRow, parse_tracking_csv
 from oma.channels.matching import OrderLedger, lock_orders, orders_for_external_ids
 from oma.channels.models import Channel, CsvImport, ExternalShipment
 from oma.channels.services import (
-    canonical_tracking_number,
     channel_touch,
     dedupe_key,
     existing_shipments,
     external_shipment_row,
     match_row,
 )
+from oma.core.leases import lease_free, lease_take
+from oma.core.outbox import AnyTask, enqueue_on_commit, publish_each
 from oma.stores.models import Store
+from tracking.numbers import canonical
 from tracking.services import shipments_changed_batch
 
 logger = logging.getLogger(__name__)
@@ -238,7 +239,7 @@ def tracking_csv_import(
             if not dry_run and queue_above_rows is not None and len(parsed.rows) > queue_above_rows:
                 csv_import.queued_file = data
                 csv_import.save(update_fields=["queued_file"])
-                transaction.on_commit(partial(_enqueue_queued_import, csv_import.pk), robust=True)
+                enqueue_on_commit(_import_task(), csv_import.pk)  # broker down: queued again when stalled
                 report.queued = True
                 logger.info("csv import for %s: %s", store.domain, report.summary())
                 return report
@@ -277,20 +278,23 @@ def _import_into(
     channel_touch(channel, now=now)
 
 
-def _enqueue_queued_import(csv_import_id: int) -> None:
-    from oma.channels.tasks import import_queued_csv
+def _import_task() -> AnyTask:
+    from oma.channels.tasks import import_queued_csv  # why: oma.channels.tasks imports this module
 
-    import_queued_csv.delay(csv_import_id)
+    return import_queued_csv
 
 
 # A claim older than this belongs to an attempt that has ended (the task's hard time limit is 3300 s).
 QUEUED_IMPORT_CLAIM = timedelta(hours=1)
 
 
-def _queued_and_unclaimed(now: datetime) -> QuerySet[CsvImport]:
-    return CsvImport.objects.filter(finished_at__isnull=True, queued_file__isnull=False).filter(
-        Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - QUEUED_IMPORT_CLAIM)
-    )
+def _queued() -> QuerySet[CsvImport]:
+    return CsvImport.objects.filter(finished_at__isnull=True, queued_file__isnull=False)
+
+
+def _unclaimed(now: datetime) -> Q:
+    """The claim is a lease kept as the moment an attempt took it (`claimed_at`), over after QUEUED_IMPORT_CLAIM."""
+    return lease_free(now=now, ttl=QUEUED_IMPORT_CLAIM, until_field=None, taken_field="claimed_at")
 
 
 def csv_import_run_queued(*, csv_import_id: int, now: datetime | None = None) -> CsvImportReport | None:
@@ -298,7 +302,11 @@ def csv_import_run_queued(*, csv_import_id: int, now: datetime | None = None) ->
     holds it (a task delivered twice), or the row is gone. An attempt lost half-way (a killed worker) is taken
     over once its claim has expired (`csv_imports_enqueue_stalled`); rows it imported count as already imported."""
     now = now or timezone.now()
-    if not _queued_and_unclaimed(now).filter(pk=csv_import_id).update(claimed_at=now):
+    claimed = lease_take(
+        _queued().filter(pk=csv_import_id), ttl=QUEUED_IMPORT_CLAIM, now=now,
+        holder_field=None, until_field=None, taken_field="claimed_at",
+    )
+    if not claimed:
         return None
     csv_import = CsvImport.objects.select_related("store", "channel").get(pk=csv_import_id)
     report = CsvImportReport(file_name=csv_import.file_name, import_id=csv_import.pk,
@@ -324,10 +332,9 @@ def csv_imports_enqueue_stalled(*, now: datetime | None = None) -> int:
     or whose attempt ended without finishing (a killed worker): a queued file is imported late, never dropped."""
     now = now or timezone.now()
     stalled = list(
-        _queued_and_unclaimed(now).filter(started_at__lt=now - STALLED_AFTER).values_list("pk", flat=True)
+        _queued().filter(_unclaimed(now), started_at__lt=now - STALLED_AFTER).values_list("pk", flat=True)
     )
-    for csv_import_id in stalled:
-        _enqueue_queued_import(csv_import_id)
+    publish_each(_import_task(), [(csv_import_id,) for csv_import_id in stalled])  # broker down: next run
     return len(stalled)
 
 
@@ -468,7 +475,7 @@ def _import_batch(
     known_shipments = existing_shipments(
         store=store,
         numbers=[
-            canonical_tracking_number(store=store, number=row.record.tracking_number, carrier=row.record.carrier)
+            canonical(row.record.tracking_number, carrier=row.record.carrier, priority=store.carrier_priority or ())
             for row in rows
             if row.record is not None
         ],

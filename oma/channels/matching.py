@@ -22,9 +22,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from oma.channels.connectors.base import LineRef, normalize_tracking_number
+from oma.channels.connectors.base import LineRef
 from oma.orders.models import GenstoreFulfillment, LineItem, Order
 from oma.stores.models import Store
+from tracking.numbers import normalize
 
 CANCELLED = "cancelled"  # tracking.vocabulary.Status.CANCELLED: a voided label; its items are free again
 # Genstore fulfillment statuses that hold no items (genstore-contract.md, the Fulfillment object).
@@ -158,7 +159,7 @@ class OrderLedger:
             for item in items if isinstance(items, list) else ():
                 if isinstance(item, dict) and item.get("id") is not None:
                     quantity = _as_int(item.get("quantity"))
-                    fulfilled[order_id][normalize_tracking_number(number or "")][str(item["id"])] += quantity
+                    fulfilled[order_id][normalize(number or "")][str(item["id"])] += quantity
         return {
             order.pk: cls(
                 order, lines[order.pk], dict(held[order.pk]), {k: dict(v) for k, v in fulfilled[order.pk].items()}

@@ -14,7 +14,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
@@ -43,6 +42,7 @@ from oma.channels.matching import (
 from oma.channels.models import Channel, CsvImport, ExternalShipment
 from oma.orders.models import Order
 from oma.stores.models import Store
+from tracking.numbers import canonical
 
 logger = logging.getLogger(__name__)
 
@@ -181,27 +181,6 @@ def shipment_source_for(channel: Channel) -> str:
     return {"csv": Shipment.Source.CSV, "webhook": Shipment.Source.WEBHOOK}.get(channel.kind, Shipment.Source.CONNECTOR)
 
 
-def canonical_tracking_number(*, store: Store, number: str, carrier: str = "") -> str:
-    """The number the tracking engine will store for `number` (a USPS barcode's routing prefix dropped).
-
-    Mirrors tracking.services' choice of candidate, so the allocation looks at the right existing shipment.
-    """
-    return _canonical_number(number, carrier, tuple(store.carrier_priority or ()))
-
-
-@lru_cache(maxsize=4096)
-def _canonical_number(number: str, carrier: str, priority: tuple[str, ...]) -> str:
-    from tracking.detection import detect
-
-    candidates = detect(number, priority=priority)
-    if carrier:
-        matching = [c for c in candidates if c.carrier == carrier]
-        chosen = next((c for c in matching if c.valid), matching[0] if matching else None)
-    else:
-        chosen = next((c for c in candidates if c.valid), None)
-    return (chosen.tracking_number if chosen is not None and chosen.valid else "") or number
-
-
 @dataclass(frozen=True, slots=True)
 class MatchOutcome:
     """What matching did with one record. outcome: created, added, already, waiting, rejected, withdrawn."""
@@ -275,7 +254,7 @@ def match_row(
     try:
         if order.is_cancelled:
             raise MatchProblem(f"order {order.order_id} is cancelled")
-        number = canonical_tracking_number(store=store, number=row.tracking_number, carrier=row.carrier)
+        number = canonical(row.tracking_number, carrier=row.carrier, priority=store.carrier_priority or ())
         if known_shipments is not None and number in known_shipments:
             existing = known_shipments[number]
         else:
@@ -343,7 +322,7 @@ def withdraw_row(*, row: ExternalShipment, now: datetime) -> MatchOutcome:
     ).exclude(pk=row.pk)
     was_live = row.state == State.MATCHED or siblings.filter(state=State.MATCHED).exists()
     siblings.update(state=State.WITHDRAWN, updated_at=now)
-    number = canonical_tracking_number(store=channel.store, number=row.tracking_number, carrier=row.carrier)
+    number = canonical(row.tracking_number, carrier=row.carrier, priority=channel.store.carrier_priority or ())
     shipment = Shipment.objects.select_for_update().filter(store_id=channel.store_id, tracking_number=number).first()
     row.state = State.WITHDRAWN
     row.matched_at = row.matched_at or now
@@ -482,7 +461,7 @@ def _receive_group_once(
         known_shipments = existing_shipments(
             store=order.store,
             numbers=[
-                canonical_tracking_number(store=order.store, number=r.tracking_number, carrier=r.carrier)
+                canonical(r.tracking_number, carrier=r.carrier, priority=order.store.carrier_priority or ())
                 for _, r in items
             ],
         )

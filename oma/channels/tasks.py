@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from oma.channels.models import Channel
+from oma.core.leases import lease_release, lease_take
 from oma.stores.models import Store
 
 # A poll stops asking after this long (ShipStation allows 40 requests a minute: about 300 orders), well inside
@@ -39,20 +40,16 @@ def poll_channel(channel_id: int) -> str:
     from oma.channels.services import channel_poll
 
     now = timezone.now()
-    # The lease: a conditional UPDATE, so a second copy of this task (redelivery, a manual run) skips.
-    taken = (
-        Channel.objects.filter(pk=channel_id, is_enabled=True)
-        .filter(Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now))
-        .filter(Q(poll_paused_until__isnull=True) | Q(poll_paused_until__lte=now))
-        .update(poll_lease_until=now + POLL_LEASE)
-    )
-    if not taken:
+    # The lease (oma.core.leases): of two copies of this task (redelivery, a manual run), the second skips.
+    row = Channel.objects.filter(pk=channel_id)
+    polling = row.filter(is_enabled=True).filter(Q(poll_paused_until__isnull=True) | Q(poll_paused_until__lte=now))
+    if not lease_take(polling, ttl=POLL_LEASE, now=now, holder_field=None, until_field="poll_lease_until"):
         return "skipped"
     try:
         channel = Channel.objects.select_related("store").get(pk=channel_id)
         return channel_poll(channel=channel, time_budget_seconds=POLL_TIME_BUDGET_SECONDS).describe()
     finally:
-        Channel.objects.filter(pk=channel_id).update(poll_lease_until=None)
+        lease_release(row, holder_field=None, until_field="poll_lease_until")
 
 
 @shared_task(name="channels.match_waiting", ignore_result=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
@@ -39,7 +40,13 @@ def decrypt(token: str) -> str:
         raise DecryptionError("no key in OMA_ENCRYPTION_KEYS decrypts this value") from exc
 
 
-class EncryptedTextField(models.TextField):
+if TYPE_CHECKING:
+    _TextField = models.TextField[str | None, str | None]
+else:
+    _TextField = models.TextField  # Django's fields are not subscriptable at run time
+
+
+class EncryptedTextField(_TextField):
     """A text field stored as a Fernet token; reads give the plaintext back. Not filterable by value."""
 
     def from_db_value(self, value: str | None, expression: object, connection: object) -> str | None:

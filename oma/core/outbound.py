@@ -19,6 +19,10 @@ PostgreSQL, the admin itself. Three layers, all here:
    parsers could read differently: userinfo, backslashes, fragments, queries, whitespace and control characters,
    numeric hosts that are not a plain IPv4 address, and any disagreement with `urllib.parse.urlsplit`.
 
+Every request also gets a (connect, read) timeout when its caller names none (DEFAULT_TIMEOUT), and every answer is
+reported to the observers registered with `add_response_observer` (oma.ops counts 429s and 5xx per host). Retries
+are oma.core.retry's, the shared token bucket oma.core.ratelimit's.
+
 An HTTP(S) proxy from the environment (HTTPS_PROXY) takes over the connection: the address check is then the
 proxy's job (an egress proxy such as smokescreen is the recommended production setup anyway).
 """
@@ -26,6 +30,7 @@ proxy's job (an egress proxy such as smokescreen is the recommended production s
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import socket
 import sys
@@ -47,6 +52,8 @@ from urllib3.poolmanager import PoolManager
 from urllib3.util import connection as urllib3_connection
 from urllib3.util import parse_url
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*$")
@@ -382,16 +389,49 @@ class GuardedAdapter(HTTPAdapter):
             raise OutboundRefused(str(exc), request=request) from None
 
 
+# --- the session ---------------------------------------------------------------------------------------------
+
+# (connect, read) seconds for a request whose caller passes no timeout: no OMA request waits forever.
+DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
+
+# Observers of every answer: called with (host, status code) or (host, the exception the request raised).
+ResponseObserver = Callable[[str, int | requests.RequestException], None]
+_observers: list[ResponseObserver] = []
+
+
+def add_response_observer(observer: ResponseObserver) -> None:
+    """Call `observer` for every answer (or failure) of every OutboundSession in this process; adding the same
+    observer twice keeps one. Apps register theirs at start-up (oma.ops counts 429s and 5xx): core imports no app."""
+    if observer not in _observers:
+        _observers.append(observer)
+
+
+def remove_response_observer(observer: ResponseObserver) -> None:
+    if observer in _observers:
+        _observers.remove(observer)
+
+
+def _notify(host: str, outcome: int | requests.RequestException) -> None:
+    for observer in tuple(_observers):
+        try:
+            observer(host, outcome)
+        except Exception:  # an observer (metrics) must never fail the request it watches
+            logger.exception("outbound response observer %r failed", observer)
+
+
 class OutboundSession(requests.Session):
     """A session for one integration's base URL: talks to that origin only, follows no redirect to another origin
-    (the 3xx is handed back as the answer), and connects through the AddressGuard. A base URL that fails
-    `parse_base_url` makes every request fail with OutboundRefused (nothing is sent)."""
+    (the 3xx is handed back as the answer), connects through the AddressGuard, applies `timeout` to a request
+    that names none, and reports every answer to the registered observers (`add_response_observer`). A base URL
+    that fails `parse_base_url` makes every request fail with OutboundRefused (nothing is sent)."""
 
     def __init__(self, *, base_url: str, own_hosts: Iterable[str],
-                 operator_hosts: Callable[[], Sequence[str]] = operator_api_hosts) -> None:
+                 operator_hosts: Callable[[], Sequence[str]] = operator_api_hosts,
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
         super().__init__()
         self.base: BaseURL | None = None
         self.refusal: str | None = None
+        self.default_timeout = timeout
         try:
             self.base = parse_base_url(base_url)
         except OutboundURLError as exc:
@@ -400,12 +440,29 @@ class OutboundSession(requests.Session):
         self.mount("https://", adapter)
         self.mount("http://", adapter)
 
+    @property
+    def host_label(self) -> str:
+        """The base URL's host, with its port when not the scheme's default (the observers' `host`)."""
+        if self.base is None:
+            return ""
+        if self.base.port in (None, DEFAULT_PORTS[self.base.scheme]):
+            return self.base.host
+        return f"{self.base.host}:{self.base.port}"
+
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         if self.base is None:
             raise OutboundRefused(self.refusal or "no base URL", request=request)
         if origin_of(request.url or "") != self.base.origin:
             raise OutboundRefused("OMA calls only the integration's base URL, not another origin", request=request)
-        return super().send(request, **kwargs)
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        try:
+            response = super().send(request, **kwargs)
+        except requests.RequestException as exc:
+            _notify(self.host_label, exc)
+            raise
+        _notify(self.host_label, response.status_code)
+        return response
 
     def get_redirect_target(self, resp: requests.Response) -> str | None:
         target = super().get_redirect_target(resp)
@@ -414,9 +471,10 @@ class OutboundSession(requests.Session):
         return target if origin_of(urljoin(resp.url, target)) == self.base.origin else None
 
 
-def outbound_session(*, base_url: str, own_hosts: Iterable[str]) -> OutboundSession:
+def outbound_session(*, base_url: str, own_hosts: Iterable[str],
+                     timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> OutboundSession:
     """The session every OMA client uses to call an integration at `base_url` (see OutboundSession)."""
-    return OutboundSession(base_url=base_url, own_hosts=own_hosts)
+    return OutboundSession(base_url=base_url, own_hosts=own_hosts, timeout=timeout)
 
 
 def safe_error_text(value: Any, *, limit: int = 300) -> str | None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.apps import apps
 from django.contrib.admin import FieldListFilter, RelatedFieldListFilter, RelatedOnlyFieldListFilter
@@ -40,6 +40,9 @@ from django.contrib.auth.backends import BaseBackend
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Q, QuerySet
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 SUPERUSER_ONLY = "__superuser_only__"
 MERCHANT_GROUP = "Merchants"
@@ -115,7 +118,7 @@ def path_crosses_many(model: type[models.Model], path: str) -> bool:
         field = current._meta.get_field(name)
         if field.many_to_many or field.one_to_many:
             return True
-        current = field.related_model
+        current = cast("type[models.Model]", field.related_model)
     return False
 
 
@@ -155,7 +158,7 @@ def stores_for(user: Any) -> QuerySet:
     """The Store rows `user` may see."""
     store = _store_model()
     ids = store_ids_for(user)
-    return store.objects.all() if ids is None else store.objects.filter(pk__in=ids)
+    return store._default_manager.all() if ids is None else store._default_manager.filter(pk__in=ids)
 
 
 def effective_store_path(model: type[models.Model]) -> str | None:
@@ -239,7 +242,7 @@ def direct_store_field(model: type[models.Model]) -> str | None:
 class ScopedRelatedChoicesMixin:
     """A related-field list filter that lists only the related rows the user may see."""
 
-    def field_choices(self, field: Any, request: Any, model_admin: Any) -> list[tuple[Any, str]]:
+    def field_choices(self, field: Any, request: Any, model_admin: Any) -> list[tuple[str, StrOrPromise]]:
         if store_ids_for(request.user) is None:
             return super().field_choices(field, request, model_admin)  # type: ignore[misc]
         other_model = get_model_from_relation(field)

@@ -36,11 +36,12 @@ from oma.fulfillment.services import (
     shipments_push_enqueue,
     store_unified_status_refresh,
 )
-from oma.fulfillment.status import DEAD_FULFILLMENT_STATUSES, normalize_tracking_number
+from oma.fulfillment.status import DEAD_FULFILLMENT_STATUSES
 from oma.genstore.client import GenstoreClient
 from oma.orders.models import GenstoreFulfillment, Order
 from oma.stores.models import Store
 from tracking.models import Shipment
+from tracking.numbers import normalize as normalize_tracking_number
 from tracking.vocabulary import Status
 
 logger = logging.getLogger(__name__)

@@ -39,18 +39,21 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from oma.core.bulk import rows_update
+from oma.core.leases import advisory_lock, advisory_lock_is_free, lease_free, lease_take
 from oma.core.locking import lost_a_lock_race
-from oma.fulfillment.carriers import tracking_company_for
+from oma.core.outbox import enqueue_each_on_commit
 from oma.fulfillment.models import LOG_LIMIT, FulfillmentPush
+from oma.fulfillment.pushed_status import shipment_status_for
 from oma.fulfillment.status import (
     DEAD_FULFILLMENT_STATUSES,
     FulfillmentFacts,
     LineFacts,
     OrderFacts,
     ShipmentFacts,
-    normalize_tracking_number,
     unified_status_for,
 )
+from oma.genstore.carriers import tracking_company_for
 from oma.genstore.client import GenstoreClient
 from oma.genstore.errors import (
     GenstoreAuthError,
@@ -59,10 +62,12 @@ from oma.genstore.errors import (
     GenstoreRateLimited,
 )
 from oma.genstore.records import FulfillmentRecord, OrderRecord
+from oma.genstore.shipment_status import SHIPMENT_STATUS_RANK, shipment_status_moves_forward
 from oma.orders.models import GenstoreFulfillment, LineItem, Order
 from oma.stores.models import Store
 from tracking.models import Shipment, ShipmentLine
-from tracking.vocabulary import SHIPMENT_STATUS_RANK, Status, shipment_status_for, shipment_status_moves_forward
+from tracking.numbers import normalize as normalize_tracking_number
+from tracking.vocabulary import Status
 
 logger = logging.getLogger(__name__)
 
@@ -256,31 +261,14 @@ def _push_lock(push: FulfillmentPush) -> Iterator[bool]:
     redelivered task can take over at once. Other databases: a lease on the row (`last_attempt_at`).
     """
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [push.lock_id])
-            locked = bool(cursor.fetchone()[0])
-        if not locked:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [push.lock_id])
-            except Exception:  # a broken connection: closing it releases the lock
-                logger.warning("could not release the advisory lock of push %s; closing the connection", push.pk)
-                connection.close()
+        with advisory_lock(push.lock_id) as locked:
+            yield locked
         return
-    now = timezone.now()
-    taken = (
-        FulfillmentPush.objects.filter(pk=push.pk)
-        .filter(
-            ~Q(state=State.IN_PROGRESS)
-            | Q(last_attempt_at__isnull=True)
-            | Q(last_attempt_at__lt=now - STALE_IN_PROGRESS)
-        )
-        .update(state=State.IN_PROGRESS, last_attempt_at=now)
+    # The lease is kept as the moment the attempt took it; a push not in progress is free whatever that moment.
+    taken = lease_take(
+        FulfillmentPush.objects.filter(pk=push.pk), ttl=STALE_IN_PROGRESS, now=timezone.now(),
+        holder_field=None, until_field=None, taken_field="last_attempt_at",
+        also_free=~Q(state=State.IN_PROGRESS), values={"state": State.IN_PROGRESS},
     )
     yield bool(taken)
 
@@ -560,7 +548,6 @@ def _execute(
         if ours is None:
             raise
         return _adopt(push=push, store=store, order=order, plan=plan, record=ours, genstore=genstore, after_error=True)
-    _remember_create_path(store, genstore.client)
     push.fulfill_id = created.fulfill_id
     _log(push, f"created fulfillment {created.fulfill_id}")
     _save(push, "fulfill_id")
@@ -661,13 +648,6 @@ def _keep_current(
 
 def _lines_text(plan: PushPlan) -> str:
     return ", ".join(f"{line.quantity} × {line.line_item_id}" for line in plan.lines)
-
-
-def _remember_create_path(store: Store, client: GenstoreClient) -> None:
-    path = client.fulfillment_create_path or ""
-    if path and path != store.fulfillment_create_path:
-        Store.objects.filter(pk=store.pk).update(fulfillment_create_path=path)
-        store.fulfillment_create_path = path
 
 
 def _finish_refused(push: FulfillmentPush, refused: _Refused, genstore: _Genstore | None) -> PushOutcome:
@@ -774,16 +754,10 @@ def _abandoned(pushes: Any, *, now: datetime, limit: int) -> list[int]:
     once. Elsewhere: the lease ran out."""
     in_progress = pushes.filter(state=State.IN_PROGRESS).order_by("last_attempt_at", "pk")
     if connection.vendor != "postgresql":
-        stale = Q(last_attempt_at__isnull=True) | Q(last_attempt_at__lt=now - STALE_IN_PROGRESS)
+        stale = lease_free(now=now, ttl=STALE_IN_PROGRESS, until_field=None, taken_field="last_attempt_at")
         return list(in_progress.filter(stale).values_list("shipment_id", flat=True)[:limit])
-    found = []
-    with connection.cursor() as cursor:
-        for push in in_progress.only("pk", "key", "shipment_id")[:limit]:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [push.lock_id])
-            if cursor.fetchone()[0]:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [push.lock_id])
-                found.append(push.shipment_id)
-    return found
+    pushes_in_progress = in_progress.only("pk", "key", "shipment_id")[:limit]
+    return [push.shipment_id for push in pushes_in_progress if advisory_lock_is_free(push.lock_id)]
 
 
 def shipments_push_enqueue(*, shipment_ids: Sequence[int], force: bool = False) -> int:
@@ -810,20 +784,18 @@ def shipments_push_enqueue(*, shipment_ids: Sequence[int], force: bool = False) 
         ignore_conflicts=True,
     )
     ids = [pk for pk, *_ in rows]
+    # `queued_at` is the outbox's stamp: the beat (pushes_pending) leaves a push queued this recently to its task.
     FulfillmentPush.objects.filter(shipment_id__in=ids, state=State.PENDING).update(queued_at=timezone.now())
+    from oma.fulfillment.tasks import push_shipment  # why: oma.fulfillment.tasks imports this module
 
-    def send() -> None:
-        from oma.fulfillment.tasks import push_shipment
+    def not_queued(calls: list[tuple[object, ...]]) -> None:  # the broker is down: due again for the next beat
+        FulfillmentPush.objects.filter(shipment_id__in=[call[0] for call in calls], state=State.PENDING).update(
+            queued_at=None
+        )
 
-        for pk in ids:
-            try:
-                push_shipment.delay(pk, force=force) if force else push_shipment.delay(pk)
-            except Exception:  # the broker is down: the beat's sweep of pending pushes is the guarantee
-                logger.warning("could not queue the push of shipment %s; the beat will pick it up", pk, exc_info=True)
-                FulfillmentPush.objects.filter(shipment_id=pk, state=State.PENDING).update(queued_at=None)
-                break
-
-    transaction.on_commit(send)
+    enqueue_each_on_commit(
+        push_shipment, [(pk,) for pk in ids], kwargs={"force": True} if force else None, on_broker_down=not_queued
+    )
     return len(ids)
 
 
@@ -953,29 +925,16 @@ def _unified_status_changes(chunk: Sequence[int]) -> dict[tuple[str, str], list[
 
 
 def _write_unified_statuses(by_answer: dict[tuple[str, str], list[int]]) -> int:
-    """One UPDATE for the whole chunk on PostgreSQL (a VALUES list joined on the id); elsewhere one per answer.
+    """One UPDATE for the whole chunk (oma.core.bulk).
 
     On PostgreSQL the rows are locked first in the order the order upsert locks them (store, then orderId in
     code-point order, as Python sorts), so the two wait for each other instead of deadlocking."""
-    if not by_answer:
-        return 0
-    if connection.vendor != "postgresql":
-        return sum(
-            Order.objects.filter(pk__in=pks).update(unified_status=status, unified_status_reason=reason)
-            for (status, reason), pks in by_answer.items()
-        )
-    rows = [(pk, status, reason) for (status, reason), pks in by_answer.items() for pk in pks]
-    table = connection.ops.quote_name(Order._meta.db_table)
-    values = ", ".join(["(%s::bigint, %s, %s)"] * len(rows))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH locked AS MATERIALIZED (SELECT id FROM {table} WHERE id = ANY(%s) "  # noqa: S608
-            f'ORDER BY store_id, order_id COLLATE "C" FOR UPDATE) '
-            f"UPDATE {table} AS o SET unified_status = v.status, unified_status_reason = v.reason "
-            f"FROM (VALUES {values}) AS v(id, status, reason) WHERE o.id = v.id AND o.id IN (SELECT id FROM locked)",
-            [[row[0] for row in rows], *(value for row in rows for value in row)],
-        )
-        return cursor.rowcount
+    rows = [
+        {"id": pk, "unified_status": status, "unified_status_reason": reason}
+        for (status, reason), pks in by_answer.items()
+        for pk in pks
+    ]
+    return rows_update(Order, rows, lock_order=("store_id", "order_id"))
 
 
 def _fulfillment_lines(items: object) -> tuple[tuple[str, int], ...]:

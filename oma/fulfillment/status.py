@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 from django.db import models
 
+from tracking.numbers import normalize
 from tracking.vocabulary import Status
 
 
@@ -169,10 +170,6 @@ class Rule:
     reason: Callable[[_Situation], str]
 
 
-def normalize_tracking_number(number: str) -> str:
-    return "".join(ch for ch in (number or "").upper() if ch.isalnum())
-
-
 def _parcels(shipments: Sequence[ShipmentFacts], fulfillments: Sequence[FulfillmentFacts]) -> tuple[_Parcel, ...]:
     parcels = [
         _Parcel(
@@ -184,11 +181,11 @@ def _parcels(shipments: Sequence[ShipmentFacts], fulfillments: Sequence[Fulfillm
         for shipment in shipments
         if shipment.status != Status.CANCELLED
     ]
-    tracked = {normalize_tracking_number(shipment.tracking_number) for shipment in shipments}
+    tracked = {normalize(shipment.tracking_number) for shipment in shipments}
     for fulfillment in fulfillments:
         if fulfillment.status in DEAD_FULFILLMENT_STATUSES:
             continue
-        number = normalize_tracking_number(fulfillment.tracking_number)
+        number = normalize(fulfillment.tracking_number)
         if number and number in tracked:
             continue  # the shipment OMA tracks speaks for it, with the carrier's fresher status
         status, substatus = GENSTORE_SHIPMENT_STATUS_AS_TRACKING.get(fulfillment.shipment_status, (Status.PENDING, ""))

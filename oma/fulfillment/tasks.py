@@ -30,19 +30,17 @@ _clients = threading.local()
 
 
 def _client_for(store: Store) -> GenstoreClient:
-    from oma.stores.services import genstore_client_for
+    from oma.stores.services import genstore_client_for, genstore_client_key
 
-    cache: dict[tuple[int, str], GenstoreClient] = getattr(_clients, "by_store", None) or {}
+    cache: dict[tuple[int, str, str], GenstoreClient] = getattr(_clients, "by_store", None) or {}
     _clients.by_store = cache
-    # A changed store (token, URL, limits) gets a new client.
-    key = (store.pk, store.updated_at.isoformat() if store.updated_at else "")
+    # A changed store gets a new client.
+    key = genstore_client_key(store)
     client = cache.get(key)
     if client is None:
         for old_key in [k for k in cache if k[0] == store.pk]:
             cache.pop(old_key).close()
         client = cache[key] = genstore_client_for(store)
-    elif store.fulfillment_create_path and not client.fulfillment_create_path:
-        client.fulfillment_create_path = store.fulfillment_create_path
     return client
 
 

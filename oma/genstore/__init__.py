@@ -1,6 +1,9 @@
 """The Genstore client package: the only code that knows the Genstore API contract (and its Part B assumptions).
 
-Plain Python + requests + redis: no Django models, no ORM. Import from here or from the submodules.
+Plain Python + requests + redis: no Django models, no ORM; it imports only oma.core. Import from here or from the
+submodules, one per concept: client (the REST calls, the fulfillment create-path probe), topics (webhook topics and
+payload root keys), webhooks (headers and signatures), shipment_status (shipmentStatus values and ranks), carriers
+(trackingCompany names), parsing and records (payloads to typed records), errors.
 """
 
 from oma.genstore.client import (
@@ -34,22 +37,13 @@ from oma.genstore.parsing import (
     parse_shop,
     parse_webhook_subscription,
 )
-from oma.genstore.ratelimit import (
-    LocalTokenBucket,
-    RateLimiter,
-    RateLimiterTimeout,
-    RedisTokenBucket,
-    rate_limiter_for,
-)
+from oma.genstore.topics import COMPLIANCE_TOPICS, ORDER_TOPICS, WEBHOOK_TOPICS
 from oma.genstore.webhooks import (
-    COMPLIANCE_TOPICS,
     HEADER_API_VERSION,
     HEADER_HMAC,
     HEADER_SHOP_DOMAIN,
     HEADER_TOPIC,
     HEADER_WEBHOOK_ID,
-    ORDER_TOPICS,
-    WEBHOOK_TOPICS,
     compute_webhook_hmac,
     verify_install_hmac,
     verify_webhook_hmac,
@@ -79,11 +73,7 @@ __all__ = [
     "GenstoreServerError",
     "GenstoreTransportError",
     "GenstoreUnprocessable",
-    "LocalTokenBucket",
     "OrderPage",
-    "RateLimiter",
-    "RateLimiterTimeout",
-    "RedisTokenBucket",
     "compute_webhook_hmac",
     "parse_datetime",
     "parse_fulfillment",
@@ -94,7 +84,6 @@ __all__ = [
     "parse_refund",
     "parse_shop",
     "parse_webhook_subscription",
-    "rate_limiter_for",
     "verify_install_hmac",
     "verify_webhook_hmac",
 ]

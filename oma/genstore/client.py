@@ -2,14 +2,12 @@
 
 Plain Python (no Django): the services build a client per store and translate records into models.
 
-Retry policy (a small loop rather than tenacity: the decision depends on the method's write semantics, on
-Retry-After, on penalizing the shared bucket and on counters, which read more plainly as one loop than as tenacity
-callbacks; and `sleep` stays injectable for tests):
+Retries are oma.core.retry's one policy (429, 5xx, timeouts and connection errors; Retry-After honoured; full
+jitter; never an ambiguous write), with Genstore's numbers and these specifics around the shared loop:
 
-* 429: honour Retry-After (seconds or an HTTP date) when present, otherwise exponential backoff with full jitter;
-  the shared bucket is penalized for that long so that the other workers hold back too. A Retry-After longer than
-  `max_retry_after` is not slept out in a worker: GenstoreRateLimited carries it for the caller's countdown.
-* 5xx, timeouts, connection errors: exponential backoff with full jitter, up to `max_retries` retries.
+* 429: the shared bucket is penalized for as long as we wait, so that the other workers hold back too. A
+  Retry-After longer than `max_retry_after` is not slept out in a worker: GenstoreRateLimited carries it for the
+  caller's countdown. Every 429, 5xx and transport error is counted in `stats` (a sweep copies them).
 * Other 4xx: never retried.
 * Exactly-once: the creates (POST fulfillment, POST webhook) have no idempotency key, so they are retried only
   when Genstore cannot have acted: on 429 and when the connection was never made. After a read timeout, a dropped
@@ -19,9 +17,7 @@ callbacks; and `sleep` stays injectable for tests):
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +26,10 @@ from typing import Any
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import requests
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from oma.core.outbound import OutboundRefused, outbound_session, safe_error_text
+from oma.core.ratelimit import RateLimiter, RateLimiterTimeout
+from oma.core.retry import Failure, GaveUp, RetryPolicy, send_with_retries
 from oma.genstore.errors import (
     GenstoreAuthError,
     GenstoreClientError,
@@ -53,7 +50,6 @@ from oma.genstore.parsing import (
     parse_shop,
     parse_webhook_subscription,
 )
-from oma.genstore.ratelimit import RateLimiter, RateLimiterTimeout
 from oma.genstore.records import (
     FulfillmentRecord,
     OrderRecord,
@@ -64,8 +60,8 @@ from oma.genstore.records import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FULFILLMENT_CREATE_PATHS", "GENSTORE_API_HOSTS", "MAX_PAGE_SIZE", "RATE_LIMIT_HEADER", "ClientStats",
-           "GenstoreClient", "OrderPage"]
+__all__ = ["BUCKET_KEY_PREFIX", "FULFILLMENT_CREATE_PATHS", "GENSTORE_API_HOSTS", "MAX_PAGE_SIZE",
+           "RATE_LIMIT_HEADER", "ClientStats", "GenstoreClient", "OrderPage"]
 
 ACCESS_TOKEN_HEADER = "X-Genstore-Access-Token"
 RATE_LIMIT_HEADER = "X-Genstore-Shop-Api-Rate-Limit"
@@ -74,8 +70,9 @@ MAX_PAGE_SIZE = 250
 GENSTORE_API_HOSTS: tuple[str, ...] = ("*.genmystore.com",)
 # Genstore documents both; the first is tried first, and the one that answers is remembered per store.
 FULFILLMENT_CREATE_PATHS: tuple[str, str] = ("/fulfillments", "/fulfillment")
-
-_RETRYABLE_TRANSPORT = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+# The Redis keys of Genstore's shared buckets: `<prefix>genstore:<store domain>` (oma.stores.services).
+BUCKET_KEY_PREFIX = "oma:genstore:bucket:"
+_NOT_RETRIED = " (not retried: the create may have happened; read before writing again)"
 
 
 @dataclass(slots=True)
@@ -131,34 +128,6 @@ def _segment(value: str | int) -> str:
     if not text:
         raise ValueError("an id used in a path must not be empty")
     return quote(text, safe="")
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds (a number or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True only when the request cannot have reached Genstore: the connection itself was never made."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.ConnectionError) and exc.args:
-        reason = getattr(exc.args[0], "reason", None)
-        return isinstance(reason, NewConnectionError | ConnectTimeoutError)
-    return False
 
 
 def _error_text(response: requests.Response) -> str | None:
@@ -224,6 +193,7 @@ class GenstoreClient:
         max_retry_after: float = 60.0,
         limiter_timeout: float | None = 120.0,
         fulfillment_create_path: str | None = None,
+        on_fulfillment_create_path: Callable[[str], None] | None = None,
     ) -> None:
         if not base_url:
             raise ValueError("base_url is required")
@@ -248,8 +218,10 @@ class GenstoreClient:
             {ACCESS_TOKEN_HEADER: access_token, "Accept": "application/json", "User-Agent": "oma-genstore/1"}
         )
         # Which create path this store answers on: None/"" = not known yet (try both, remember the one that works).
-        # The caller may preset it from, and persist it to, Store.fulfillment_create_path.
+        # The caller presets it from where it keeps it, and `on_fulfillment_create_path` is called with a newly
+        # learned one so that it can keep it (oma.stores: Store.fulfillment_create_path).
         self.fulfillment_create_path: str | None = fulfillment_create_path or None
+        self._on_fulfillment_create_path = on_fulfillment_create_path
         self.stats = ClientStats()
         self.rate_limit: RateLimitState | None = None  # the last X-Genstore-Shop-Api-Rate-Limit seen
         self._warned_foreign_link = False
@@ -271,9 +243,14 @@ class GenstoreClient:
     def _url(self, path: str) -> str:
         return f"{self._api_root}{path}"
 
-    def _backoff(self, attempt: int) -> float:
-        """Full jitter: uniform between 0 and min(cap, base * 2^attempt)."""
-        return random.uniform(0, min(self.backoff_cap, self.backoff_base * (2**attempt)))
+    def _policy(self) -> RetryPolicy:
+        """Built per call: tests and callers adjust max_retries and the backoff numbers on a live client."""
+        return RetryPolicy(
+            max_attempts=max(0, self.max_retries) + 1,
+            backoff_base=self.backoff_base,
+            backoff_cap=self.backoff_cap,
+            max_retry_after=self.max_retry_after,
+        )
 
     def _take_token(self, method: str, path: str) -> None:
         try:
@@ -309,81 +286,70 @@ class GenstoreClient:
     ) -> tuple[Any, requests.Response]:
         """One logical call with the retry policy above; returns (decoded JSON body, response)."""
         target = url or self._url(path)
-        attempt = 0
-        while True:
+
+        def attempt() -> requests.Response:
             self._take_token(method, path)
             self.stats.requests += 1
-            try:
-                response = self._session.request(
-                    method,
-                    target,
-                    params=params,
-                    json=body,
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                )
-            except requests.RequestException as exc:
-                if isinstance(exc, OutboundRefused):  # nothing was sent (oma.core.outbound): retrying cannot help
-                    raise GenstoreClientError(f"Genstore {method} {path} refused: {exc}", url=target) from exc
-                if not isinstance(exc, _RETRYABLE_TRANSPORT):  # a malformed URL or header: our bug, not the network
-                    raise GenstoreClientError(f"Genstore {method} {path}: {exc}", url=target) from exc
-                self.stats.transport_errors += 1
-                message = f"Genstore {method} {path}: {type(exc).__name__}: {exc}"
-                if create and not _never_sent(exc):
-                    raise GenstoreTransportError(
-                        f"{message} (not retried: the create may have happened; read before writing again)",
-                        url=target,
-                        ambiguous=True,
-                    ) from exc
-                if attempt >= self.max_retries:
-                    raise GenstoreTransportError(f"{message} (after {attempt} retries)", url=target) from exc
-                delay = self._backoff(attempt)
-                logger.info("%s; retry %d in %.2fs", message, attempt + 1, delay)
-            else:
-                self._observe(response)
-                status = response.status_code
-                if 200 <= status < 300:
-                    return self._decode(method, path, response), response
-                if status == 429:
-                    self.stats.rate_limited += 1
-                    retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
-                    delay = retry_after if retry_after is not None else self._backoff(attempt)
-                    # Everyone sharing the bucket holds back, not only this worker.
-                    self._limiter.penalize(self.limiter_key, seconds=delay)
-                    if attempt >= self.max_retries or delay > self.max_retry_after:
-                        raise GenstoreRateLimited(
-                            f"Genstore {method} {path} answered 429"
-                            + (f" after {attempt} retries" if attempt else "")
-                            + (f"; Retry-After {retry_after:g}s" if retry_after is not None else ""),
-                            retry_after=delay,
-                            status=429,
-                            error_text=_error_text(response),
-                            url=response.url,
-                        )
-                    logger.info("Genstore %s %s: 429, retry %d in %.2fs", method, path, attempt + 1, delay)
-                elif status >= 500:
-                    self.stats.server_errors += 1
-                    text = _error_text(response)
-                    message = f"Genstore {method} {path} answered {status}" + (f": {text}" if text else "")
-                    if create:
-                        raise GenstoreServerError(
-                            f"{message} (not retried: the create may have happened; read before writing again)",
-                            status=status,
-                            error_text=text,
-                            url=response.url,
-                            ambiguous=True,
-                        )
-                    if attempt >= self.max_retries:
-                        raise GenstoreServerError(
-                            f"{message} (after {attempt} retries)", status=status, error_text=text, url=response.url
-                        )
-                    delay = self._backoff(attempt)
-                    logger.info("%s; retry %d in %.2fs", message, attempt + 1, delay)
-                else:
-                    raise _error_for_status(method, path, response)
-            attempt += 1
+            response = self._session.request(
+                method, target, params=params, json=body, timeout=self.timeout, allow_redirects=False
+            )
+            self._observe(response)
+            return response
+
+        try:
+            response = send_with_retries(
+                attempt,
+                policy=self._policy(),
+                idempotent=not create,
+                sleep=self._sleep,
+                label=f"Genstore {method} {path}",
+                on_failure=self._count_failure,
+            )
+        except GaveUp as exc:
+            raise self._final_error(method, path, target, exc.failure) from exc.__cause__
+        except OutboundRefused as exc:  # nothing was sent (oma.core.outbound): retrying cannot help
+            raise GenstoreClientError(f"Genstore {method} {path} refused: {exc}", url=target) from exc
+        except requests.RequestException as exc:  # a malformed URL or header: our bug, not the network
+            raise GenstoreClientError(f"Genstore {method} {path}: {exc}", url=target) from exc
+        if 200 <= response.status_code < 300:
+            return self._decode(method, path, response), response
+        raise _error_for_status(method, path, response)
+
+    def _count_failure(self, failure: Failure) -> None:
+        if failure.response is None:
+            self.stats.transport_errors += 1
+        elif failure.response.status_code == 429:
+            self.stats.rate_limited += 1
+            # Everyone sharing the bucket holds back, not only this worker.
+            self._limiter.penalize(self.limiter_key, seconds=failure.delay)
+        else:
+            self.stats.server_errors += 1
+        if not failure.gives_up:
             self.stats.retries += 1
-            self._sleep(delay)
+
+    @staticmethod
+    def _final_error(method: str, path: str, target: str, failure: Failure) -> GenstoreError:
+        """The exception for a call the retry loop gave up on."""
+        tail = _NOT_RETRIED if failure.ambiguous else f" (after {failure.retries} retries)"
+        response = failure.response
+        if response is None:
+            message = f"Genstore {method} {path}: {type(failure.error).__name__}: {failure.error}"
+            return GenstoreTransportError(message + tail, url=target, ambiguous=failure.ambiguous)
+        text = _error_text(response)
+        if response.status_code == 429:
+            return GenstoreRateLimited(
+                f"Genstore {method} {path} answered 429"
+                + (f" after {failure.retries} retries" if failure.retries else "")
+                + (f"; Retry-After {failure.retry_after:g}s" if failure.retry_after is not None else ""),
+                retry_after=failure.delay,
+                status=429,
+                error_text=text,
+                url=response.url,
+            )
+        message = f"Genstore {method} {path} answered {response.status_code}" + (f": {text}" if text else "")
+        return GenstoreServerError(
+            message + tail, status=response.status_code, error_text=text, url=response.url, ambiguous=failure.ambiguous
+        )
 
     def _decode(self, method: str, path: str, response: requests.Response) -> Any:
         if response.status_code == 204 or not response.content.strip():
@@ -549,9 +515,17 @@ class GenstoreClient:
                     logger.info("Genstore POST %s answered 404; trying %s", path, candidates[index + 1])
                     continue
                 raise
-            self.fulfillment_create_path = path
+            self._create_path_learned(path)
             return parse_fulfillment(self._unwrap_object(data, "fulfillment", "POST", path))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _create_path_learned(self, path: str) -> None:
+        """Remember the create path the store answered on; tell the owner of the client when it is news."""
+        if path == self.fulfillment_create_path:
+            return
+        self.fulfillment_create_path = path
+        if self._on_fulfillment_create_path is not None:
+            self._on_fulfillment_create_path(path)
 
     def update_tracking(
         self,

@@ -1,4 +1,5 @@
-"""Webhook topics, header names and signature checks (webhook deliveries and install/launch requests).
+"""Webhook header names and signature checks (webhook deliveries and install/launch requests); the topics are in
+oma.genstore.topics.
 
 Webhook signature (contract Part B): `X-Genstore-Hmac-Sha256` is base64 of HMAC-SHA256 over the raw body, keyed
 with the app's client secret; the hex form is accepted too, and during a secret rotation the previous secret.
@@ -16,37 +17,16 @@ import time
 from collections.abc import Mapping, Sequence
 
 __all__ = [
-    "COMPLIANCE_TOPICS",
     "HEADER_API_VERSION",
     "HEADER_HMAC",
     "HEADER_SHOP_DOMAIN",
     "HEADER_TOPIC",
     "HEADER_WEBHOOK_ID",
-    "ORDER_TOPICS",
-    "WEBHOOK_TOPICS",
     "WebhookVerifier",
     "compute_webhook_hmac",
     "verify_install_hmac",
     "verify_webhook_hmac",
 ]
-
-ORDER_TOPICS: tuple[str, ...] = (
-    "orders/create",
-    "orders/update",
-    "orders/paid",
-    "orders/fulfilled",
-    "orders/partiallyFulfilled",
-    "orders/cancelled",
-)
-# Mandatory privacy topics: their callback URLs are set in the app configuration, not subscribed through the API.
-COMPLIANCE_TOPICS: tuple[str, ...] = ("customers/data_request", "customers/redact", "shop/redact")
-WEBHOOK_TOPICS: tuple[str, ...] = (
-    *ORDER_TOPICS,
-    "refunds/create",
-    "app/uninstalled",
-    "app/scopesUpdate",
-    *COMPLIANCE_TOPICS,
-)
 
 HEADER_TOPIC = "X-Genstore-Topic"
 HEADER_HMAC = "X-Genstore-Hmac-Sha256"

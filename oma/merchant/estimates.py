@@ -120,6 +120,8 @@ def transit_stats_recompute(*, store: Store, now: datetime | None = None) -> int
     durations: dict[Lane, list[float]] = defaultdict(list)
     on_time: dict[Lane, list[bool]] = defaultdict(list)
     for carrier, destination, created_at, first_event_at, delivered_at, promised in rows.iterator(chunk_size=2000):
+        if delivered_at is None:
+            continue  # never: the query filters on delivered_at__gte
         days = (delivered_at - transit_start(created_at, first_event_at)).total_seconds() / 86400
         if days < 0:
             continue  # a clock or data error: ignored rather than allowed to pull the percentiles down

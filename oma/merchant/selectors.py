@@ -149,6 +149,8 @@ def delivery_times_per_carrier(*, store_ids: Sequence[int], since: datetime) -> 
     durations: dict[str, list[float]] = defaultdict(list)
     on_time: dict[str, list[bool]] = defaultdict(list)
     for carrier, created_at, first_event_at, delivered_at, promised in rows.iterator(chunk_size=5000):
+        if delivered_at is None:
+            continue  # never: the query filters on delivered_at__gte
         days = (delivered_at - transit_start(created_at, first_event_at)).total_seconds() / 86400
         if days < 0:
             continue

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import transaction
 
+from oma.core.outbox import enqueue_each_on_commit
 from oma.core.tenancy import MERCHANT_GROUP, forget_store_ids
 from oma.merchant.models import StoreBranding
 from oma.stores.models import Store, StoreMembership
@@ -175,16 +176,8 @@ def orders_poll_now(*, order_pks: Sequence[int], store_ids: Sequence[int] | None
     now = timezone.now()
     count = shipments.update(next_poll_at=now, consecutive_failures=0, updated_at=now)
 
-    def wake() -> None:
+    if count:  # the broker is down: the beat's minute dispatch still finds them due
         from tracking.tasks import poll_due
 
-        for store_id in stores:
-            try:
-                poll_due.delay(store_id)
-            except Exception:  # the broker is down: the beat's minute dispatch still finds them due
-                logger.warning("could not queue a poll for store %s", store_id, exc_info=True)
-                return
-
-    if count:
-        transaction.on_commit(wake)
+        enqueue_each_on_commit(poll_due, [(store_id,) for store_id in stores])
     return count

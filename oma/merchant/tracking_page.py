@@ -274,12 +274,24 @@ def tracking_page_for(order: Order, *, now: datetime | None = None) -> TrackingP
     )
 
 
+def _page_events(shipment: Shipment) -> list[TrackingEvent]:
+    """The shipment's events, newest first, as tracking_page_for prefetched them (to_attr="page_events")."""
+    events: list[TrackingEvent] = vars(shipment)["page_events"]
+    return events
+
+
+def _page_lines(shipment: Shipment) -> list[ShipmentLine]:
+    """The shipment's lines, as tracking_page_for prefetched them (to_attr="page_lines")."""
+    lines: list[ShipmentLine] = vars(shipment)["page_lines"]
+    return lines
+
+
 def _parcel_from_shipment(
     shipment: Shipment, lanes: dict, now: datetime, line_items: list[LineItem]
 ) -> ParcelView:
     label, help_text = _status_words(shipment.status, shipment.substatus)
     estimate = estimate_for_annotated(shipment, lanes)
-    events = shipment.page_events[:TIMELINE_LIMIT]
+    events = _page_events(shipment)[:TIMELINE_LIMIT]
     timeline = [
         TimelineEntry(
             occurred_at=event.occurred_at,
@@ -289,7 +301,7 @@ def _parcel_from_shipment(
         )
         for event in events
     ]
-    lines = [(line.line_item, line.quantity) for line in shipment.page_lines]
+    lines = [(line.line_item, line.quantity) for line in _page_lines(shipment)]
     return ParcelView(
         tracking_number=shipment.tracking_number,
         carrier_name=carrier_name(shipment.carrier),
@@ -349,12 +361,12 @@ def _parcel_from_fulfillment(fulfillment: GenstoreFulfillment, line_items: list[
 def _not_shipped(order: Order, line_items: list[LineItem], shipments: list[Shipment]) -> list[ParcelItem]:
     if order.fulfillment_status == "fulfilled":
         return []
-    if any(not shipment.page_lines for shipment in shipments):
+    if any(not _page_lines(shipment) for shipment in shipments):
         return []  # a parcel that names no items is taken to carry the whole order
     shipped: dict[int, int] = {}
     for shipment in shipments:
-        for line in shipment.page_lines:
-            shipped[line.line_item_id] = shipped.get(line.line_item_id, 0) + line.quantity
+        for shipment_line in _page_lines(shipment):
+            shipped[shipment_line.line_item_id] = shipped.get(shipment_line.line_item_id, 0) + shipment_line.quantity
     waiting = []
     for line in line_items:
         if line.requires_shipping is False:

@@ -1,5 +1,8 @@
 from django.apps import AppConfig
 
+from oma.core.outbound import add_response_observer
+from oma.ops.metrics import observe_upstream_response
+
 
 class OpsConfig(AppConfig):
     name = "oma.ops"
@@ -10,3 +13,4 @@ class OpsConfig(AppConfig):
         from oma.ops import signals
 
         signals.connect()
+        add_response_observer(observe_upstream_response)

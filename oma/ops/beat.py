@@ -2,7 +2,7 @@
 
 Celery's docs require a single scheduler ("otherwise you'd end up with duplicate tasks"), yet a deploy that
 overlaps, a scaled service or a second `make run` starts another one. So every beat ticks through a lease row
-(oma.ops.models.BeatLease) taken and renewed with one conditional UPDATE against the database clock:
+(oma.ops.models.BeatLease), renewed or taken with a conditional UPDATE against the database clock (oma.core.leases):
 
 * free or expired -> the beat takes it and runs the schedule; it renews it on every tick (at most every 5 s);
 * held by another beat -> this one stands by, asking again every few seconds, dispatching nothing;
@@ -26,10 +26,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection
-from django.db.models import Case, DateTimeField, ExpressionWrapper, F, Q, Value, When
 from django.db.models.functions import Now
 from django_celery_beat.schedulers import DatabaseScheduler
 
+from oma.core import leases
 from oma.ops.health import BEAT_LEASE_NAME
 from oma.ops.models import BeatLease
 
@@ -41,17 +41,14 @@ def lease_seconds() -> float:
 
 
 def lease_acquire_or_renew(*, holder: str, seconds: float, name: str = BEAT_LEASE_NAME) -> bool:
-    """Take the lease if it is free or expired, or extend it if `holder` has it. True when `holder` holds it now."""
-    expires = ExpressionWrapper(Now() + Value(timedelta(seconds=seconds)), output_field=DateTimeField())
-    claimable = Q(holder=holder) | Q(expires_at__isnull=True) | Q(expires_at__lt=Now())
+    """Extend the lease if `holder` has it, or take it if it is free or expired (oma.core.leases, against the
+    database's clock: beats on two hosts agree on it). True when `holder` holds it now."""
+    row = BeatLease.objects.filter(name=name)
+    ttl = timedelta(seconds=seconds)
     for _ in range(2):
-        updated = BeatLease.objects.filter(claimable, name=name).update(
-            acquired_at=Case(When(holder=holder, then=F("acquired_at")), default=Now()),
-            holder=holder,
-            renewed_at=Now(),
-            expires_at=expires,
-        )
-        if updated:
+        if leases.lease_renew(row, holder=holder, ttl=ttl, values={"renewed_at": Now()}):
+            return True
+        if leases.lease_take(row, holder=holder, ttl=ttl, taken_field="acquired_at", values={"renewed_at": Now()}):
             return True
         _, created = BeatLease.objects.get_or_create(name=name)
         if not created:
@@ -61,7 +58,7 @@ def lease_acquire_or_renew(*, holder: str, seconds: float, name: str = BEAT_LEAS
 
 def lease_release(*, holder: str, name: str = BEAT_LEASE_NAME) -> bool:
     """Let a standby take over at once (a clean stop) instead of after the lease expires."""
-    return bool(BeatLease.objects.filter(name=name, holder=holder).update(expires_at=Now(), holder=""))
+    return bool(leases.lease_release(BeatLease.objects.filter(name=name), holder=holder))
 
 
 class LeasedDatabaseScheduler(DatabaseScheduler):

@@ -150,10 +150,10 @@ def _heartbeat_age(*, lease: bool) -> tuple[float | None, str]:
         if row is None or row["renewed_at"] is None:
             return None, "beat has never run"
         return (now - row["renewed_at"]).total_seconds(), f"held by {row['holder'] or 'nobody'}"
-    row = Heartbeat.objects.filter(name=WORKER_HEARTBEAT_NAME).values("beat_at", "detail").first()
-    if row is None:
+    heartbeat = Heartbeat.objects.filter(name=WORKER_HEARTBEAT_NAME).values("beat_at", "detail").first()
+    if heartbeat is None:
         return None, "no worker has run the heartbeat task yet"
-    return (now - row["beat_at"]).total_seconds(), row["detail"]
+    return (now - heartbeat["beat_at"]).total_seconds(), heartbeat["detail"]
 
 
 def run_checks() -> HealthReport:

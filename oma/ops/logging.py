@@ -7,8 +7,9 @@
   handler filters also see the records that propagate from child loggers.
 * `PlainFormatter` prints `store=.. order=..` before the message when known; `JsonFormatter` (LOG_FORMAT=json)
   writes one JSON object per line.
-* `UpstreamResponseFilter` sits on urllib3's connection pool logger and counts the 429 and 5xx answers of every
-  outbound API (Genstore, carriers, ShipStation) for /metrics, whichever client sent the request.
+
+The 429 and 5xx answers of outbound APIs are counted by oma.ops.metrics.observe_upstream_response, which
+oma.core.outbound's session calls for every answer (registered in OpsConfig.ready), not by reading urllib3's logs.
 """
 
 from __future__ import annotations
@@ -121,36 +122,6 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-# urllib3 logs every response at DEBUG as: '%s://%s:%s "%s %s %s" %s %s' (scheme, host, port, method, url,
-# http version, status, length).
-_URLLIB3_RESPONSE_FORMAT = '%s://%s:%s "%s %s %s" %s %s'
-
-
-class UpstreamResponseFilter(logging.Filter):
-    """On the `urllib3.connectionpool` logger (level DEBUG): counts 429 and 5xx answers per upstream host.
-
-    Its DEBUG response lines are dropped afterwards unless the root logger itself is at DEBUG, so enabling the
-    count costs no log noise.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.DEBUG:
-            return True
-        if record.msg == _URLLIB3_RESPONSE_FORMAT and isinstance(record.args, tuple) and len(record.args) >= 7:
-            scheme, host, port, _method, _url, _version, status = record.args[:7]
-            try:
-                code = int(status)
-            except (TypeError, ValueError):
-                code = 0
-            if code == 429 or code >= 500:
-                from oma.ops.metrics import count_upstream_response
-
-                default_port = {"http": 80, "https": 443}.get(str(scheme))
-                label = str(host) if port in (None, default_port) else f"{host}:{port}"
-                count_upstream_response(host=label, status=code)
-        return logging.getLogger().isEnabledFor(logging.DEBUG)
-
-
 def logging_config(*, level: str = "INFO", log_format: str = "plain", log_file: str = "") -> dict[str, Any]:
     """The LOGGING dict of settings: console (and an optional file), both through the context/redaction filter."""
     formatter = "json" if log_format.lower() == "json" else "plain"
@@ -170,7 +141,6 @@ def logging_config(*, level: str = "INFO", log_format: str = "plain", log_file: 
         "disable_existing_loggers": False,
         "filters": {
             "context": {"()": "oma.ops.logging.ContextFilter"},
-            "upstream": {"()": "oma.ops.logging.UpstreamResponseFilter"},
         },
         "formatters": {
             "plain": {"()": "oma.ops.logging.PlainFormatter"},
@@ -183,7 +153,6 @@ def logging_config(*, level: str = "INFO", log_format: str = "plain", log_file: 
             "django": {"handlers": [], "level": level, "propagate": True},
             "django.server": {"handlers": [], "level": level, "propagate": True},
             "django.db.backends": {"level": "WARNING"},
-            "urllib3.connectionpool": {"level": "DEBUG", "filters": ["upstream"]},
         },
     }
 

@@ -28,6 +28,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
+import requests
 from django.conf import settings
 from django.db.models import Avg, Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
@@ -178,6 +179,13 @@ def count_upstream_response(*, host: str, status: int) -> None:
         count("oma_upstream_server_errors_total", host=host, status=str(status))
 
 
+def observe_upstream_response(host: str, outcome: int | requests.RequestException) -> None:
+    """oma.core.outbound's response observer (registered in OpsConfig.ready): every 429 and 5xx answer of every
+    outbound API (Genstore, carriers, ShipStation) is counted per host, whichever client sent the request."""
+    if isinstance(outcome, int) and (outcome == 429 or outcome >= 500):
+        count_upstream_response(host=host, status=outcome)
+
+
 # --- exposition -------------------------------------------------------------------------------------------------
 
 
@@ -317,11 +325,11 @@ def collect_tracking() -> list[Family]:
         lag.add((now - row["oldest"]).total_seconds(), carrier=carrier)
     backed_off = Family("oma_carrier_accounts_backed_off", "gauge",
                         "Active carrier accounts resting after failures, by carrier.")
-    for row in (
+    for account_row in (
         CarrierAccount.objects.filter(is_active=True, backoff_until__gt=now)
         .values("carrier").annotate(n=Count("pk")).order_by("carrier")
     ):
-        backed_off.add(row["n"], carrier=row["carrier"])
+        backed_off.add(account_row["n"], carrier=account_row["carrier"])
     return [due, lag, backed_off]
 
 

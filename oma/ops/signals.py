@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.conf import settings
+from django.db.models import Model
 from django.db.models.signals import post_init
 
 from oma.ops.logging import bind_log_context, unbind_log_context
@@ -27,7 +28,7 @@ from oma.ops.redaction import register_secret, register_secrets
 logger = logging.getLogger(__name__)
 
 
-def _encrypted_fields(model: type) -> list[str]:
+def _encrypted_fields(model: type[Model]) -> list[str]:
     from oma.core.crypto import EncryptedTextField
 
     return [f.attname for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -31,11 +30,12 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from oma.core.csv_cells import safe_cell
+from oma.core.outbox import enqueue_on_commit
 from oma.core.tenancy import scope_queryset, store_ids_for
 from oma.merchant.tokens import tracking_path_for
 from oma.orders.models import GenstoreFulfillment, LineItem, Order, Refund, SyncRun
 from tracking.models import Shipment, TrackingEvent
-from tracking.services import normalize_tracking_number
+from tracking.numbers import normalize as normalize_tracking_number
 from tracking.vocabulary import TERMINAL_STATUSES, Status
 
 try:
@@ -229,9 +229,9 @@ class LineItemInline(admin.TabularInline):
     model = LineItem
     extra = 0
     can_delete = False
-    fields = ["line_item_id", "sku", "title", "variant_title", "quantity", "fulfillable_quantity",
-              "requires_shipping", "price"]
-    readonly_fields = fields
+    readonly_fields = ("line_item_id", "sku", "title", "variant_title", "quantity", "fulfillable_quantity",
+                       "requires_shipping", "price")
+    fields = readonly_fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -242,14 +242,20 @@ class GenstoreFulfillmentInline(admin.TabularInline):
     extra = 0
     can_delete = False
     verbose_name_plural = "fulfillments in Genstore"
-    fields = ["fulfill_id", "status", "shipment_status", "tracking_number", "tracking_company", "line_items"]
-    readonly_fields = fields
+    readonly_fields = ("fulfill_id", "status", "shipment_status", "tracking_number", "tracking_company", "line_items")
+    fields = readonly_fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
 # --- the order admin ----------------------------------------------------------------------------------------
+
+
+def _admin_shipments(order: Order) -> list[Shipment]:
+    """The order's shipments, newest event first, as OrderAdmin.get_queryset prefetched them (to_attr)."""
+    shipments: list[Shipment] = vars(order)["admin_shipments"]
+    return shipments
 
 
 @admin.register(Order)
@@ -290,7 +296,7 @@ class OrderAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
         return request.user.is_superuser and super().has_delete_permission(request, obj)
 
-    def get_list_display(self, request: HttpRequest) -> list[str]:
+    def get_list_display(self, request: HttpRequest) -> list[str | Callable[[Any], str | bool]]:
         columns = list(super().get_list_display(request))
         ids = store_ids_for(request.user)
         if ids is not None and len(ids) <= 1:
@@ -345,13 +351,13 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="carrier")
     def carriers(self, obj: Order) -> str:
-        names = sorted({shipment.carrier.upper() for shipment in obj.admin_shipments if shipment.carrier})
+        names = sorted({shipment.carrier.upper() for shipment in _admin_shipments(obj) if shipment.carrier})
         return ", ".join(names) or "—"
 
     @admin.display(description="last carrier event")
     def last_event(self, obj: Order) -> str:
-        latest = next((s for s in obj.admin_shipments if s.last_event_at), None)
-        if latest is None:
+        latest = next((s for s in _admin_shipments(obj) if s.last_event_at), None)
+        if latest is None or latest.last_event_at is None:
             return "—"
         return f"{latest.status.replace('_', ' ')}, {timesince(latest.last_event_at).split(',')[0]} ago"
 
@@ -419,7 +425,7 @@ class OrderAdmin(admin.ModelAdmin):
         for pk, store_id in self._capped(request, queryset):
             by_store.setdefault(store_id, []).append(pk)
         for store_id, pks in by_store.items():
-            transaction.on_commit(lambda s=store_id, p=pks: resync_orders.delay(s, p), robust=True)
+            enqueue_on_commit(resync_orders, store_id, pks)
         total = sum(len(pks) for pks in by_store.values())
         if total:
             messages.info(request, f"{total} order(s) will be read again from Genstore in a moment.")
@@ -506,7 +512,7 @@ def csv_rows(request: HttpRequest | None, queryset: QuerySet[Order]) -> Iterator
         .iterator(chunk_size=1000)
     )
     for order in orders:
-        shipments = order.csv_shipments
+        shipments: list[Shipment] = vars(order)["csv_shipments"]  # prefetched above (to_attr)
         last = max((s.last_event_at for s in shipments if s.last_event_at), default=None)
         yield [safe_cell(value) for value in (
             order.store.domain, order.order_id, order.name,

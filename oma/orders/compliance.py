@@ -21,7 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from oma.channels.inbound import CHANNEL_TOPIC
-from oma.genstore.webhooks import ORDER_TOPICS
+from oma.genstore.topics import CUSTOMERS_DATA_REQUEST, CUSTOMERS_REDACT, ORDER_TOPICS, REFUNDS_CREATE
 from oma.orders.models import Order, Refund
 from oma.stores.models import Store
 
@@ -94,9 +94,9 @@ _CHANNEL_REPORT_KEYS = _allow(
 )
 _BODY_KEYS: dict[str, AllowList] = {
     **{topic: _allow(order=ORDER_KEYS) for topic in ORDER_TOPICS},
-    "refunds/create": _allow(refund=REFUND_KEYS),
-    "customers/redact": _CUSTOMER_REQUEST_KEYS,
-    "customers/data_request": _CUSTOMER_REQUEST_KEYS,
+    REFUNDS_CREATE: _allow(refund=REFUND_KEYS),
+    CUSTOMERS_REDACT: _CUSTOMER_REQUEST_KEYS,
+    CUSTOMERS_DATA_REQUEST: _CUSTOMER_REQUEST_KEYS,
     CHANNEL_TOPIC: _CHANNEL_REPORT_KEYS,
 }
 

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, OperationalError, connection, models, transaction
 from django.utils import timezone
 
-from oma.core.jsonrows import JsonText, rows_insert
+from oma.core.bulk import JsonText, rows_insert
 from oma.core.locking import lost_a_lock_race
 from oma.genstore.errors import GenstoreError
 from oma.genstore.records import FulfillmentRecord, OrderRecord
@@ -136,7 +136,7 @@ def _storable_raw(raw: dict) -> tuple[JsonText, str]:
 def _order_row(
     *, store: Store, record: OrderRecord, raw: JsonText, digest: str, now: datetime, problems: list[str]
 ) -> dict[str, object]:
-    """The order's columns (see jsonrows: one dict per row, written many to a statement)."""
+    """The order's columns (see oma.core.bulk: one dict per row, written many to a statement)."""
     return {
         "store_id": store.pk,
         "order_id": record.order_id,

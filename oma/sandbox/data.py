@@ -33,18 +33,6 @@ FINANCIAL_STATUSES: tuple[str, ...] = (
 )
 # Index 0 stands for "unfulfilled" whether the order says null or "unfulfilled".
 FULFILLMENT_STATUSES: tuple[str, ...] = ("unfulfilled", "partial", "fulfilled", "restocked")
-SHIPMENT_STATUSES: tuple[str, ...] = (
-    "label_printed",
-    "label_purchased",
-    "confirmed",
-    "in_transit",
-    "out_for_delivery",
-    "attempted_delivery",
-    "ready_for_pickup",
-    "delayed",
-    "delivered",
-    "failure",
-)
 FULFILLMENT_RECORD_STATUSES: tuple[str, ...] = ("pending", "open", "success", "cancelled", "error", "failure")
 CANCEL_REASONS: tuple[str, ...] = ("customer", "fraud", "inventory", "declined", "other")
 

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
+# The fake accepts the contract's topics and shipmentStatus values, defined once in the client package.
+from oma.genstore.shipment_status import SHIPMENT_STATUSES
+from oma.genstore.topics import WEBHOOK_TOPICS
 from oma.sandbox.data import (
     DAY_MS,
     FINANCIAL_STATUSES,
     FULFILLMENT_STATUSES,
-    SHIPMENT_STATUSES,
     IdScheme,
     OrderSummary,
     build_catalog,
@@ -38,23 +40,6 @@ from oma.sandbox.data import (
 )
 from oma.sandbox.quirks import EMAIL_HIDING_QUIRKS, static_quirks, wire_order
 
-ORDER_TOPICS: tuple[str, ...] = (
-    "orders/create",
-    "orders/update",
-    "orders/paid",
-    "orders/fulfilled",
-    "orders/partiallyFulfilled",
-    "orders/cancelled",
-)
-WEBHOOK_TOPICS: tuple[str, ...] = (
-    *ORDER_TOPICS,
-    "refunds/create",
-    "app/uninstalled",
-    "app/scopesUpdate",
-    "customers/data_request",
-    "customers/redact",
-    "shop/redact",
-)
 LOCAL_WEBHOOK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Genstore stops sending to a subscription after this many consecutive failed deliveries.
 WEBHOOK_FAILURE_LIMIT = 8
@@ -115,7 +100,7 @@ class Page(NamedTuple):
 class OrderChange(NamedTuple):
     """What changed, for webhooks: the order's index, the topics it fires, and a refund payload if one."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # a field named like tuple.index: callers read it by name
     topics: tuple[str, ...]
     refund: dict[str, Any] | None = None
 
@@ -692,7 +677,8 @@ class Shop:
         data = body.get("fulfillment") if isinstance(body, dict) else None
         if not isinstance(data, dict):
             raise ApiError(400, 'Body must be {"fulfillment": {...}}')
-        info = data.get("trackingInfo") if isinstance(data.get("trackingInfo"), dict) else {}
+        tracking_info = data.get("trackingInfo")
+        info = tracking_info if isinstance(tracking_info, dict) else {}
         updates: dict[str, Any] = {}
         for key, alias in (("trackingNumber", "number"), ("trackingCompany", "company"), ("trackingUrl", "url")):
             if key in data:
@@ -753,7 +739,7 @@ class Shop:
                 raise ApiError(422, "address must be an HTTPS URL")
             if parsed.scheme == "http" and parsed.hostname not in LOCAL_WEBHOOK_HOSTS:
                 raise ApiError(422, "address must be an HTTPS URL")
-            result["address"] = address  # type: ignore[assignment]
+            result["address"] = address
         existing = self.webhooks.get(current_id) if current_id is not None else None
         topic = result.get("topic", existing["topic"] if existing else None)
         address = result.get("address", existing["address"] if existing else None)
@@ -765,7 +751,9 @@ class Shop:
     def create_webhook(self, body: Any, stamp: int) -> dict[str, Any]:
         fields = self._validated_webhook(body, partial=False)
         self._webhook_counter += 1
-        webhook = {"id": self._webhook_counter, **fields, "createTime": stamp, "updateTime": stamp, "failures": 0}
+        webhook: dict[str, Any] = {
+            "id": self._webhook_counter, **fields, "createTime": stamp, "updateTime": stamp, "failures": 0,
+        }
         self.webhooks[webhook["id"]] = webhook
         return webhook
 

@@ -4,7 +4,6 @@ settings on the store's page. Secrets are write-only: never rendered back to a p
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import Any
 
 from django import forms
@@ -19,6 +18,7 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 
 from oma.core.outbound import merchant_base_url_error
+from oma.core.outbox import enqueue_on_commit
 from oma.core.tenancy import forget_store_ids, store_ids_for
 from oma.genstore.client import GENSTORE_API_HOSTS
 from oma.genstore.errors import GenstoreError
@@ -46,7 +46,7 @@ def enqueue_backfill(store: Store, kind: str = SyncRun.Kind.FULL) -> None:
     """Start a sweep once the surrounding transaction commits (the task must find the store)."""
     from oma.orders.tasks import sweep_store
 
-    transaction.on_commit(partial(sweep_store.delay, store.pk, kind), robust=True)
+    enqueue_on_commit(sweep_store, store.pk, kind)
 
 
 class StoreConnectForm(forms.Form):

@@ -7,15 +7,16 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
+from oma.core.leases import lease_release, lease_renew, lease_take
+from oma.core.ratelimit import RateLimiter, rate_limiter_for
 from oma.core.redis import get_redis
-from oma.genstore.client import GenstoreClient
+from oma.genstore.client import BUCKET_KEY_PREFIX, GenstoreClient
 from oma.genstore.errors import GenstoreClientError
-from oma.genstore.ratelimit import RateLimiter, rate_limiter_for
 from oma.stores.domains import (
     InvalidStoreDomain,
     is_plain_host_name,
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 def genstore_limiter() -> RateLimiter:
     """The Genstore token buckets: in Redis, shared by every process, when REDIS_URL is set; else one bucket per
     process (embedded mode runs a single worker, the only process that calls Genstore)."""
-    return rate_limiter_for(get_redis())
+    return rate_limiter_for(get_redis(), key_prefix=BUCKET_KEY_PREFIX)
 
 
 def genstore_client_for(store: Store) -> GenstoreClient:
@@ -52,7 +53,21 @@ def genstore_client_for(store: Store) -> GenstoreClient:
         read_timeout=settings.GENSTORE_READ_TIMEOUT,
         max_retries=settings.GENSTORE_MAX_RETRIES,
         fulfillment_create_path=store.fulfillment_create_path,
+        on_fulfillment_create_path=partial(store_fulfillment_create_path_save, store),
     )
+
+
+def genstore_client_key(store: Store) -> tuple[int, str, str]:
+    """What a client from genstore_client_for depends on: a cache keyed by it builds a new client for a changed
+    store (token, URL, limits: updated_at) and for a create path learned by another client."""
+    return store.pk, store.updated_at.isoformat() if store.updated_at else "", store.fulfillment_create_path
+
+
+def store_fulfillment_create_path_save(store: Store, path: str) -> None:
+    """Keep the fulfillment create path the store answered on, so its next clients try it first."""
+    if path and path != store.fulfillment_create_path:
+        Store.objects.filter(pk=store.pk).update(fulfillment_create_path=path)
+        store.fulfillment_create_path = path
 
 
 class StoreNotFound(Exception):
@@ -152,28 +167,30 @@ def store_deactivate(*, store: Store, reason: str) -> None:
     logger.warning("store deactivated: %s (%s)", store.domain, reason)
 
 
-# --- one sweep per store at a time: a lease row-field, taken by a conditional UPDATE ---------------
+# --- one sweep per store at a time: a lease on the store row (oma.core.leases) ------------------------------
 
 
 def store_sweep_lease_acquire(*, store: Store, ttl: timedelta) -> str | None:
-    """Take the store's sweep lease for `ttl` (one conditional UPDATE: of two callers, one wins); its token, or None
-    when another sweep holds it."""
-    now = timezone.now()
+    """Take the store's sweep lease for `ttl` (of two callers, one wins); its token, or None when another sweep
+    holds it."""
     token = uuid.uuid4().hex
-    taken = (
-        Store.objects.filter(pk=store.pk)
-        .filter(Q(sweep_lease_until__isnull=True) | Q(sweep_lease_until__lt=now))
-        .update(sweep_lease_until=now + ttl, sweep_lease_token=token)
+    taken = lease_take(
+        Store.objects.filter(pk=store.pk), holder=token, ttl=ttl, now=timezone.now(),
+        holder_field="sweep_lease_token", until_field="sweep_lease_until",
     )
     return token if taken else None
 
 
 def store_sweep_lease_renew(*, store: Store, token: str, ttl: timedelta) -> bool:
     """Extend our lease; False when it is no longer ours (it expired and another sweep took it)."""
-    return bool(
-        Store.objects.filter(pk=store.pk, sweep_lease_token=token).update(sweep_lease_until=timezone.now() + ttl)
-    )
+    return bool(lease_renew(
+        Store.objects.filter(pk=store.pk), holder=token, ttl=ttl, now=timezone.now(),
+        holder_field="sweep_lease_token", until_field="sweep_lease_until",
+    ))
 
 
 def store_sweep_lease_release(*, store: Store, token: str) -> None:
-    Store.objects.filter(pk=store.pk, sweep_lease_token=token).update(sweep_lease_until=None, sweep_lease_token="")
+    lease_release(
+        Store.objects.filter(pk=store.pk), holder=token,
+        holder_field="sweep_lease_token", until_field="sweep_lease_until",
+    )

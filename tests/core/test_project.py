@@ -61,3 +61,63 @@ def test_env_example_documents_every_setting_read_from_the_environment():
     with_comments = [line for line in (root / ".env.example").read_text().splitlines()
                      if re.match(r"^#?\s*[A-Z][A-Z0-9_]+=.*\s#", line)]
     assert with_comments == []
+
+
+# --- the ratchets of issue 14: mypy, import-linter and C901 exceptions may only shrink ---------------------------
+# When you fix an entry, delete its line in pyproject.toml and lower the ceiling here to the new count.
+MYPY_IGNORED_MODULES_CEILING = 40
+MYPY_ANY_EXEMPT_MODULES_CEILING = 1
+IMPORT_LINTER_IGNORED_IMPORTS_CEILING = 35
+C901_IGNORED_FILES_CEILING = 16
+
+
+def _pyproject() -> dict:
+    import tomllib
+    from pathlib import Path
+
+    return tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+
+
+def test_mypy_ratchet_only_shrinks_and_names_existing_modules():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    overrides = _pyproject()["tool"]["mypy"].get("overrides", [])
+    ignored = [module for entry in overrides if entry.get("ignore_errors") for module in entry["module"]]
+    # Shared modules exempted from the Any rules that oma.core and oma.genstore get.
+    any_exempt = [module for entry in overrides if entry.get("warn_return_any") is False for module in entry["module"]]
+    for ratchet in (ignored, any_exempt):
+        assert ratchet == sorted(set(ratchet)), "keep the ratchet sorted, one module a line"
+        missing = [m for m in ratchet if not (root / f"{m.replace('.', '/')}.py").exists()
+                   and not (root / m.replace(".", "/") / "__init__.py").exists()]
+        assert missing == [], "a moved or deleted module: drop its line (its new home must pass mypy)"
+    assert len(ignored) <= MYPY_IGNORED_MODULES_CEILING, "the mypy ratchet grew: fix the new errors instead"
+    assert len(any_exempt) <= MYPY_ANY_EXEMPT_MODULES_CEILING, "the Any-rules ratchet grew: type the module instead"
+
+
+def test_import_linter_ratchet_only_shrinks():
+    contracts = _pyproject()["tool"]["importlinter"]["contracts"]
+    ignored = [line for contract in contracts for line in contract.get("ignore_imports", [])]
+    # lint-imports itself fails on an ignored import that no longer exists, so every entry is still needed.
+    assert len(ignored) <= IMPORT_LINTER_IGNORED_IMPORTS_CEILING, "the import ratchet grew: import downward instead"
+
+
+def test_c901_ratchet_only_shrinks_and_every_entry_is_still_needed():
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    lint = _pyproject()["tool"]["ruff"]["lint"]
+    files = sorted(path for path, codes in lint["per-file-ignores"].items() if "C901" in codes)
+    assert len(files) <= C901_IGNORED_FILES_CEILING, "the C901 ratchet grew: split the function instead"
+    assert [f for f in files if not (root / f).exists()] == [], "a moved or deleted file: drop its C901 line"
+    limit = lint["mccabe"]["max-complexity"]
+    found = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--isolated", "--select", "C901", "--output-format", "json",
+         "--config", f"lint.mccabe.max-complexity={limit}", *files],
+        cwd=root, capture_output=True, text=True, check=False,
+    )
+    offenders = {str(Path(item["filename"]).resolve().relative_to(root)) for item in json.loads(found.stdout)}
+    assert sorted(set(files) - offenders) == [], "no function there is too complex any more: drop its C901 line"

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Count
 
 from oma.fulfillment.models import FulfillmentPush
+from oma.fulfillment.pushed_status import shipment_status_for
 from oma.fulfillment.tasks import push_pending
 from oma.orders.models import Order, SyncRun
 from oma.orders.services import orders_sweep
@@ -33,7 +34,6 @@ from tracking.polling import forget_transports
 from tracking.sandbox import CarrierSandbox, numbers_for
 from tracking.services import shipment_add
 from tracking.tasks import poll_due
-from tracking.vocabulary import shipment_status_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.redis]
 

@@ -25,11 +25,12 @@ from django.utils import timezone
 from oma.celery import app
 from oma.channels.csv_import import tracking_csv_import
 from oma.channels.services import channel_create
-from oma.fulfillment.carriers import tracking_company_for
 from oma.fulfillment.models import FulfillmentPush
+from oma.fulfillment.pushed_status import shipment_status_for
 from oma.fulfillment.reconciliation import Finding, store_reconcile
 from oma.fulfillment.services import pushes_pending
 from oma.fulfillment.tasks import push_pending
+from oma.genstore.carriers import tracking_company_for
 from oma.orders.models import Order, SyncRun
 from oma.orders.services import orders_sweep
 from tests.fixtures_celery import (  # noqa: F401 (fixtures)
@@ -44,7 +45,6 @@ from tests.tracking.conftest import EPOCH, FAST_LIMITS, add_sandbox_account
 from tracking.models import Shipment
 from tracking.polling import forget_transports, poll_due_shipments
 from tracking.sandbox import CARRIERS, CarrierSandbox, numbers_for
-from tracking.vocabulary import shipment_status_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -13,13 +13,13 @@ from django.test import Client
 from oma.fulfillment.models import FulfillmentPush
 from oma.fulfillment.reconciliation import Finding, reconcile_fix, store_reconcile
 from oma.fulfillment.services import shipment_push
-from oma.fulfillment.status import normalize_tracking_number
 from oma.orders.models import Order, SyncRun
 from oma.orders.services import orders_sweep
 from oma.stores.models import Store, StoreMembership
 from oma.stores.services import genstore_client_for
 from tests.fulfillment.conftest import add_shipment, carrier_says, new_number, open_orders
 from tracking.models import Shipment
+from tracking.numbers import normalize as normalize_tracking_number
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 

@@ -1,81 +1,20 @@
-"""Helpers for the Genstore client tests: a fake clock, and a real scripted HTTP server on 127.0.0.1."""
+"""Helpers for the Genstore client tests: a real scripted HTTP server on 127.0.0.1 (the fake clock and the bucket's
+Redis come from tests.core.fakes)."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import redis
 
-from oma.genstore.ratelimit import RedisTokenBucket
-from tests.services import HAVE_REDIS, REDIS_URL
-
-
-class FakeClock:
-    """A clock that moves only when something sleeps on it; records every sleep."""
-
-    def __init__(self, start: float = 1_000.0) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        with self._lock:
-            return self._now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self._now += max(0.0, seconds)
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
-
-
-@pytest.fixture
-def fake_clock() -> FakeClock:
-    return FakeClock()
-
-
-@dataclass
-class LimiterRedis:
-    """Redis for the rate limiter tests: its own database and a key prefix unique to the test.
-
-    Not the shared `redis_client` fixture: other test runs on the same machine flush database 15 at will, and a
-    bucket that vanishes mid-test would hand out a second burst and look like a limiter bug.
-    """
-
-    url: str
-    client: redis.Redis
-    key_prefix: str
-
-    def bucket(self, **kwargs: Any) -> RedisTokenBucket:
-        bucket = RedisTokenBucket(redis.Redis.from_url(self.url), **kwargs)
-        bucket.key_prefix = self.key_prefix
-        return bucket
-
-
-@pytest.fixture
-def limiter_redis() -> Iterator[LimiterRedis]:
-    if not HAVE_REDIS:
-        pytest.skip("needs Redis: not reachable on 127.0.0.1:6379")
-    url = urlunsplit(urlsplit(REDIS_URL)._replace(path="/14"))
-    client = redis.Redis.from_url(url)
-    prefix = f"test:{uuid.uuid4().hex}:oma:genstore:bucket:"
-    yield LimiterRedis(url=url, client=client, key_prefix=prefix)
-    keys = list(client.scan_iter(match=f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+from tests.core.fakes import fake_clock, limiter_redis  # noqa: F401 (fixtures; the clock and Redis of oma.core)
 
 
 @dataclass

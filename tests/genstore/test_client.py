@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from oma.core.ratelimit import LocalTokenBucket
 from oma.genstore.client import GenstoreClient, OrderPage
 from oma.genstore.errors import (
     GenstoreAuthError,
@@ -22,7 +23,6 @@ from oma.genstore.errors import (
     GenstoreTransportError,
     GenstoreUnprocessable,
 )
-from oma.genstore.ratelimit import LocalTokenBucket
 from oma.genstore.records import RateLimitState
 from tests.genstore.conftest import Reply, ScriptedServer, SeenRequest
 
@@ -584,6 +584,23 @@ def test_preset_create_path_is_used_without_probing(server, make_client):
     client = make_client(fulfillment_create_path="/fulfillment")
     assert create(client).fulfill_id == "F1"
     assert server.seen(f"POST {API}/fulfillments") == []
+
+
+def test_a_newly_learned_create_path_is_reported_once(server, make_client):
+    server.script(
+        f"POST {API}/fulfillment",
+        Reply(201, {"fulfillment": fulfillment("F1")}),
+        Reply(201, {"fulfillment": fulfillment("F2")}),
+    )
+    learned: list[str] = []
+    client = make_client(on_fulfillment_create_path=learned.append)
+    create(client)
+    create(client, tracking_number="1Z000")
+    assert learned == ["/fulfillment"]  # the owner keeps it (Store.fulfillment_create_path); told only once
+    preset: list[str] = []
+    server.script(f"POST {API}/fulfillment", Reply(201, {"fulfillment": fulfillment("F3")}))
+    create(make_client(fulfillment_create_path="/fulfillment", on_fulfillment_create_path=preset.append))
+    assert preset == []  # nothing new to keep
 
 
 def test_known_path_404_means_unknown_order(server, client):

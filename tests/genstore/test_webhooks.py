@@ -1,4 +1,4 @@
-"""Webhook and install-request signatures, and the topic list."""
+"""Webhook and install-request signatures (the topic list: test_topics.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ import hmac
 import pytest
 
 from oma.genstore.webhooks import (
-    COMPLIANCE_TOPICS,
-    ORDER_TOPICS,
-    WEBHOOK_TOPICS,
     compute_webhook_hmac,
     verify_install_hmac,
     verify_webhook_hmac,
@@ -91,21 +88,3 @@ def test_install_hmac_freshness_when_asked():
 def test_install_hmac_with_empty_secret_is_refused():
     assert not verify_install_hmac("", {"shop": "s", "hmac": _install_hmac("", "shop=s")})
 
-
-def test_topics_are_the_contracts():
-    assert set(WEBHOOK_TOPICS) == {
-        "orders/create",
-        "orders/update",
-        "orders/paid",
-        "orders/fulfilled",
-        "orders/partiallyFulfilled",
-        "orders/cancelled",
-        "refunds/create",
-        "app/uninstalled",
-        "app/scopesUpdate",
-        "customers/data_request",
-        "customers/redact",
-        "shop/redact",
-    }
-    assert len(WEBHOOK_TOPICS) == len(set(WEBHOOK_TOPICS))
-    assert set(ORDER_TOPICS) | set(COMPLIANCE_TOPICS) < set(WEBHOOK_TOPICS)

@@ -11,9 +11,9 @@ from django.urls import reverse
 
 from oma.channels.models import Channel
 from oma.channels.services import channel_create, channel_poll
+from oma.core.ratelimit import LocalTokenBucket
 from oma.genstore.client import GenstoreClient
 from oma.genstore.errors import GenstoreAuthError, GenstoreClientError, GenstoreError, GenstoreResponseError
-from oma.genstore.ratelimit import LocalTokenBucket
 from tests.admin.factories import StoreFactory
 from tests.admin.world import merchant
 from tests.channels.conftest import order_record, sync_orders

@@ -20,7 +20,7 @@ from oma.channels.connectors.base import PolledOrder, PollStats
 from oma.channels.connectors.shipstation import CONNECTOR as SHIPSTATION
 from oma.channels.models import Channel
 from oma.channels.services import channel_poll
-from oma.genstore.ratelimit import LocalTokenBucket
+from oma.core.ratelimit import LocalTokenBucket
 from oma.stores.models import Store
 from tests.admin.factories import StoreFactory
 from tests.admin.world import merchant

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from oma.genstore.ratelimit import LocalTokenBucket
+from oma.core.ratelimit import LocalTokenBucket
 from oma.stores.models import Store
 from tracking import polling
 from tracking.models import CarrierAccount

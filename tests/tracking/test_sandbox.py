@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from oma.genstore.ratelimit import LocalTokenBucket
+from oma.core.ratelimit import LocalTokenBucket
 from tests.tracking.conftest import ALL_DONE, EPOCH
 from tracking.carriers.registry import get_spec
 from tracking.carriers.transport import CarrierConnection, CarrierTransport

@@ -20,7 +20,6 @@ from tracking.services import (
     ShipmentConflict,
     carrier_account_add,
     event_key,
-    normalize_tracking_number,
     shipment_add,
     shipment_apply_result,
     shipments_apply_results,
@@ -58,10 +57,6 @@ def result(number: str, status: str, *events: TrackingEventRecord, **fields: obj
 
 
 # --- shipment_add ---------------------------------------------------------------------------------------
-
-
-def test_normalization() -> None:
-    assert normalize_tracking_number(" 1z 5r8-939 0357567127 \n") == UPS
 
 
 def test_shipment_add_detects_the_carrier_and_is_due_now(store: Store) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from oma.genstore.ratelimit import LocalTokenBucket
+from oma.core.ratelimit import LocalTokenBucket
 from tests.tracking.conftest import ALL_DONE, EPOCH
 from tracking.carriers.base import HttpCall, RateLimit
 from tracking.carriers.registry import get_spec

@@ -1,4 +1,6 @@
-"""The status vocabulary and its derived tables, checked against the references when they are present."""
+"""The status vocabulary and its derived tables, checked against the references when they are present.
+
+What is pushed to Genstore for a status: tests/fulfillment/test_pushed_status.py."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import pytest
 from tracking.vocabulary import (
     FAILURE_SUBSTATUSES,
     PROGRESS_RANK,
-    SHIPMENT_STATUS_RANK,
     STATUSES,
     SUBSTATUSES,
     TERMINAL_STATUSES,
@@ -18,14 +19,11 @@ from tracking.vocabulary import (
     Substatus,
     is_terminal,
     moves_forward,
-    shipment_status_for,
-    shipment_status_moves_forward,
     substatus_from_text,
 )
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CARRIERS_MD = SHARED / "reference" / "carriers.md"
-CONTRACT_MD = SHARED / "genstore-contract.md"
 
 EXPECTED_STATUSES = (
     "pending",
@@ -62,48 +60,6 @@ def test_statuses_and_substatuses_match_the_carriers_reference() -> None:
         assert name in SUBSTATUSES, name
 
 
-@pytest.mark.skipif(not CONTRACT_MD.exists(), reason="../shared/genstore-contract.md absent")
-def test_push_mapping_matches_the_genstore_contract_table() -> None:
-    table = CONTRACT_MD.read_text().split("| OMA status | `shipmentStatus` pushed |", 1)[1]
-    rows = [line for line in table.splitlines()[2:] if line.startswith("|")]
-    checked = 0
-    for row in rows:
-        statuses_cell, pushed_cell = (cell.strip() for cell in row.strip("|").split("|"))
-        for status in re.findall(r"`([a-z_]+)`", statuses_cell):
-            pushed = re.findall(r"`([a-z_]+)`", pushed_cell)
-            if pushed_cell == "nothing":
-                assert shipment_status_for(status) is None, status
-            elif status == "exception":
-                assert pushed == ["delayed", "failure"]
-                assert shipment_status_for(status, "delayed") == "delayed"
-                assert shipment_status_for(status, "lost") == "failure"
-            else:
-                assert shipment_status_for(status) == pushed[0], status
-            checked += 1
-    assert checked == len(STATUSES)
-
-
-@pytest.mark.parametrize(
-    ("substatus", "pushed"),
-    [
-        ("", "delayed"),
-        ("delayed", "delayed"),
-        ("weather", "delayed"),
-        ("customs_hold", "delayed"),
-        ("held", "delayed"),
-        ("address_issue", "delayed"),
-        ("lost", "failure"),
-        ("destroyed", "failure"),
-        ("disposed", "failure"),
-        ("damaged", "failure"),
-        ("undeliverable", "failure"),
-        ("refused", "failure"),
-    ],
-)
-def test_exception_pushes_delayed_while_moving_failure_when_gone(substatus: str, pushed: str) -> None:
-    assert shipment_status_for(Status.EXCEPTION, substatus) == pushed
-
-
 def test_terminal_statuses() -> None:
     assert {"delivered", "cancelled", "expired"} == TERMINAL_STATUSES
     assert is_terminal("delivered")
@@ -124,15 +80,6 @@ def test_progress_never_moves_backwards() -> None:
     assert not moves_forward("in_transit", "unknown")
     assert not moves_forward("in_transit", "pending")
     assert moves_forward("pending", "info_received")
-
-
-def test_pushed_shipment_status_never_moves_backwards() -> None:
-    assert shipment_status_moves_forward(None, "in_transit")
-    assert shipment_status_moves_forward("in_transit", "delivered")
-    assert not shipment_status_moves_forward("delivered", "in_transit")
-    assert shipment_status_moves_forward("delayed", "in_transit")
-    pushed_values = {shipment_status_for(status, sub) for status in STATUSES for sub in ("", "lost")} - {None}
-    assert pushed_values <= set(SHIPMENT_STATUS_RANK)
 
 
 def test_failure_substatuses_are_substatuses() -> None:

@@ -2,9 +2,12 @@
 
 One `CarrierTransport` per carrier account, holding one `requests.Session`. It owns everything the pure carrier
 modules leave out: base URL, timeouts on every call, authentication (OAuth client-credentials token cache with
-refresh before expiry and once on a 401, or an API-key header), the account's rate limit, and retries for
-transient failures only (429, 5xx, timeouts, connection errors). It knows no Django model: the account's
-credentials come in a `CarrierConnection`, and the OAuth token is persisted through a `TokenCache`.
+refresh before expiry and once on a 401, or an API-key header), the account's rate limit (oma.core.ratelimit's
+shared token bucket), and retries for transient failures only (oma.core.retry's policy with the carrier's numbers:
+408, 429, 500, 502, 503, 504, timeouts, connection errors; Retry-After is a floor under the jittered backoff; a
+429 penalizes the account's bucket for every worker). Tracking calls are reads, even when sent as a POST, and are
+retried as such. It knows no Django model: the account's credentials come in a `CarrierConnection`, and the OAuth
+token is persisted through a `TokenCache`.
 
 Errors are ours: `CarrierAuthError` (credentials refused), `CarrierUnavailable` (transient: the carrier is down
 or throttling after our retries, or our own rate budget is spent), `CarrierError` (anything else, permanent).
@@ -18,19 +21,20 @@ The session is oma.core.outbound's: it calls the base URL's origin only, follows
 from __future__ import annotations
 
 import logging
-import random
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import requests
 
 from oma.core.outbound import OutboundRefused, hosts_of, outbound_session
-from oma.genstore.ratelimit import RateLimiter, RateLimiterTimeout, rate_limiter_for
+from oma.core.ratelimit import RateLimiter, RateLimiterTimeout, rate_limiter_for
+from oma.core.redis import get_redis
+from oma.core.retry import Failure, GaveUp, RetryPolicy, send_with_retries
 from tracking.carriers.base import CarrierSpec, HttpCall, RateLimit, TrackingResult
 
 logger = logging.getLogger(__name__)
@@ -112,10 +116,7 @@ class MemoryTokenCache:
 def default_rate_limiter() -> RateLimiter:
     """The limiter carrier transports share: Redis-backed when REDIS_URL is set (every worker paces together),
     else one bucket per process."""
-    redis_client = None
     try:
-        from oma.core.redis import get_redis
-
         redis_client = get_redis()
     except Exception:  # no Django settings (a script using the transport alone): pace per process
         redis_client = None
@@ -183,6 +184,17 @@ class CarrierTransport:
         self._token: tuple[str, datetime] | None = None
         self.stats = TransportStats()
 
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            backoff_base=self.backoff_base,
+            backoff_cap=math.inf,
+            max_retry_after=self.max_retry_after,
+            retry_after_is_floor=True,  # never before the carrier's Retry-After, and never without jitter
+            retry_statuses=TRANSIENT_STATUSES,
+        )
+
     # -- public ----------------------------------------------------------------------------------
 
     def track(self, numbers: Sequence[str]) -> list[TrackingResult]:
@@ -234,76 +246,98 @@ class CarrierTransport:
         """
         url = f"{self.base_url}{call.path}"
         refreshed_token = False
-        attempt = 0
-        while True:
-            attempt += 1
+
+        def once() -> requests.Response:
             self._take_rate_token()
             headers = {**call.headers, **self._auth_headers()}
             self.stats.requests += 1
             self.stats.by_path[call.path] = self.stats.by_path.get(call.path, 0) + 1
-            try:
-                response = self.session.request(
-                    call.method, url, params=call.params or None, json=call.json, headers=headers,
-                    timeout=self.timeout,
-                )
-            except (requests.Timeout, requests.ConnectionError) as exc:
-                if attempt < self.max_attempts:
-                    self._pause_before_retry(attempt, None)
-                    continue
-                raise CarrierUnavailable(f"{self.spec.display_name} unreachable at {url}: {exc}") from exc
-            except OutboundRefused as exc:
-                raise CarrierAccountRefused(f"{self.spec.display_name}: request refused: {exc}") from exc
-            except requests.RequestException as exc:
-                raise CarrierError(f"{self.spec.display_name}: request to {url} failed: {exc}") from exc
+            return self.session.request(
+                call.method, url, params=call.params or None, json=call.json, headers=headers, timeout=self.timeout,
+            )
 
-            status = response.status_code
-            if status == 401 and self.spec.auth == "oauth_client_credentials" and not refreshed_token:
+        def attempt() -> requests.Response:
+            nonlocal refreshed_token
+            response = once()
+            if response.status_code == 401 and self.spec.auth == "oauth_client_credentials" and not refreshed_token:
                 # The token may have been revoked or expired early: one fresh token, then give up.
                 refreshed_token = True
                 self._invalidate_token()
-                attempt -= 1
-                continue
-            if status in (401, 403):
-                raise CarrierAuthError(
-                    f"{self.spec.display_name} refused our credentials (HTTP {status})", status_code=status
-                )
-            if status in TRANSIENT_STATUSES:
-                retry_after = _retry_after_seconds(response)
-                if status == 429:
-                    # Someone else spent the carrier's budget too (another app on the same credentials):
-                    # everyone using this bucket waits, not just this call.
-                    self.stats.rate_limited += 1
-                    self.limiter.penalize(self.limiter_key, seconds=retry_after if retry_after is not None else 1.0)
-                if attempt < self.max_attempts and (retry_after is None or retry_after <= self.max_retry_after):
-                    self._pause_before_retry(attempt, retry_after)
-                    continue
-                raise CarrierUnavailable(
-                    f"{self.spec.display_name} answered HTTP {status} {attempt} time(s) for {call.path}",
-                    status_code=status, retry_after=retry_after,
-                )
-            body = _json_or_none(response)
-            if 200 <= status < 300:
-                if body is None:
-                    raise CarrierError(
-                        f"{self.spec.display_name} answered HTTP {status} without JSON for {call.path}",
-                        status_code=status,
-                    )
-                return status, body
-            if status == 404 and body is not None:
-                return status, body  # carriers answer "unknown number" this way: the parser makes results of it
-            raise CarrierError(
-                f"{self.spec.display_name} refused {call.method} {call.path}: HTTP {status}"
-                + (" (a redirect to another host, not followed)" if 300 <= status < 400 else ""),
-                status_code=status,
-            )
+                response = once()
+            return response
 
-    def _pause_before_retry(self, attempt: int, retry_after: float | None) -> None:
-        self.stats.retries += 1
-        # Full jitter (AWS): random between 0 and the exponential step; never before the carrier's Retry-After.
-        delay = random.uniform(0, self.backoff_base * 2 ** (attempt - 1))
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        self._sleep(delay)
+        name = self.spec.display_name
+        response = self._retried(
+            attempt, label=f"{name} {call.method} {call.path}", on_failure=self._count_failure,
+            unreachable=f"{name} unreachable at {url}",
+            answered=lambda failure: f"{name} answered HTTP {failure.status} {failure.attempt} time(s) for {call.path}",
+            refused=f"{name}: request refused", failed=f"{name}: request to {url} failed",
+        )
+        status = response.status_code
+        if status in (401, 403):
+            raise CarrierAuthError(
+                f"{self.spec.display_name} refused our credentials (HTTP {status})", status_code=status
+            )
+        body = _json_or_none(response)
+        if 200 <= status < 300:
+            if body is None:
+                raise CarrierError(
+                    f"{self.spec.display_name} answered HTTP {status} without JSON for {call.path}",
+                    status_code=status,
+                )
+            return status, body
+        if status == 404 and body is not None:
+            return status, body  # carriers answer "unknown number" this way: the parser makes results of it
+        raise CarrierError(
+            f"{self.spec.display_name} refused {call.method} {call.path}: HTTP {status}"
+            + (" (a redirect to another host, not followed)" if 300 <= status < 400 else ""),
+            status_code=status,
+        )
+
+    def _retried(
+        self,
+        attempt: Callable[[], requests.Response],
+        *,
+        label: str,
+        on_failure: Callable[[Failure], None],
+        unreachable: str,
+        answered: Callable[[Failure], str],
+        refused: str,
+        failed: str,
+    ) -> requests.Response:
+        """One request through the shared retry loop (every carrier call is a read, even a POST: idempotent). A
+        give-up becomes CarrierUnavailable, a refusal by oma.core.outbound CarrierAccountRefused, any other request
+        error CarrierError; the phrases name the call, never the answer's body."""
+        try:
+            return send_with_retries(
+                attempt, policy=self.retry_policy, idempotent=True, sleep=self._sleep, label=label,
+                on_failure=on_failure,
+            )
+        except GaveUp as exc:
+            failure = exc.failure
+            if failure.response is None:
+                raise CarrierUnavailable(f"{unreachable}: {failure.error}") from failure.error
+            raise CarrierUnavailable(
+                answered(failure), status_code=failure.status, retry_after=failure.retry_after
+            ) from None
+        except OutboundRefused as exc:
+            raise CarrierAccountRefused(f"{refused}: {exc}") from exc
+        except requests.RequestException as exc:
+            raise CarrierError(f"{failed}: {exc}") from exc
+
+    def _count_failure(self, failure: Failure) -> None:
+        if failure.status == 429:
+            # Someone else spent the carrier's budget too (another app on the same credentials):
+            # everyone using this bucket waits, not just this call.
+            self.stats.rate_limited += 1
+            self.limiter.penalize(
+                self.limiter_key, seconds=failure.retry_after if failure.retry_after is not None else 1.0
+            )
+        self._count_retry(failure)
+
+    def _count_retry(self, failure: Failure) -> None:
+        if not failure.gives_up:
+            self.stats.retries += 1
 
     def _take_rate_token(self) -> None:
         capacity, refill = bucket_parameters(self.rate_limit)
@@ -356,41 +390,32 @@ class CarrierTransport:
             "client_id": self.connection.client_id,
             "client_secret": self.connection.client_secret,
         }
-        for attempt in range(1, self.max_attempts + 1):
+
+        def attempt() -> requests.Response:
             self.stats.token_requests += 1
-            try:
-                response = self.session.post(
-                    url, data=data, auth=(self.connection.client_id, self.connection.client_secret),
-                    headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=self.timeout,
-                )
-            except (requests.Timeout, requests.ConnectionError) as exc:
-                if attempt < self.max_attempts:
-                    self._pause_before_retry(attempt, None)
-                    continue
-                raise CarrierUnavailable(f"{self.spec.display_name} token endpoint unreachable: {exc}") from exc
-            except OutboundRefused as exc:
-                raise CarrierAccountRefused(f"{self.spec.display_name}: token request refused: {exc}") from exc
-            if response.status_code in TRANSIENT_STATUSES:
-                retry_after = _retry_after_seconds(response)
-                if attempt < self.max_attempts and (retry_after is None or retry_after <= self.max_retry_after):
-                    self._pause_before_retry(attempt, retry_after)
-                    continue
-                raise CarrierUnavailable(
-                    f"{self.spec.display_name} token endpoint answered HTTP {response.status_code}",
-                    status_code=response.status_code, retry_after=retry_after,
-                )
-            body = _json_or_none(response)
-            if response.status_code >= 400 or not isinstance(body, dict) or not body.get("access_token"):
-                raise CarrierAuthError(
-                    f"{self.spec.display_name} refused the client credentials (HTTP {response.status_code})",
-                    status_code=response.status_code,
-                )
-            try:
-                lifetime = float(body.get("expires_in") or 3600)
-            except (TypeError, ValueError):
-                lifetime = 3600.0
-            return str(body["access_token"]), self._now() + timedelta(seconds=lifetime)
-        raise AssertionError("unreachable")  # pragma: no cover
+            return self.session.post(
+                url, data=data, auth=(self.connection.client_id, self.connection.client_secret),
+                headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=self.timeout,
+            )
+
+        name = self.spec.display_name
+        response = self._retried(
+            attempt, label=f"{name} token", on_failure=self._count_retry,
+            unreachable=f"{name} token endpoint unreachable",
+            answered=lambda failure: f"{name} token endpoint answered HTTP {failure.status}",
+            refused=f"{name}: token request refused", failed=f"{name}: token request failed",
+        )
+        body = _json_or_none(response)
+        if response.status_code >= 400 or not isinstance(body, dict) or not body.get("access_token"):
+            raise CarrierAuthError(
+                f"{self.spec.display_name} refused the client credentials (HTTP {response.status_code})",
+                status_code=response.status_code,
+            )
+        try:
+            lifetime = float(body.get("expires_in") or 3600)
+        except (TypeError, ValueError):
+            lifetime = 3600.0
+        return str(body["access_token"]), self._now() + timedelta(seconds=lifetime)
 
 
 def _still_fresh(expires_at: datetime, now: datetime) -> bool:
@@ -405,20 +430,3 @@ def _json_or_none(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return None
-
-
-def _retry_after_seconds(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())

@@ -1,7 +1,9 @@
-"""Carrier detection from a tracking number: OMA's own format table (formats.py), check digits (checksums.py) and
-the ranking of candidates (detect.py)."""
+"""Carrier detection from a normalized tracking number: OMA's own format table (formats.py), check digits
+(checksums.py) and the ranking of candidates (detect.py). Raw input and the stored identity: tracking.numbers.
 
-from tracking.detection.detect import Candidate, best_candidate, detect, normalize
+The submodules import each other only downwards (detect -> formats -> checksums), never this package."""
+
+from tracking.detection.detect import Candidate, best_candidate, detect
 from tracking.detection.formats import CARRIER_CODES, FORMATS, FORMATS_BY_ID, TrackingFormat
 
 __all__ = [
@@ -12,5 +14,4 @@ __all__ = [
     "TrackingFormat",
     "best_candidate",
     "detect",
-    "normalize",
 ]

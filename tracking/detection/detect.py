@@ -1,4 +1,7 @@
-"""Which carriers a tracking number may belong to: every matching format, valid or not, best first."""
+"""Which carriers a tracking number may belong to: every matching format, valid or not, best first.
+
+Input is a number as `tracking.numbers.normalize` returns it (upper case, no separators): the format table is
+written for that form. Raw input goes through `tracking.numbers` (normalize, then detect or canonical)."""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tracking.detection.formats import FORMATS, TrackingFormat
-
-_WHITESPACE = re.compile(r"\s+")
 
 # Confidence by what the match proves. A passing check digit is strong evidence (a random string passes 1 time in
 # 7 to 36); a distinctive prefix without a check digit is good evidence; a bare run of digits is weak.
@@ -28,13 +29,8 @@ class Candidate:
     confidence: float  # 0..1, see the CONFIDENCE_* constants
     format_name: str = ""
     has_check_digit: bool = False
-    number: str = ""  # the normalised number (upper case, no whitespace)
+    number: str = ""  # the normalized number detection was given
     tracking_number: str = ""  # what to send to the carrier: the number, or the part of a barcode that tracks
-
-
-def normalize(number: str) -> str:
-    """Upper case, all whitespace removed: '1z 5r8 939 0357567127' -> '1Z5R89390357567127'."""
-    return _WHITESPACE.sub("", number or "").upper()
 
 
 def _candidate(fmt: TrackingFormat, match: re.Match[str], number: str) -> Candidate:
@@ -72,17 +68,8 @@ def _candidate(fmt: TrackingFormat, match: re.Match[str], number: str) -> Candid
     )
 
 
-def _variants(number: str) -> list[str]:
-    """The normalised number, plus the same without hyphens when it has some (people paste '1Z-...')."""
-    normalised = normalize(number)
-    variants = [normalised]
-    if "-" in normalised:
-        variants.append(normalised.replace("-", ""))
-    return [variant for variant in variants if variant]
-
-
 def detect(number: str, *, priority: Sequence[str] = ()) -> list[Candidate]:
-    """Every carrier format the number matches, ordered best first.
+    """Every carrier format the (normalized) number matches, ordered best first.
 
     Order: valid before invalid; among valid ones, a passing check digit before a pattern-only match; then the
     store's carrier priority list (earlier = preferred; carriers not listed come after); then confidence; then the
@@ -90,23 +77,18 @@ def detect(number: str, *, priority: Sequence[str] = ()) -> list[Candidate]:
     """
     rank_of = {carrier: index for index, carrier in enumerate(priority)}
     unlisted = len(rank_of)
-    found: dict[tuple[str, str], tuple[Candidate, int]] = {}
-    for variant in _variants(number):
-        for order, fmt in enumerate(FORMATS):
-            match = fmt.pattern.fullmatch(variant)
-            if match is None:
-                continue
-            candidate = _candidate(fmt, match, variant)
-            key = (fmt.carrier, fmt.format)
-            if key not in found or (candidate.valid and not found[key][0].valid):
-                found[key] = (candidate, order)
+    found: list[tuple[Candidate, int]] = []
+    for order, fmt in enumerate(FORMATS):
+        match = fmt.pattern.fullmatch(number) if number else None
+        if match is not None:
+            found.append((_candidate(fmt, match, number), order))
 
     def sort_key(item: tuple[Candidate, int]) -> tuple[int, int, float, int]:
         candidate, order = item
         tier = 0 if candidate.valid and candidate.has_check_digit else 1 if candidate.valid else 2
         return (tier, rank_of.get(candidate.carrier, unlisted), -candidate.confidence, order)
 
-    return [candidate for candidate, _ in sorted(found.values(), key=sort_key)]
+    return [candidate for candidate, _ in sorted(found, key=sort_key)]
 
 
 def best_candidate(number: str, *, priority: Sequence[str] = ()) -> Candidate | None:

@@ -4,7 +4,8 @@ where a customer can follow them.
 Where the rules come from (public facts, re-expressed here in our own table):
 - jkeen/tracking_number_data v2.0.0 (MIT licence, https://github.com/jkeen/tracking_number_data): the courier codes,
   format ids, regular expressions, check-digit parameters and most public tracking URLs. Patterns here are written
-  for a number already normalised by `normalize()` (upper case, whitespace removed), so they carry no `\\s*`.
+  for a number already normalized by `tracking.numbers.normalize()` (upper case, whitespace, hyphens and dots
+  removed), so they carry no `\\s*` and no separators (LaserShip's 18-character "...-1" is matched as "...1").
 - UPS: "1Z" numbers (6-character shipper number, 2-character service, 7-character package id, mod 10 check digit
   with letters converted as (ASCII - 3) mod 10), from UPS's Developer Kit label guides.
 - FedEx: Express 12-digit (weights 3-1-7, mod 11 then mod 10), Ground 15-digit and SSCC-18 (mod 10), 22/34-digit
@@ -26,8 +27,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tracking.detection import checksums
-from tracking.detection.checksums import Checksum
+from tracking.detection.checksums import Checksum, luhn, mod7, mod10, mod_37_36, s10, weighted_sum_mod
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +99,7 @@ def _fmt(carrier: str, format_id: str, name: str, pattern: str, **options: objec
 
 _FEDEX_EXPRESS_WEIGHTS = (3, 1, 7, 3, 1, 7, 3, 1, 7, 3, 1)
 _FEDEX_34_WEIGHTS = (1, 7, 3, 1, 7, 3, 1, 7, 3, 1, 7, 3, 1)
-_USPS_MOD10 = checksums.mod10(evens_multiplier=3, odds_multiplier=1)
+_USPS_MOD10 = mod10(evens_multiplier=3, odds_multiplier=1)
 
 # Order matters only as the last tie-breaker between candidates of equal confidence and priority.
 FORMATS: tuple[TrackingFormat, ...] = (
@@ -107,53 +107,53 @@ FORMATS: tuple[TrackingFormat, ...] = (
     _fmt(
         "ups", "ups", "UPS",
         r"1Z(?P<serial>[A-Z0-9]{6}(?P<service>[A-Z0-9]{2})[A-Z0-9]{7})(?P<check>[0-9])",
-        checksum=checksums.mod10(evens_multiplier=1, odds_multiplier=2), tracking_url=URL_UPS,
+        checksum=mod10(evens_multiplier=1, odds_multiplier=2), tracking_url=URL_UPS,
     ),
     _fmt(
         "ups", "ups_waybill", "UPS Waybill",
         r"(?P<service>[AHJKTV])(?P<serial>[0-9]{9})(?P<check>[0-9])",
-        checksum=checksums.mod10(evens_multiplier=1, odds_multiplier=2), tracking_url=URL_UPS,
+        checksum=mod10(evens_multiplier=1, odds_multiplier=2), tracking_url=URL_UPS,
     ),
     # --- FedEx ---------------------------------------------------------------------------------------------------
     _fmt(
         "fedex", "fedex_12", "FedEx Express (12)",
         r"(?P<serial>[0-9]{11})(?P<check>[0-9])",
-        checksum=checksums.weighted_sum_mod(weights=_FEDEX_EXPRESS_WEIGHTS, modulo1=11, modulo2=10),
+        checksum=weighted_sum_mod(weights=_FEDEX_EXPRESS_WEIGHTS, modulo1=11, modulo2=10),
         tracking_url=URL_FEDEX, distinctive=False,
     ),
     _fmt(
         "fedex", "fedex_34", "FedEx Express (34)",
         r"[0-8][0-9]{14}(?P<zip>[0-9]{5})(?P<serial>[0-9]{13})(?P<check>[0-9])(?<=(?P<tracking>[0-9]{12}))",
-        checksum=checksums.weighted_sum_mod(weights=_FEDEX_34_WEIGHTS, modulo1=11, modulo2=10),
+        checksum=weighted_sum_mod(weights=_FEDEX_34_WEIGHTS, modulo1=11, modulo2=10),
         tracking_url=URL_FEDEX, tracking_group="tracking",
     ),
     _fmt(
         "fedex", "fedex_astra_32", "FedEx ASTRA (32)",
         r"3[0-9]{15}(?P<tracking>(?P<serial>[0-9]{11})(?P<check>[0-9]))[0-9]{4}",
-        checksum=checksums.weighted_sum_mod(weights=_FEDEX_EXPRESS_WEIGHTS, modulo1=11, modulo2=10),
+        checksum=weighted_sum_mod(weights=_FEDEX_EXPRESS_WEIGHTS, modulo1=11, modulo2=10),
         tracking_url=URL_FEDEX, tracking_group="tracking",
     ),
     _fmt(
         "fedex", "fedex_ground", "FedEx Ground",
         r"(?P<serial>[0-9]{14})(?P<check>[0-9])",
-        checksum=checksums.mod10(evens_multiplier=1, odds_multiplier=3), tracking_url=URL_FEDEX, distinctive=False,
+        checksum=mod10(evens_multiplier=1, odds_multiplier=3), tracking_url=URL_FEDEX, distinctive=False,
     ),
     _fmt(
         "fedex", "fedex_ground_sscc_18", "FedEx Ground (SSCC-18)",
         r"(?P<container>[0-9]{2})(?P<serial>[0-9]{15})(?P<check>[0-9])",
-        checksum=checksums.mod10(evens_multiplier=3, odds_multiplier=1), tracking_url=URL_FEDEX, distinctive=False,
+        checksum=mod10(evens_multiplier=3, odds_multiplier=1), tracking_url=URL_FEDEX, distinctive=False,
     ),
     _fmt(
         "fedex", "fedex_ground_96", "FedEx Ground 96 (22)",
         r"96(?P<scnc>[0-9]{2})(?P<service>[0-9]{3})(?P<tracking>(?P<serial>[0-9]{14})(?P<check>[0-9]))",
-        checksum=checksums.mod10(evens_multiplier=1, odds_multiplier=3), tracking_url=URL_FEDEX,
+        checksum=mod10(evens_multiplier=1, odds_multiplier=3), tracking_url=URL_FEDEX,
         tracking_group="tracking",  # the last 15 digits are the FedEx Ground tracking number
     ),
     _fmt(
         "fedex", "fedex_ground_gsn", "FedEx Ground GSN",
         r"96(?P<scnc>[0-9]{2})[0-9]{5}(?P<gsn>[0-9]{10})[0-9](?P<serial>[0-9]{13})(?P<check>[0-9])"
         r"(?<=(?P<tracking>[0-9]{12}))",
-        checksum=checksums.weighted_sum_mod(weights=_FEDEX_34_WEIGHTS, modulo1=11, modulo2=10),
+        checksum=weighted_sum_mod(weights=_FEDEX_34_WEIGHTS, modulo1=11, modulo2=10),
         tracking_url=URL_FEDEX, tracking_group="tracking",
     ),
     # --- USPS (Publication 199) -----------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ FORMATS: tuple[TrackingFormat, ...] = (
         r"(?P<tracking>(?P<serial>94[0-9]{3}"
         r"(?=9[0-9]{8}(?:[0-9]{15}|[0-9]{11}|[0-9]{7})[0-9]$|[0-8][0-9]{5}(?:[0-9]{14}|[0-9]{10})[0-9]$)"
         r"(?:9[0-9]{8}|[0-8][0-9]{5})(?:[0-9]{15}|[0-9]{14}|[0-9]{11}|[0-9]{10}|[0-9]{7}))(?P<check>[0-9]))",
-        checksum=checksums.mod10(evens_multiplier=3, odds_multiplier=1, reverse=True),
+        checksum=mod10(evens_multiplier=3, odds_multiplier=1, reverse=True),
         tracking_url=URL_USPS, tracking_group="tracking",
     ),
     _fmt(
@@ -189,7 +189,7 @@ FORMATS: tuple[TrackingFormat, ...] = (
     _fmt(
         "dhl", "dhl_express", "DHL Express",
         r"(?P<serial>[0-9]{9,10})(?P<check>[0-9])",
-        checksum=checksums.mod7(), tracking_url=URL_DHL, distinctive=False,
+        checksum=mod7(), tracking_url=URL_DHL, distinctive=False,
     ),
     _fmt("dhl", "dhl_express_piece_id", "DHL Express (Piece ID)", r"J[A-Z]{2,3}(?P<serial>[0-9]{9,10})",
          tracking_url=URL_DHL),
@@ -204,13 +204,13 @@ FORMATS: tuple[TrackingFormat, ...] = (
     _fmt(
         "canada_post", "canada_post", "Canada Post (16)",
         r"(?P<serial>(?P<origin>[0-9]{7})[0-9]{8})(?P<check>[0-9])",
-        checksum=checksums.mod10(evens_multiplier=3, odds_multiplier=1), tracking_url=URL_CANADA_POST,
+        checksum=mod10(evens_multiplier=3, odds_multiplier=1), tracking_url=URL_CANADA_POST,
         distinctive=False,
     ),
     _fmt(
         "purolator", "purolator_numeric", "Purolator (12)",
         r"(?P<serial>[0-5][0-9]{10})(?P<check>[0-9])",
-        checksum=checksums.luhn(), tracking_url=URL_PUROLATOR, distinctive=False,
+        checksum=luhn(), tracking_url=URL_PUROLATOR, distinctive=False,
     ),
     _fmt("purolator", "purolator_alpha", "Purolator (alpha + 9)", r"(?P<serial>[A-Z]{3}[0-9]{9})",
          tracking_url=URL_PUROLATOR, distinctive=False),
@@ -220,12 +220,12 @@ FORMATS: tuple[TrackingFormat, ...] = (
     _fmt(
         "dpd", "dpd", "DPD (28)",
         r"(?P<serial>(?P<zip>[0-9]{7})[0-9]{14}(?P<service>[0-9]{3})(?P<country>[0-9]{3}))(?P<check>[0-9A-Z])",
-        checksum=checksums.mod_37_36(), tracking_url=URL_DPD,
+        checksum=mod_37_36(), tracking_url=URL_DPD,
     ),
     _fmt(
         "dpd", "dpd_14", "DPD (14)",
         r"(?P<serial>[0-9]{14})(?P<check>[0-9A-Z])",
-        checksum=checksums.mod_37_36(), tracking_url=URL_DPD, distinctive=False,
+        checksum=mod_37_36(), tracking_url=URL_DPD, distinctive=False,
     ),
     _fmt("yodel", "yodel", "Yodel", r"JJ?D(?P<serial>[0-9]{16})", tracking_url="https://www.yodel.co.uk/tracking/{number}"),
     _fmt("landmark", "landmark_global", "Landmark Global LTN", r"LTN(?P<serial>[0-9]{8})N1",
@@ -234,18 +234,18 @@ FORMATS: tuple[TrackingFormat, ...] = (
     _fmt(
         "ontrac", "ontrac_c", "OnTrac",
         r"C(?P<serial>[0-9]{13})(?P<check>[0-9])",
-        checksum=checksums.mod10(evens_multiplier=1, odds_multiplier=2), serial_prefix="4", tracking_url=URL_ONTRAC,
+        checksum=mod10(evens_multiplier=1, odds_multiplier=2), serial_prefix="4", tracking_url=URL_ONTRAC,
     ),
     _fmt(
         "ontrac", "ontrac_d", "OnTrac D",
         r"D(?P<serial>[0-9]{13})(?P<check>[0-9])",
-        checksum=checksums.mod10(evens_multiplier=1, odds_multiplier=2), serial_prefix="5", tracking_url=URL_ONTRAC,
+        checksum=mod10(evens_multiplier=1, odds_multiplier=2), serial_prefix="5", tracking_url=URL_ONTRAC,
     ),
     # LaserShip has traded as OnTrac since 2024: its numbers are followed on OnTrac's page.
     _fmt("lasership", "lasership_lx", "LaserShip LX", r"L[AIEHNX][1-3](?P<serial>[0-9]{7})", tracking_url=URL_ONTRAC),
     _fmt("lasership", "lasership_1ls7", "LaserShip 1LS7 (15)", r"1LS7[12][0-9]{4}(?P<serial>[0-9]{6})",
          tracking_url=URL_ONTRAC),
-    _fmt("lasership", "lasership_1ls7_18", "LaserShip 1LS7 (18)", r"1LS7[12][0-9]{2}01[1-4](?P<serial>[0-9]{6})-1",
+    _fmt("lasership", "lasership_1ls7_18", "LaserShip 1LS7 (18)", r"1LS7[12][0-9]{2}01[1-4](?P<serial>[0-9]{6})1",
          tracking_url=URL_ONTRAC),
     _fmt("lasership", "lasership_1lscx", "LaserShip 1LSCX (15)", r"1LSCX(?P<serial>[0-9A-Z]{10})",
          tracking_url=URL_ONTRAC),
@@ -256,12 +256,12 @@ FORMATS: tuple[TrackingFormat, ...] = (
     _fmt(
         "old_dominion", "old_dominion", "Old Dominion",
         r"(?P<serial>(?:77[78]|072|780)[0-9]{7})(?P<check>[0-9])",
-        checksum=checksums.luhn(), tracking_url=URL_OLD_DOMINION,
+        checksum=luhn(), tracking_url=URL_OLD_DOMINION,
     ),
     _fmt(
         "old_dominion", "old_dominion_guaranteed", "Old Dominion Guaranteed Shipment",
         r"(?P<serial>80[0-9]{8})(?P<check>[0-9])",
-        checksum=checksums.luhn(), tracking_url=URL_OLD_DOMINION,
+        checksum=luhn(), tracking_url=URL_OLD_DOMINION,
     ),
     _fmt("amazon", "amazon_logistics", "Amazon Logistics", r"TB[ACM](?P<serial>[0-9]{12})", tracking_url=URL_AMAZON),
     _fmt("amazon", "amazon_international", "Amazon International", r"[AFC](?P<serial>[0-9]{10})",
@@ -273,7 +273,7 @@ FORMATS: tuple[TrackingFormat, ...] = (
     _fmt(
         "s10", "s10", "S10 (UPU international)",
         r"(?P<service>[A-Z]{2})(?P<serial>[0-9]{8})(?P<check>[0-9])(?P<country>[A-Z]{2})",
-        checksum=checksums.s10(), extra_rule=_s10_country_is_upu_member, url_for=_s10_url,
+        checksum=s10(), extra_rule=_s10_country_is_upu_member, url_for=_s10_url,
     ),
 )
 

@@ -149,13 +149,8 @@ class Connector:
 
 # --- values every connector normalizes the same way ---------------------------------------------------------
 
-_TRACKING_SEPARATORS = re.compile(r"[\s\-]+")
+# Numbers are normalized with tracking.numbers.normalize (the stored form) before this check.
 _TRACKING_NUMBER = re.compile(r"^[A-Z0-9]{6,40}$")
-
-
-def normalize_tracking_number(number: str) -> str:
-    """Upper case without spaces or dashes: how the tracking engine stores numbers ('1z-5r8 939' -> '1Z5R8939')."""
-    return _TRACKING_SEPARATORS.sub("", number or "").upper()
 
 
 def tracking_number_problem(number: str) -> str | None:

@@ -25,9 +25,9 @@ from oma.channels.connectors.base import (
     ExternalShipmentRecord,
     LineRef,
     carrier_code,
-    normalize_tracking_number,
     tracking_number_problem,
 )
+from tracking.numbers import normalize
 
 COLUMNS: tuple[str, ...] = ("order", "tracking_number", "carrier", "sku", "line_item_id", "quantity", "shipped_at")
 REQUIRED_COLUMNS: tuple[str, ...] = ("order", "tracking_number")
@@ -211,7 +211,7 @@ def check_row(*, line: int, values: dict[str, str], now: datetime) -> CsvRow:
     lines = (LineRef(line_item_id=line_item_id, sku=sku, quantity=quantity),) if (sku or line_item_id) else ()
     record = ExternalShipmentRecord(
         external_order_id=values["order"],
-        tracking_number=normalize_tracking_number(values["tracking_number"]),
+        tracking_number=normalize(values["tracking_number"]),
         carrier=carrier_code(values.get("carrier", "")),
         lines=lines,
         shipped_at=parse_shipped_at(values.get("shipped_at", "")),
@@ -227,7 +227,7 @@ def _row_problem(values: dict[str, str], *, now: datetime) -> str | None:
     for column, limit in MAX_FIELD_LENGTHS.items():
         if len(values.get(column, "")) > limit:
             return f"{column} is longer than {limit} characters"
-    problem = tracking_number_problem(normalize_tracking_number(values["tracking_number"]))
+    problem = tracking_number_problem(normalize(values["tracking_number"]))
     if problem:
         return problem
     quantity = values.get("quantity", "")

@@ -4,7 +4,9 @@
 and secret) answers {"shipments": [...], "total", "page", "pages"}. ShipStation allows 40 requests a minute per
 key and says where we stand in every answer: X-Rate-Limit-Limit, X-Rate-Limit-Remaining and X-Rate-Limit-Reset
 (seconds until the window resets); past the limit it answers 429. The client waits for the reset rather than
-hitting 429, and stops (RateLimitedError) when the wait would be longer than the caller may block.
+hitting 429, and stops (RateLimitedError) when the wait would be longer than the caller may block. Retries are
+oma.core.retry's policy with ShipStation's numbers: 408, 429 and 5xx, timeouts and connection errors; a 429 waits
+Retry-After, else X-Rate-Limit-Reset, else a second; other failures back off 0.5 s doubling to 8 s, half jittered.
 
 ShipStation writes times in US Pacific time without an offset; they are converted with that zone, never read as
 UTC. A shipment's `shipmentItems[].lineItemKey` is the selling channel's line id when ShipStation imported the
@@ -14,7 +16,6 @@ order from it, so it is tried as our line item id before the SKU.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -32,10 +33,11 @@ from oma.channels.connectors.base import (
     PolledOrder,
     PollStats,
     RateLimitedError,
-    normalize_tracking_number,
     tracking_number_problem,
 )
 from oma.core.outbound import hosts_of, outbound_session
+from oma.core.retry import SERVER_ERRORS, Failure, GaveUp, RetryPolicy, header_retry_after, send_with_retries
+from tracking.numbers import normalize
 
 if TYPE_CHECKING:
     from oma.channels.models import Channel
@@ -46,6 +48,7 @@ DEFAULT_BASE_URL = "https://ssapi.shipstation.com"
 SHIPSTATION_API_HOSTS = hosts_of([DEFAULT_BASE_URL])
 SHIPSTATION_TIMEZONE = ZoneInfo("America/Los_Angeles")
 PAGE_SIZE = 100  # ShipStation allows up to 500; 100 keeps answers small while needing one page almost always
+RETRY_STATUSES = frozenset({408, 429}) | SERVER_ERRORS
 
 # ShipStation carrier codes -> ours. Unknown codes are left blank so that detection decides from the number.
 CARRIER_CODES: dict[str, str] = {
@@ -166,56 +169,70 @@ class ShipStationClient:
         if reset is not None:
             self._window_resets_at = self._clock() + reset
 
+    def _retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_retries + 1,
+            backoff_base=0.5,
+            backoff_cap=8.0,
+            jitter_floor=0.5,
+            max_retry_after=self.max_wait_seconds,
+            retry_statuses=RETRY_STATUSES,
+        )
+
+    def _count_failure(self, failure: Failure) -> None:
+        if failure.status == 429:
+            self.stats.rate_limited += 1
+            if not failure.gives_up:
+                self.stats.waited_seconds += failure.delay
+
     def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
         url = self.base_url + path
-        attempt = 0
-        while True:
-            attempt += 1
-            self._wait_for_window()
-            try:
-                self.stats.requests += 1
-                response = self.session.get(url, params=params, timeout=self.timeout, allow_redirects=False)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt > self.max_retries:
-                    raise ConnectorError(f"ShipStation unreachable: {exc}", transient=True) from exc
-                self._backoff(attempt)
-                continue
-            except requests.RequestException as exc:  # refused by OMA (oma.core.outbound) or a malformed request
-                raise ConnectorError(f"ShipStation request refused: {exc}") from exc
-            self._note_rate_limit(response)
-            status = response.status_code
-            if status == 429:
-                self.stats.rate_limited += 1
-                wait = _float(response.headers.get("Retry-After")) or _float(
-                    response.headers.get("X-Rate-Limit-Reset")
-                ) or 1.0
-                if attempt > self.max_retries or wait > self.max_wait_seconds:
-                    raise RateLimitedError(f"ShipStation rate limit (429), retry in {wait:.0f} s", retry_after=wait)
-                self.stats.waited_seconds += wait
-                self._sleep(wait)
-                continue
-            if status in (401, 403):
-                raise ConnectorAuthError(f"ShipStation refused the API key and secret ({status})")
-            if status >= 500 or status == 408:
-                if attempt > self.max_retries:
-                    raise ConnectorError(f"ShipStation answered {status}", transient=True)
-                self._backoff(attempt)
-                continue
-            if 300 <= status < 400:
-                raise ConnectorError(f"ShipStation answered {status} (a redirect, not followed)")
-            if status != 200:
-                raise ConnectorError(f"ShipStation answered {status}")
-            try:
-                data = response.json()
-            except ValueError as exc:
-                raise ConnectorError("ShipStation answered with something that is not JSON", transient=True) from exc
-            if not isinstance(data, dict):
-                raise ConnectorError("ShipStation answered with JSON that is not an object", transient=True)
-            return data
 
-    def _backoff(self, attempt: int) -> None:
-        delay = min(8.0, 0.5 * 2 ** (attempt - 1))
-        self._sleep(delay / 2 + random.uniform(0, delay / 2))
+        def attempt() -> requests.Response:
+            self._wait_for_window()
+            self.stats.requests += 1
+            response = self.session.get(url, params=params, timeout=self.timeout, allow_redirects=False)
+            self._note_rate_limit(response)
+            return response
+
+        try:
+            response = send_with_retries(
+                attempt, policy=self._retry_policy(), idempotent=True, sleep=self._sleep,
+                label=f"ShipStation GET {path}", read_retry_after=_retry_after, on_failure=self._count_failure,
+            )
+        except GaveUp as exc:
+            failure = exc.failure
+            if failure.response is None:
+                raise ConnectorError(f"ShipStation unreachable: {failure.error}", transient=True) from failure.error
+            if failure.status == 429:
+                raise RateLimitedError(
+                    f"ShipStation rate limit (429), retry in {failure.delay:.0f} s", retry_after=failure.delay
+                ) from None
+            raise ConnectorError(f"ShipStation answered {failure.status}", transient=True) from None
+        except requests.RequestException as exc:  # refused by OMA (oma.core.outbound) or a malformed request
+            raise ConnectorError(f"ShipStation request refused: {exc}") from exc
+        status = response.status_code
+        if status in (401, 403):
+            raise ConnectorAuthError(f"ShipStation refused the API key and secret ({status})")
+        if 300 <= status < 400:
+            raise ConnectorError(f"ShipStation answered {status} (a redirect, not followed)")
+        if status != 200:
+            raise ConnectorError(f"ShipStation answered {status}")
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise ConnectorError("ShipStation answered with something that is not JSON", transient=True) from exc
+        if not isinstance(data, dict):
+            raise ConnectorError("ShipStation answered with JSON that is not an object", transient=True)
+        return data
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """A 429 waits Retry-After, else the window's X-Rate-Limit-Reset, else a second; other answers Retry-After."""
+    asked = header_retry_after(response)
+    if response.status_code != 429:
+        return asked
+    return asked or _float(response.headers.get("X-Rate-Limit-Reset")) or 1.0
 
 
 def _int(value: Any) -> int | None:
@@ -254,7 +271,7 @@ def record_from_shipment(shipment: dict[str, Any]) -> ExternalShipmentRecord | N
     """Our record of one ShipStation shipment; None for what carries no outbound tracking (returns, no number)."""
     if shipment.get("isReturnLabel"):
         return None
-    number = normalize_tracking_number(str(shipment.get("trackingNumber") or ""))
+    number = normalize(str(shipment.get("trackingNumber") or ""))
     if tracking_number_problem(number):
         return None
     lines = []

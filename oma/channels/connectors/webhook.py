@@ -31,9 +31,9 @@ from oma.channels.connectors.base import (
     LineRef,
     PayloadError,
     carrier_code,
-    normalize_tracking_number,
     tracking_number_problem,
 )
+from tracking.numbers import normalize
 
 if TYPE_CHECKING:
     from oma.channels.models import Channel
@@ -189,7 +189,7 @@ def parse_payload(payload: Any, *, source_ref: str = "") -> list[ExternalShipmen
         if not isinstance(shipment, dict):
             problems.append(f"{where} must be an object")
             continue
-        number = normalize_tracking_number(_text(shipment.get("trackingNumber")))
+        number = normalize(_text(shipment.get("trackingNumber")))
         number_problem = tracking_number_problem(number)
         if number_problem:
             problems.append(f"{where}.trackingNumber: {number_problem}")

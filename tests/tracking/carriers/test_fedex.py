@@ -1,8 +1,8 @@
 from __future__ import annotations
 
+from oma.fulfillment.pushed_status import shipment_status_for
 from tests.tracking.carriers.helpers import assert_newest_first_and_unique, load, utc
 from tracking.carriers import fedex
-from tracking.vocabulary import shipment_status_for
 
 NUMBERS = ["799531274483", "477179081230", "986578788855"]
 

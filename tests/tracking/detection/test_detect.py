@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
-from tracking.detection import best_candidate, detect, normalize
+from tracking import detection
+from tracking.detection import Candidate
 from tracking.detection.checksums import luhn, mod7, mod10, mod_37_36, s10, weighted_sum_mod
 from tracking.detection.formats import CARRIER_CODES, FORMATS
+from tracking.numbers import normalize
 
 
-def test_normalize_strips_whitespace_and_upper_cases() -> None:
-    assert normalize(" 1z 5r8\t939 0357567127\n") == "1Z5R89390357567127"
-    assert normalize("") == ""
+def detect(number: str, *, priority: Sequence[str] = ()) -> list[Candidate]:
+    """Detection of a number as people type it: normalized first, as every caller does."""
+    return detection.detect(normalize(number), priority=priority)
+
+
+def best_candidate(number: str, *, priority: Sequence[str] = ()) -> Candidate | None:
+    return detection.best_candidate(normalize(number), priority=priority)
 
 
 def test_ups_number_is_detected_with_url_and_confidence() -> None:
@@ -91,9 +99,11 @@ def test_s10_url_follows_the_issuing_post_and_the_country_must_exist() -> None:
     assert not detect("RB123456785XX")[0].valid
 
 
-def test_hyphenated_input_is_also_tried_without_hyphens() -> None:
+def test_hyphenated_input_is_detected_once_normalized() -> None:
     assert best_candidate("1Z-5R8-939-0357567127").carrier == "ups"
     assert best_candidate("1LS7119013618127-1").format == "lasership_1ls7_18"
+    # The stored form (no hyphen) is the same LaserShip number: detection sees what the shipment row holds.
+    assert detection.best_candidate("1LS71190136181271").format == "lasership_1ls7_18"
 
 
 def test_every_format_has_a_courier_code_and_distinct_id() -> None:

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tracking.detection import FORMATS, detect, normalize
+from tracking import detection
+from tracking.detection import FORMATS, Candidate
 from tracking.detection.formats import FORMATS_BY_ID
+from tracking.numbers import normalize
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DATA_DIR = REPO_ROOT.parent / "shared" / "tracking_number_data" / "couriers"
@@ -25,6 +28,11 @@ UNNAMED_FORMAT_IDS = {
     "Old Dominion": "old_dominion",
     "Old Dominion Guaranteed Shipment": "old_dominion_guaranteed",
 }
+
+def detect(number: str, *, priority: Sequence[str] = ()) -> list[Candidate]:
+    """Detection of a reference number as printed (spaces, hyphens): normalized first, as every caller does."""
+    return detection.detect(normalize(number), priority=priority)
+
 
 pytestmark = pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"reference data absent: {DATA_DIR}")
 

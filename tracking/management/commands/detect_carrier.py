@@ -7,6 +7,7 @@ import json
 from django.core.management.base import BaseCommand, CommandParser
 
 from tracking.detection import detect
+from tracking.numbers import normalize
 
 
 class Command(BaseCommand):
@@ -26,7 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         priority = [code.strip().lower() for code in str(options["priority"]).split(",") if code.strip()]
         for number in options["numbers"]:  # type: ignore[union-attr]
-            candidates = detect(str(number), priority=priority)
+            candidates = detect(normalize(str(number)), priority=priority)
             line = {
                 "number": str(number),
                 "candidates": [

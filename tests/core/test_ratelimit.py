@@ -17,8 +17,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from oma.genstore.ratelimit import LocalTokenBucket, RateLimiterTimeout, RedisTokenBucket, rate_limiter_for
-from tests.genstore._bucket_worker import take_tokens
+from oma.core.ratelimit import LocalTokenBucket, RateLimiterTimeout, RedisTokenBucket, rate_limiter_for
+from tests.core._bucket_worker import take_tokens
 
 KEY = "store:1"
 
@@ -160,7 +160,7 @@ def test_redis_state_expires_when_idle(limiter_redis):
 
 
 def test_redis_outage_falls_back_to_local_pacing(caplog, fake_clock):
-    caplog.set_level(logging.WARNING, logger="oma.genstore.ratelimit")
+    caplog.set_level(logging.WARNING, logger="oma.core.ratelimit")
     unreachable = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     calls = []
     original = unreachable.evalsha

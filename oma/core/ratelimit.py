@@ -1,9 +1,9 @@
-"""Client-side token buckets, one per store, shared by every process that calls Genstore for that store.
+"""Client-side token buckets shared by every process that calls one metered API: the one token bucket of OMA.
 
-Genstore meters each app per shop with a token bucket (default 40 tokens, 2 per second; the capacity and refill are a
-per-store setting). Sweeps, pushes and webhook re-reads run in several Celery workers at once; if each paced itself
-alone they would together overrun the store's bucket and collect 429s. So every request first takes a token from a
-bucket that all processes share:
+APIs meter their clients with token buckets (Genstore: per shop, 40 tokens, 2 per second by default; carriers: a
+request budget per account). Sweeps, pushes, webhook re-reads and tracking polls run in several Celery workers at
+once; if each paced itself alone they would together overrun the API's bucket and collect 429s. So every request
+first takes a token from a bucket that all processes share, named by a key the client chooses:
 
 * `RedisTokenBucket`: the state lives in Redis, changed only by Lua scripts (atomic) that read the time from Redis
   itself (`TIME`), so the workers' clocks do not matter. If Redis fails, it falls back to a per-process bucket (and
@@ -14,8 +14,8 @@ bucket that all processes share:
 Both keep, per key, `tokens` (at time `ts`, refilled continuously up to the capacity) and `until` (no token is
 handed out before it: set after a 429). `acquire` takes a token or learns exactly how long until one is due, sleeps
 that long and asks again: no busy polling, and a penalty set meanwhile by another process is honoured.
-`observe` lowers our count when Genstore's `X-Genstore-Shop-Api-Rate-Limit` header shows fewer tokens left than we
-think (other apps' clients do not share our bucket, Genstore's does).
+`observe` lowers our count when the API reports fewer tokens left than we think (other clients of the API do not
+share our bucket, the API's does); which header carries that count is the client's knowledge, not this module's.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import redis
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DEFAULT_KEY_PREFIX",
     "LocalTokenBucket",
     "RateLimiter",
     "RateLimiterTimeout",
@@ -43,6 +44,8 @@ __all__ = [
 
 # A bucket nobody touched for this long after it would be full again is forgotten (Redis key expiry).
 _IDLE_EXPIRY_SECONDS = 600
+# Redis keys are `<prefix><key>`; a client family may keep its own prefix (oma.genstore keeps its historical one).
+DEFAULT_KEY_PREFIX = "oma:bucket:"
 
 
 class RateLimiterTimeout(Exception):
@@ -137,7 +140,7 @@ class LocalTokenBucket(_BucketBase):
             return (1 - state.tokens) / refill_per_second
 
     def observe(self, key: str, *, used: int, capacity: int) -> None:
-        """Genstore says `used` of `capacity` are spent: if that leaves fewer tokens than we think, believe it."""
+        """The API says `used` of `capacity` are spent: if that leaves fewer tokens than we think, believe it."""
         remaining = max(0.0, float(capacity - used))
         with self._lock:
             now = self._clock()
@@ -252,7 +255,7 @@ class RedisTokenBucket(_BucketBase):
     `clock` is for tests only: by default the scripts read the time from Redis (`TIME`), one clock for everyone.
     """
 
-    key_prefix = "oma:genstore:bucket:"
+    key_prefix = DEFAULT_KEY_PREFIX
     outage_retry_seconds = 10.0
 
     def __init__(
@@ -261,8 +264,11 @@ class RedisTokenBucket(_BucketBase):
         *,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        key_prefix: str | None = None,
     ) -> None:
         super().__init__(sleep=sleep)
+        if key_prefix is not None:
+            self.key_prefix = key_prefix
         self._redis = redis_client
         self._clock = clock
         self._acquire_script = redis_client.register_script(_LUA_ACQUIRE)
@@ -285,7 +291,8 @@ class RedisTokenBucket(_BucketBase):
         if time.monotonic() - self._last_outage_log > 60:  # once a minute is enough to be noticed
             self._last_outage_log = time.monotonic()
             logger.warning(
-                "Genstore rate limiter: Redis %s failed (%s); pacing per process until it is back", action, exc
+                "Rate limiter %s: Redis %s failed (%s); pacing per process until it is back", self.key_prefix, action,
+                exc,
             )
 
     def _try_take(self, key: str, capacity: int, refill_per_second: float) -> float:
@@ -325,14 +332,15 @@ _process_bucket = LocalTokenBucket()
 
 
 @lru_cache(maxsize=8)
-def _redis_bucket(redis_client: redis.Redis) -> RedisTokenBucket:
-    return RedisTokenBucket(redis_client)
+def _redis_bucket(redis_client: redis.Redis, key_prefix: str) -> RedisTokenBucket:
+    return RedisTokenBucket(redis_client, key_prefix=key_prefix)
 
 
-def rate_limiter_for(redis_client: redis.Redis | None) -> RateLimiter:
+def rate_limiter_for(redis_client: redis.Redis | None, *, key_prefix: str = DEFAULT_KEY_PREFIX) -> RateLimiter:
     """The limiter every client in this process should share: Redis-backed when a client is given, else one
-    process-wide LocalTokenBucket (so two clients for the same store in one process still share a bucket).
+    process-wide LocalTokenBucket (so two clients for the same key in one process still share a bucket).
 
-    One RedisTokenBucket per Redis client and process, too: while Redis is down it paces with its in-process
-    fallback, and that fallback must be the process's, not a fresh full bucket for every client (every task)."""
-    return _process_bucket if redis_client is None else _redis_bucket(redis_client)
+    One RedisTokenBucket per Redis client, key prefix and process, too: while Redis is down it paces with its
+    in-process fallback, and that fallback must be the process's, not a fresh full bucket for every client (every
+    task)."""
+    return _process_bucket if redis_client is None else _redis_bucket(redis_client, key_prefix)

@@ -1,14 +1,15 @@
-"""rows_insert: many rows as one JSON parameter, read back into typed columns (PostgreSQL, and SQLite without it)."""
+"""oma.core.bulk (rows_insert, rows_update, objects_update): many rows as one JSON parameter, read back into typed
+columns (PostgreSQL, and SQLite without it)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 from django.db import connection
 
-from oma.core.jsonrows import JsonText, rows_insert
+from oma.core.bulk import JsonText, objects_update, rows_insert, rows_update
 from oma.orders.models import LineItem, Order
 from oma.stores.models import Store
 
@@ -87,3 +88,48 @@ def test_datetimes_compare_in_sql_like_those_django_writes(store) -> None:
     assert Order.objects.filter(genstore_updated_at=WHEN).count() == 2
     assert Order.objects.filter(genstore_updated_at__gte=WHEN).count() == 2
     assert connection.vendor in {"postgresql", "sqlite"}
+
+
+def test_rows_update_sets_the_named_columns_of_each_row_by_primary_key(store) -> None:
+    ids = dict(rows_insert(Order, [order_row(store, "1001"), order_row(store, "1002")], returning=("order_id", "id")))
+    later = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    written = rows_update(Order, [
+        {"id": ids["1001"], "unified_status": "shipped", "genstore_updated_at": later, "raw": {"k": [1]}},
+        {"id": ids["1002"], "unified_status": "delivered", "genstore_updated_at": None, "raw": JsonText("[]")},
+        {"id": 10**9, "unified_status": "ghost", "genstore_updated_at": None, "raw": {}},  # no such row: skipped
+    ])
+    assert written == 2
+    first, second = Order.objects.get(pk=ids["1001"]), Order.objects.get(pk=ids["1002"])
+    assert (first.unified_status, first.genstore_updated_at, first.raw) == ("shipped", later, {"k": [1]})
+    assert (second.unified_status, second.genstore_updated_at, second.raw) == ("delivered", None, [])
+    assert first.name == order_row(store, "1001")["name"] and first.total_price == Decimal("1234567.89")  # untouched
+
+
+def test_rows_update_with_a_lock_order_writes_the_same(store) -> None:
+    ids = dict(rows_insert(Order, [order_row(store, "b"), order_row(store, "B"), order_row(store, "a")],
+                           returning=("order_id", "id")))
+    rows = [{"id": pk, "unified_status": f"s-{order_id}", "unified_status_reason": "r"} for order_id, pk in ids.items()]
+    assert rows_update(Order, rows, lock_order=("store_id", "order_id")) == 3
+    assert dict(Order.objects.values_list("order_id", "unified_status")) == {"a": "s-a", "b": "s-b", "B": "s-B"}
+    assert rows_update(Order, []) == 0
+
+
+def test_rows_update_refuses_rows_without_their_key_or_an_unknown_column(store) -> None:
+    with pytest.raises(ValueError, match="names Order's id"):
+        rows_update(Order, [{"unified_status": "x"}])
+    with pytest.raises(ValueError, match="no column nope"):
+        rows_update(Order, [{"id": 1, "nope": 1}])
+
+
+def test_objects_update_writes_fields_of_model_instances(store) -> None:
+    from tracking.models import Shipment
+
+    shipment = Shipment.objects.create(store=store, tracking_number="1Z999AA10123456784", carrier="ups")
+    shipment.status, shipment.estimated_delivery_date, shipment.signed_by = "delivered", date(2026, 12, 3), "ME"
+    shipment.carrier = "changed in memory only"
+    assert objects_update([shipment], ["status", "estimated_delivery_date", "signed_by", "carrier_account"]) == 1
+    shipment = Shipment.objects.get(pk=shipment.pk)
+    assert (shipment.status, shipment.estimated_delivery_date, shipment.signed_by, shipment.carrier) == (
+        "delivered", date(2026, 12, 3), "ME", "ups"
+    )
+    assert shipment.carrier_account_id is None

@@ -1,18 +1,23 @@
 """What Genstore's `trackingCompany` says for a carrier code: the carrier's display name, as customers know it.
 
-Carrier codes are the tracking engine's (tracking.models.CarrierCode and the courier codes of
-tracking/detection/formats.py). S10 numbers belong to a national post, named from the number's country suffix.
+Keyed by plain strings: the carrier codes of the tracking engine (tracking.models.CarrierCode and the courier codes
+of tracking/detection/formats.py), which this package may not import; tests/genstore/test_carriers.py checks that
+every one of those codes has its name here. S10 numbers belong to a national post, named from the number's country
+suffix.
 """
 
 from __future__ import annotations
 
-from tracking.models import CarrierCode
+__all__ = ["AGGREGATOR_CODES", "CARRIER_DISPLAY_NAMES", "S10_POSTS", "UNKNOWN_CARRIER_NAME", "tracking_company_for"]
+
+# 17TRACK is an aggregator, not a carrier: a number tracked through it names no carrier.
+AGGREGATOR_CODES: frozenset[str] = frozenset({"17track"})
 
 CARRIER_DISPLAY_NAMES: dict[str, str] = {
-    CarrierCode.UPS: "UPS",
-    CarrierCode.FEDEX: "FedEx",
-    CarrierCode.USPS: "USPS",
-    CarrierCode.DHL: "DHL",
+    "ups": "UPS",
+    "fedex": "FedEx",
+    "usps": "USPS",
+    "dhl": "DHL",
     "dhl_express": "DHL Express",
     "dhl_ecommerce": "DHL eCommerce",
     "canada_post": "Canada Post",
@@ -64,8 +69,9 @@ UNKNOWN_CARRIER_NAME = "Other"
 
 
 def tracking_company_for(carrier: str, tracking_number: str = "") -> str:
+    """The `trackingCompany` to send for a shipment of this carrier code (and number, for S10 posts)."""
     code = (carrier or "").strip().lower()
-    if not code or code == CarrierCode.SEVENTEENTRACK:
+    if not code or code in AGGREGATOR_CODES:
         return UNKNOWN_CARRIER_NAME
     if code == "s10":
         return S10_POSTS.get(tracking_number[-2:].upper(), "Postal service")

@@ -1,4 +1,8 @@
-"""Many rows in one statement, sent as one JSON parameter: the hot bulk writes (order sweeps, webhook intake).
+"""The one bulk writer: many rows in one statement, sent as one JSON parameter (order sweeps, webhook intake,
+tracking events and polls, unified order statuses).
+
+`rows_insert` inserts (optionally skipping conflicts, or upserting) and can return columns; `rows_update` writes
+some columns of many rows, each row found by its primary key (`objects_update`: the same from model instances).
 
 A sweep writes a page of 250 orders, their lines and their fulfillments; the webhook intake writes the deliveries
 that arrived together. Through Django's bulk_create each value of each row is prepared by its field in Python (a
@@ -11,7 +15,7 @@ columns itself:
 - SQLite (the embedded default): `json_each(%s)` with `json_extract` per column.
 
 The statement text depends only on the table and the columns, so it is built once. Values: str, int, bool, None,
-Decimal (sent as its exact text), datetime (aware; sent in the form Django stores on that database), and dict/list
+Decimal (sent as its exact text), datetime (aware; sent in the form Django stores on that database), date, and dict/list
 for JSON columns, or JsonText for a JSON document already encoded. Columns a row does not name get their field's
 default (auto_now fields: now).
 """
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -91,7 +95,7 @@ def _encoder(vendor: str) -> json.JSONEncoder:
         def value(item: object) -> object:
             if isinstance(item, Decimal):
                 return str(item)
-            if isinstance(item, datetime):
+            if isinstance(item, datetime | date):
                 return item.isoformat()
             raise TypeError(f"cannot send {type(item).__name__} as a column value")
 
@@ -103,6 +107,8 @@ def _encoder(vendor: str) -> json.JSONEncoder:
                 return str(item)
             if isinstance(item, datetime):
                 return adapt_datetime(item)  # the text Django stores and compares on this database
+            if isinstance(item, date):
+                return item.isoformat()
             raise TypeError(f"cannot send {type(item).__name__} as a column value")
 
     return json.JSONEncoder(default=value, separators=(",", ":"), ensure_ascii=False)
@@ -165,6 +171,85 @@ def rows_insert(
     with _cursor() as cursor:
         cursor.execute(sql, [_encode(_encoder(vendor), rows)])
         return cursor.fetchall() if returning else []
+
+
+def rows_update(
+    model: type[models.Model], rows: Sequence[Row], *, lock_order: Sequence[str] = ()
+) -> int:
+    """UPDATE many rows in one statement: each row (a dict keyed by column, all with the same keys) names its
+    primary key column and the columns to set; rows missing from the table are skipped. Returns the rows written.
+
+    `lock_order` (PostgreSQL): lock the rows first, ordered by these columns as Python sorts them (text in code
+    point order), so two writers that lock the same rows in the same order wait for each other instead of
+    deadlocking. Runs on the current connection, inside the caller's transaction.
+    """
+    if not rows:
+        return 0
+    vendor = connection.vendor
+    pk = model._meta.pk
+    assert pk is not None
+    columns = tuple(sorted(set(rows[0]) - {pk.column}))
+    if pk.column not in rows[0] or not columns:
+        raise ValueError(f"each row names {model.__name__}'s {pk.column} and at least one column to set")
+    sql = _update_statement(vendor, model, columns, tuple(lock_order))
+    with _cursor() as cursor:
+        cursor.execute(sql, [_encode(_encoder(vendor), rows)])
+        return cursor.rowcount
+
+
+def objects_update(objects: Sequence[models.Model], field_names: Sequence[str]) -> int:
+    """rows_update for model instances (all of one model): write these fields' current values of each."""
+    if not objects:
+        return 0
+    model = type(objects[0])
+    pk = model._meta.pk
+    assert pk is not None
+    fields = [model._meta.get_field(name) for name in field_names]
+    attnames = [(field.column, field.attname) for field in fields if isinstance(field, Field)]
+    rows = [
+        {pk.column: obj.pk, **{column: getattr(obj, attname) for column, attname in attnames}} for obj in objects
+    ]
+    return rows_update(model, rows)
+
+
+@lru_cache(maxsize=64)
+def _update_statement(
+    vendor: str, model: type[models.Model], columns: tuple[str, ...], lock_order: tuple[str, ...]
+) -> str:
+    quote = connection.ops.quote_name
+    fields = _column_fields(model)
+    unknown = [column for column in (*columns, *lock_order) if column not in fields]
+    if unknown:
+        raise ValueError(f"{model.__name__} has no column {', '.join(unknown)}")
+    pk = model._meta.pk
+    assert pk is not None
+    table, key = quote(model._meta.db_table), quote(pk.column)
+    # Identifiers come from the model's metadata; every value is in the one parameter.
+    if vendor != "postgresql":  # SQLite (3.33+: UPDATE ... FROM); it locks the whole database anyway
+        assignments = ", ".join(f"{quote(column)} = json_extract(v.value, '$.{column}')" for column in columns)
+        return (
+            f"UPDATE {table} SET {assignments} FROM json_each(%s) AS v "  # noqa: S608
+            f"WHERE {table}.{key} = json_extract(v.value, '$.{pk.column}')"
+        )
+    assignments = ", ".join(f"{quote(column)} = v.{quote(column)}" for column in columns)
+    source = f"jsonb_populate_recordset(NULL::{table}, %s::jsonb)"
+    if not lock_order:
+        return f"UPDATE {table} AS t SET {assignments} FROM {source} AS v WHERE t.{key} = v.{key}"  # noqa: S608
+    order = ", ".join(
+        quote(column) + (' COLLATE "C"' if fields[column].get_internal_type() in _TEXT_TYPES else "")
+        for column in lock_order
+    )
+    selected = ", ".join(quote(column) for column in (pk.column, *columns))
+    return (
+        f"WITH v AS MATERIALIZED (SELECT {selected} FROM {source}), "  # noqa: S608
+        f"locked AS MATERIALIZED (SELECT {key} FROM {table} WHERE {key} IN (SELECT {key} FROM v) "
+        f"ORDER BY {order} FOR UPDATE) "
+        f"UPDATE {table} AS t SET {assignments} FROM v "
+        f"WHERE t.{key} = v.{key} AND t.{key} IN (SELECT {key} FROM locked)"
+    )
+
+
+_TEXT_TYPES = frozenset({"CharField", "TextField", "SlugField", "EmailField", "URLField"})
 
 
 def _cursor() -> CursorWrapper:

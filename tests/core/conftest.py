@@ -1,0 +1,1 @@
+from tests.core.fakes import fake_clock, limiter_redis  # noqa: F401 (fixtures)
