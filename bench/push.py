@@ -51,8 +51,8 @@ def main() -> None:
     from django.db import connection
 
     from oma.core.redis import get_redis
+    from oma.fulfillment.management.commands.push_fulfillments import pushes_run
     from oma.fulfillment.models import FulfillmentPush
-    from oma.fulfillment.services import pushes_run
     from oma.orders.models import LineItem, Order, SyncRun
     from oma.orders.services import orders_sweep
     from oma.sandbox.control import SandboxProcess

@@ -17,6 +17,9 @@ from celery.signals import setup_logging
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from oma.core.beat import beat_schedule_define
+from oma.ops.logging import configure_celery_logging
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oma.settings")
 
 
@@ -40,7 +43,9 @@ def _closed_channel_raises_connection_error(connparams: Callable[..., Any]) -> C
     return guarded
 
 
-kombu_redis.Channel._connparams = _closed_channel_raises_connection_error(kombu_redis.Channel._connparams)
+kombu_redis.Channel._connparams = _closed_channel_raises_connection_error(  # type: ignore[attr-defined]
+    kombu_redis.Channel._connparams  # type: ignore[attr-defined]  # kombu's private, untyped method
+)
 
 app = Celery("oma")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -48,11 +53,9 @@ app.autodiscover_tasks()
 
 
 @setup_logging.connect
-def _use_django_logging(**kwargs: object) -> None:
+def _use_django_logging(loglevel: int | str | None = None, logfile: str | None = None, **kwargs: object) -> None:
     """Workers and beat log through settings.LOGGING (redaction, store/order ids), not Celery's own handlers."""
-    from oma.ops.logging import configure_celery_logging
-
-    configure_celery_logging(**kwargs)
+    configure_celery_logging(loglevel=loglevel, logfile=logfile)
 
 # name -> task, schedule (a crontab or a number of seconds), kwargs, and how long a missed run stays useful.
 BEAT_SCHEDULE: dict[str, dict] = {
@@ -109,3 +112,5 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "expire_seconds": 6 * 3600,
     },
 }
+
+beat_schedule_define(BEAT_SCHEDULE)

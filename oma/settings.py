@@ -36,7 +36,7 @@ if not OMA_ENCRYPTION_KEYS and DEBUG:
     OMA_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode()]
 
 INSTALLED_APPS = [
-    "oma.core.admin_apps.OmaAdminConfig",  # django.contrib.admin with the tenant-scoped site (oma.core.tenancy)
+    "oma.merchant.admin_apps.OmaAdminConfig",  # django.contrib.admin with the tenant-scoped site (oma.core.tenancy)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -203,6 +203,29 @@ TRACKING_CLAIM_CHUNK = env.int("TRACKING_CLAIM_CHUNK", default=480)  # shipments
 TRACKING_CLAIM_LEASE_SECONDS = env.int("TRACKING_CLAIM_LEASE_SECONDS", default=600)
 TRACKING_BACKOFF_BASE_SECONDS = env.int("TRACKING_BACKOFF_BASE_SECONDS", default=60)  # failing carrier account
 TRACKING_BACKOFF_MAX_SECONDS = env.int("TRACKING_BACKOFF_MAX_SECONDS", default=3600)
+
+# --- Webhooks (receiver, outbox, retention) --------------------------------------------------------
+
+# Largest body accepted; bigger deliveries get 413 before anything else is looked at.
+OMA_WEBHOOK_MAX_BODY_BYTES = env.int("OMA_WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# Deliveries (and customer data exports) older than this are pruned by the outbox task.
+OMA_WEBHOOK_RETENTION_DAYS = env.int("OMA_WEBHOOK_RETENTION_DAYS", default=30)
+# Processing attempts before a delivery is marked failed (backoff doubles from the base, capped).
+OMA_WEBHOOK_MAX_ATTEMPTS = env.int("OMA_WEBHOOK_MAX_ATTEMPTS", default=8)
+OMA_WEBHOOK_RETRY_BASE_SECONDS = env.int("OMA_WEBHOOK_RETRY_BASE_SECONDS", default=30)
+# Below half the broker's visibility timeout (3600 s): a longer countdown would be redelivered early.
+OMA_WEBHOOK_RETRY_MAX_SECONDS = env.int("OMA_WEBHOOK_RETRY_MAX_SECONDS", default=1800)
+# An unfinished delivery is handed to the broker again this long after its last dispatch.
+OMA_WEBHOOK_REDISPATCH_SECONDS = env.int("OMA_WEBHOOK_REDISPATCH_SECONDS", default=300)
+# A processing attempt that has not finished after this long is presumed dead (above the task's hard limit).
+OMA_WEBHOOK_LEASE_SECONDS = env.int("OMA_WEBHOOK_LEASE_SECONDS", default=300)
+# How long a web process reuses a store's row (id, secrets) between deliveries; 0 reads it every time.
+OMA_WEBHOOK_STORE_CACHE_SECONDS = env.int("OMA_WEBHOOK_STORE_CACHE_SECONDS", default=10)
+# True: the web process publishes from a background thread (requests never wait for the broker); False: inline.
+OMA_WEBHOOK_BACKGROUND_PUBLISH = env.bool("OMA_WEBHOOK_BACKGROUND_PUBLISH", default=True)
+# Outbox: rows claimed per batch, and rows pruned per run.
+OMA_WEBHOOK_DISPATCH_BATCH = env.int("OMA_WEBHOOK_DISPATCH_BATCH", default=500)
+OMA_WEBHOOK_PRUNE_BATCH = env.int("OMA_WEBHOOK_PRUNE_BATCH", default=2000)
 
 # --- Genstore ---------------------------------------------------------------------------------------
 GENSTORE_DEFAULT_API_VERSION = env.str("GENSTORE_DEFAULT_API_VERSION", default="202412")

@@ -13,7 +13,7 @@ from django.utils import timezone
 from oma.core.outbound import FormKnowsUserAdmin, hosts_of, merchant_base_url_error
 from tracking.carriers.registry import get_spec
 from tracking.models import CarrierAccount, Shipment, ShipmentLine, TrackingEvent
-from tracking.numbers import normalize as normalize_tracking_number
+from tracking.numbers import normalize
 from tracking.services import OAUTH_CARRIERS, shipment_add
 from tracking.vocabulary import TERMINAL_STATUSES
 
@@ -51,7 +51,7 @@ class ShipmentAddForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        number = normalize_tracking_number(cleaned.get("tracking_number") or "")
+        number = normalize(cleaned.get("tracking_number") or "")
         if not number:
             raise forms.ValidationError({"tracking_number": "Enter a tracking number."})
         cleaned["tracking_number"] = number

@@ -11,7 +11,6 @@ from django.db import models
 from django.db.models import Q
 
 from oma.core.crypto import EncryptedTextField
-from oma.orders.models import LineItem, Order
 from oma.stores.models import Store
 
 
@@ -99,7 +98,9 @@ class Shipment(models.Model):
         GENSTORE = "genstore", "Genstore fulfillment"
 
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="shipments")
-    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="shipments")
+    order = models.ForeignKey(
+        "orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="shipments"
+    )
     tracking_number = models.CharField(max_length=64, help_text="Normalized: upper case, no spaces or dashes")
     carrier = models.CharField(max_length=32, blank=True, help_text="Carrier code (detected or given)")
     carrier_format = models.CharField(max_length=64, blank=True, help_text="The number format detection matched")
@@ -157,7 +158,7 @@ class ShipmentLine(models.Model):
     """Which order lines (and how many of each) travel in a shipment: what a fulfillment push sends."""
 
     shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="lines")
-    line_item = models.ForeignKey(LineItem, on_delete=models.CASCADE, related_name="shipment_lines")
+    line_item = models.ForeignKey("orders.LineItem", on_delete=models.CASCADE, related_name="shipment_lines")
     quantity = models.PositiveIntegerField()
 
     class Meta:

@@ -37,7 +37,9 @@ from django.utils import timezone
 
 from oma.core.leases import lease_release, lease_take
 from oma.stores.models import Store
+from tracking.carriers import seventeentrack
 from tracking.carriers.base import CarrierSpec, RateLimit, TrackingResult
+from tracking.carriers.registry import get_spec
 from tracking.carriers.transport import (
     CarrierAuthError,
     CarrierConnection,
@@ -47,8 +49,9 @@ from tracking.carriers.transport import (
     RateBudgetExhausted,
     default_rate_limiter,
 )
+from tracking.detection import detect
 from tracking.models import CarrierAccount, Shipment
-from tracking.numbers import normalize as normalize_tracking_number
+from tracking.numbers import choose_candidate, normalize
 from tracking.selectors import account_for, account_routes, active_accounts, due_groups, due_shipments
 from tracking.services import shipments_apply_results, shipments_record_failure
 
@@ -155,8 +158,6 @@ def _fingerprint(account: CarrierAccount) -> str:
 
 
 def carrier_spec_for(account: CarrierAccount) -> CarrierSpec:
-    from tracking.carriers.registry import get_spec
-
     return get_spec(account.carrier)
 
 
@@ -274,9 +275,9 @@ def _track(transport: CarrierTransport, numbers: Sequence[str], outcome: FetchOu
             for number in call.numbers:
                 outcome.failed[number] = str(exc)
             continue
-        answered = {normalize_tracking_number(result.tracking_number): result for result in results}
+        answered = {normalize(result.tracking_number): result for result in results}
         for number in call.numbers:
-            result = answered.get(normalize_tracking_number(number))
+            result = answered.get(normalize(number))
             if result is None:
                 outcome.failed[number] = f"{spec.display_name} gave no answer for this number"
             else:
@@ -286,7 +287,6 @@ def _track(transport: CarrierTransport, numbers: Sequence[str], outcome: FetchOu
 def _needs_registration(spec: CarrierSpec, result: TrackingResult) -> bool:
     if spec.build_register_calls is None or result.found:
         return False
-    from tracking.carriers import seventeentrack
 
     return spec.code == seventeentrack.CODE and seventeentrack.needs_registration(result)
 
@@ -548,15 +548,13 @@ def lookup_tracking(*, tracking_number: str, carrier: str | None = None, store: 
     Without a carrier, detection picks it (using the store's priority list). Raises NoCarrierAccount, or the
     transport's CarrierError / CarrierAuthError / CarrierUnavailable.
     """
-    from tracking.detection import detect
-
-    number = normalize_tracking_number(tracking_number)
+    number = normalize(tracking_number)
     if not number:
         raise ValueError("tracking number is blank")
     chosen = (carrier or "").strip().lower()
     if not chosen:
         priority = tuple(store.carrier_priority or ()) if store is not None else ()
-        candidate = next((c for c in detect(number, priority=priority) if c.valid), None)
+        candidate = choose_candidate(detect(number, priority=priority))
         if candidate is not None:
             chosen, number = candidate.carrier, candidate.tracking_number or number
     account = account_for(store=store, carrier=chosen)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from django.db.models import Count, Q, QuerySet
 
+from oma.core.leases import lease_free
 from oma.stores.models import Store
 from tracking.carriers.registry import api_carrier_for
 from tracking.models import CarrierAccount, CarrierCode, Shipment, TrackingEvent
@@ -17,7 +18,7 @@ def due_shipments(*, now: datetime, store: Store | None = None) -> QuerySet[Ship
     """Shipments whose next poll time has passed, of active stores, not terminal, not claimed by a dispatcher."""
     queryset = (
         Shipment.objects.filter(next_poll_at__lte=now, store__is_active=True)
-        .filter(Q(poll_claimed_until__isnull=True) | Q(poll_claimed_until__lt=now))
+        .filter(lease_free(now=now, until_field="poll_claimed_until"))
         .exclude(status__in=TERMINAL_STATUSES)
         .exclude(status=Status.RETURN_TO_SENDER, substatus=Substatus.RETURNED_COMPLETED)
     )

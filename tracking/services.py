@@ -9,40 +9,52 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from oma.core.bulk import Row, objects_update, rows_insert
-from oma.orders.models import LineItem, Order
 from oma.stores.models import Store
 from tracking.carriers.base import TrackingEventRecord, TrackingResult
 from tracking.carriers.registry import CARRIERS, UnknownCarrier, get_spec
 from tracking.detection.detect import detect
 from tracking.models import CarrierAccount, CarrierCode, Shipment, ShipmentLine, TrackingEvent
 from tracking.numbers import choose_candidate, normalize
+from tracking.signals import shipments_changed_notify
 from tracking.vocabulary import FAILURE_SUBSTATUSES, Status, is_terminal, moves_forward
 
 logger = logging.getLogger(__name__)
+
+
+class OrderRef(Protocol):
+    """An order of the mirror (oma.orders.models.Order) as tracking sees it: tracking does not import orders."""
+
+    @property
+    def pk(self) -> int: ...
+
+    @property
+    def store_id(self) -> int: ...
+
+
+class LineItemRef(Protocol):
+    """A line item of the mirror (oma.orders.models.LineItem) as tracking sees it."""
+
+    @property
+    def pk(self) -> int: ...
+
+    @property
+    def order_id(self) -> int: ...
 
 # The carriers whose accounts hold OAuth client credentials (the others hold an API key).
 OAUTH_CARRIERS: frozenset[str] = frozenset(
     code for code, spec in CARRIERS.items() if spec.auth == "oauth_client_credentials"
 )
-
-
-# Called after commit with the ids of shipments that were added, linked to an order, or changed status, once per
-# batch (a poll applies hundreds at a time). Other apps (fulfillment pushes) register here instead of being
-# imported by this module. A failing hook is logged and never undoes or breaks the tracking write.
-ShipmentsChangedHook = Callable[[list[int]], None]
-shipments_changed_hooks: list[ShipmentsChangedHook] = []
 
 
 class ShipmentConflict(ValueError):
@@ -61,8 +73,8 @@ def shipment_add(
     store: Store,
     tracking_number: str,
     carrier: str | None = None,
-    order: Order | None = None,
-    lines: Iterable[tuple[LineItem, int]] = (),
+    order: OrderRef | None = None,
+    lines: Iterable[tuple[LineItemRef, int]] = (),
     source: str = Shipment.Source.MANUAL,
     tracking_url: str = "",
     now: datetime | None = None,
@@ -96,7 +108,12 @@ def shipment_add(
         created = False
         if shipment is None:
             shipment = Shipment(
-                store=store, order=order, tracking_number=number, source=source, next_poll_at=now, **fields
+                store=store,
+                order_id=order.pk if order is not None else None,
+                tracking_number=number,
+                source=source,
+                next_poll_at=now,
+                **fields,
             )
             if tracking_url:
                 shipment.tracking_url = tracking_url
@@ -115,14 +132,14 @@ def shipment_add(
         if lines:
             _set_lines(shipment, lines)
         if created or linked or lines:
-            _notify_shipments_changed([shipment.pk])
+            shipments_changed_notify([shipment.pk])
     return shipment
 
 
 def _complete_existing(
     shipment: Shipment,
     *,
-    order: Order | None,
+    order: OrderRef | None,
     carrier: str,
     tracking_url: str,
     now: datetime,
@@ -134,7 +151,7 @@ def _complete_existing(
         )
     changed: list[str] = []
     if order is not None and shipment.order_id is None:
-        shipment.order = order
+        shipment.order_id = order.pk
         changed.append("order")
     if carrier and carrier != shipment.carrier:
         # The caller knows the carrier better than our detection did: switch, and ask the right carrier now.
@@ -157,7 +174,7 @@ def _complete_existing(
     return "order" in changed
 
 
-def _set_lines(shipment: Shipment, lines: Sequence[tuple[LineItem, int]]) -> None:
+def _set_lines(shipment: Shipment, lines: Sequence[tuple[LineItemRef, int]]) -> None:
     wanted = {line_item.pk: quantity for line_item, quantity in lines}
     existing = {line.line_item_id: line for line in ShipmentLine.objects.filter(shipment=shipment)}
     ShipmentLine.objects.bulk_create(
@@ -231,48 +248,6 @@ def event_key(record: TrackingEventRecord) -> str:
     occurred_at = _aware(record.occurred_at).astimezone(UTC)
     material = "\x1f".join((occurred_at.isoformat(), record.raw_code, record.raw_text, record.location))
     return hashlib.sha256(material.encode()).hexdigest()
-
-
-def on_shipment_status_changed(shipment: Shipment) -> None:
-    """Called after commit whenever a shipment's status changed (one call per shipment).
-
-    Nothing to do here yet: fulfillment pushes subscribe to `shipments_changed_hooks`, which receives the same
-    shipments once per batch. Keep this for one-shipment reactions (notifications, metrics).
-    """
-
-
-# The shipment ids a shipments_changed_batch() block has changed so far (per thread; None outside a block).
-_batch = threading.local()
-
-
-@contextmanager
-def shipments_changed_batch() -> Iterator[None]:
-    """Within this block the shipments-changed hooks run once, after the commit, for every shipment the block
-    changed, instead of once per shipment (an import of a thousand rows: one unified-status refresh and one push
-    enqueue, not a thousand). Use it inside the transaction that makes the changes; nested blocks join the outer
-    one. If the block raises, nothing is notified: its transaction is rolled back."""
-    if getattr(_batch, "ids", None) is not None:
-        yield
-        return
-    _batch.ids = []
-    try:
-        yield
-        ids = _batch.ids
-    finally:
-        _batch.ids = None
-    _notify_shipments_changed(ids)
-
-
-def _notify_shipments_changed(shipment_ids: Sequence[int]) -> None:
-    ids = list(dict.fromkeys(shipment_ids))
-    if not ids:
-        return
-    collecting = getattr(_batch, "ids", None)
-    if collecting is not None:
-        collecting.extend(ids)
-        return
-    for hook in shipments_changed_hooks:
-        transaction.on_commit(lambda hook=hook: hook(ids), robust=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,9 +329,7 @@ def shipments_apply_results(
         objects_update([s for s, _ in pairs], APPLY_FIELDS)
         for carrier, ids in identified.items():
             Shipment.objects.filter(pk__in=ids, carrier="").update(carrier=carrier)
-        for shipment in changed_shipments:
-            transaction.on_commit(lambda shipment=shipment: on_shipment_status_changed(shipment), robust=True)
-        _notify_shipments_changed([shipment.pk for shipment in changed_shipments])
+        shipments_changed_notify([shipment.pk for shipment in changed_shipments])
     return outcomes
 
 
@@ -480,7 +453,7 @@ def shipments_record_failure(*, shipments: Sequence[Shipment], error: str, now: 
 
 
 def max_age() -> timedelta:
-    return timedelta(days=getattr(settings, "TRACKING_MAX_AGE_DAYS", 60))
+    return timedelta(days=settings.TRACKING_MAX_AGE_DAYS)
 
 
 def _past_max_age(shipment: Shipment, now: datetime) -> bool:

@@ -6,6 +6,7 @@ from celery import shared_task
 from django.conf import settings
 
 from oma.stores.models import Store
+from tracking.polling import poll_due_shipments
 
 
 # Beat runs this every minute. Long waits are each shipment's next_poll_at in the database, never countdowns;
@@ -14,12 +15,10 @@ from oma.stores.models import Store
 @shared_task(
     name="tracking.poll_due",
     ignore_result=True,
-    soft_time_limit=max(60, int(getattr(settings, "TRACKING_POLL_TIME_BUDGET_SECONDS", 240)) + 45),
-    time_limit=max(90, int(getattr(settings, "TRACKING_POLL_TIME_BUDGET_SECONDS", 240)) + 90),
+    soft_time_limit=max(60, int(settings.TRACKING_POLL_TIME_BUDGET_SECONDS) + 45),
+    time_limit=max(90, int(settings.TRACKING_POLL_TIME_BUDGET_SECONDS) + 90),
 )
 def poll_due(store_id: int | None = None, limit: int | None = None) -> dict:
-    from tracking.polling import poll_due_shipments
-
     store = None
     if store_id is not None:
         store = Store.objects.filter(pk=store_id, is_active=True).first()

@@ -15,17 +15,21 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from oma.core.topic_handlers import handled_topics
 from oma.genstore.topics import WEBHOOK_TOPICS
 from oma.stores.models import Store
 from webhooks.models import CustomerDataExport, WebhookDelivery
-from webhooks.services import deliveries_replay
+from webhooks.replay import deliveries_replay
 
 
-def _visible_store_ids(request: HttpRequest) -> QuerySet[Store] | None:
+def _visible_store_ids(request: HttpRequest) -> QuerySet[Store, int] | None:
     """None for superusers (everything); otherwise the stores the staff user is a member of."""
-    if request.user.is_superuser:
+    user = request.user
+    if user.is_superuser:
         return None
-    return Store.objects.filter(memberships__user=request.user).values("pk")
+    if not user.is_authenticated:  # the admin lets no anonymous user in; nothing is visible to one
+        return Store.objects.none().values_list("pk", flat=True)
+    return Store.objects.filter(memberships__user=user).values_list("pk", flat=True)
 
 
 class StoreScopedAdmin(admin.ModelAdmin):
@@ -86,12 +90,17 @@ class TopicFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         # The topics OMA processes (a DISTINCT over a long log would scan it); ignored ones: filter by state.
-        from webhooks.processors import PROCESSORS
-
-        return [(topic, topic) for topic in sorted(set(WEBHOOK_TOPICS) | set(PROCESSORS))]
+        return [(topic, topic) for topic in sorted(set(WEBHOOK_TOPICS) | set(handled_topics()))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.filter(topic=self.value()) if self.value() else queryset
+
+
+_DELIVERY_FIELDS: tuple[str, ...] = (
+    "store", "shop_domain", "topic", "state", "outcome", "last_error", "attempts", "replay_count",
+    "dispatch_count", "received_at", "processed_at", "next_dispatch_at", "lease_expires_at", "webhook_id",
+    "dedupe_key", "resource_id", "redacted_at", "headers_pretty", "payload",
+)
 
 
 @admin.register(WebhookDelivery)
@@ -102,12 +111,8 @@ class WebhookDeliveryAdmin(StoreScopedAdmin):
     date_hierarchy = "received_at"
     show_full_result_count = False
     actions = ["replay"]
-    fields = [
-        "store", "shop_domain", "topic", "state", "outcome", "last_error", "attempts", "replay_count",
-        "dispatch_count", "received_at", "processed_at", "next_dispatch_at", "lease_expires_at", "webhook_id",
-        "dedupe_key", "resource_id", "redacted_at", "headers_pretty", "payload",
-    ]
-    readonly_fields = fields
+    fields = _DELIVERY_FIELDS
+    readonly_fields = _DELIVERY_FIELDS
 
     @admin.display(description="outcome / error")
     def outcome_or_error(self, obj: WebhookDelivery) -> str:
@@ -142,14 +147,19 @@ class WebhookDeliveryAdmin(StoreScopedAdmin):
         self.message_user(request, message, messages.SUCCESS if count else messages.WARNING)
 
 
+_EXPORT_FIELDS: tuple[str, ...] = (
+    "store", "customer_id", "orders_requested", "orders_found", "created_at", "delivery", "download_link"
+)
+
+
 @admin.register(CustomerDataExport)
 class CustomerDataExportAdmin(StoreScopedAdmin):
     list_display = ["created_at", "store", "customer_id", "orders_found", "download_link"]
     list_filter = [VisibleStoreFilter]
     search_fields = ["customer_id"]
     list_select_related = ["store"]
-    fields = ["store", "customer_id", "orders_requested", "orders_found", "created_at", "delivery", "download_link"]
-    readonly_fields = fields
+    fields = _EXPORT_FIELDS
+    readonly_fields = _EXPORT_FIELDS
 
     def get_urls(self) -> list:
         download = self.admin_site.admin_view(self.download_view)

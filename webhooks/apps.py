@@ -7,15 +7,10 @@ class WebhooksConfig(AppConfig):
     verbose_name = "Webhooks"
 
     def ready(self) -> None:
-        from oma.stores.models import Store
+        # why inline: the selectors import models, which can be imported only once the app registry is ready.
+        from webhooks.selectors import forget_store_on_change
 
         # A store saved or deleted in this process is read afresh by the next delivery (other processes see the
         # change within OMA_WEBHOOK_STORE_CACHE_SECONDS, or at once when a signature no longer matches).
-        post_save.connect(_forget_store, sender=Store, dispatch_uid="webhooks.forget_store.save")
-        post_delete.connect(_forget_store, sender=Store, dispatch_uid="webhooks.forget_store.delete")
-
-
-def _forget_store(sender: object, instance: object, **kwargs: object) -> None:
-    from webhooks.selectors import store_for_webhook_forget
-
-    store_for_webhook_forget(str(getattr(instance, "domain", "")))
+        post_save.connect(forget_store_on_change, sender="stores.Store", dispatch_uid="webhooks.forget_store.save")
+        post_delete.connect(forget_store_on_change, sender="stores.Store", dispatch_uid="webhooks.forget_store.delete")

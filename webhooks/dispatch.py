@@ -19,11 +19,12 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from celery import current_app
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from oma.core.outbox import DispatchResult, dispatch_due, publish, publish_until_down
-from webhooks.conf import webhook_setting
 from webhooks.models import WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -160,9 +161,7 @@ _publisher = BackgroundPublisher()
 def delivery_enqueue_after_receipt(delivery_id: int) -> None:
     """Once a received delivery is committed: hand the delivery to the publisher thread (or publish inline when
     tasks run eagerly or OMA_WEBHOOK_BACKGROUND_PUBLISH=0); a failed publish makes the row due for the outbox."""
-    from oma.celery import app
-
-    if not webhook_setting("OMA_WEBHOOK_BACKGROUND_PUBLISH") or app.conf.task_always_eager:
+    if not settings.OMA_WEBHOOK_BACKGROUND_PUBLISH or current_app.conf.task_always_eager:
         deliveries_publish([delivery_id])
     else:
         _publisher.submit(delivery_id)
@@ -177,8 +176,8 @@ def deliveries_dispatch_due(*, now: datetime | None = None, max_batches: int = 2
         count_field="dispatch_count",
         send=deliveries_enqueue,
         send_size=BATCH_SIZE,
-        redispatch_after=timedelta(seconds=webhook_setting("OMA_WEBHOOK_REDISPATCH_SECONDS")),
-        batch_size=webhook_setting("OMA_WEBHOOK_DISPATCH_BATCH"),
+        redispatch_after=timedelta(seconds=settings.OMA_WEBHOOK_REDISPATCH_SECONDS),
+        batch_size=settings.OMA_WEBHOOK_DISPATCH_BATCH,
         now=now,
         max_batches=max_batches,
     )

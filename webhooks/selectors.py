@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
+from django.db.models import Field
 
 from oma.core.crypto import decrypt
 from oma.genstore.webhooks import WebhookVerifier
 from oma.stores.models import Store
-from webhooks.conf import webhook_setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +37,15 @@ _stores_lock = threading.Lock()
 def _store_by_domain_sql() -> str:
     meta = Store._meta
     quote = connection.ops.quote_name
-    columns = ", ".join(
-        quote(meta.get_field(name).column) for name in ("id", "domain", "client_secret", "previous_client_secret")
-    )
+
+    def column(name: str) -> str:
+        field = meta.get_field(name)
+        assert isinstance(field, Field) and field.column is not None  # concrete columns of Store
+        return quote(field.column)
+
+    columns = ", ".join(column(name) for name in ("id", "domain", "client_secret", "previous_client_secret"))
     # Identifiers come from the model's metadata, the value is a parameter.
-    return f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('domain').column)} = %s"  # noqa: S608
+    return f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {column('domain')} = %s"  # noqa: S608
 
 
 def _fetch_store_row(domain: str) -> tuple[Any, ...] | None:
@@ -73,7 +78,7 @@ def store_for_webhook(domain: str, *, fresh: bool = False) -> WebhookStore | Non
     # Control characters are never in a domain, and a NUL would make the database refuse the query (a 5xx).
     if not domain or len(domain) > 255 or not domain.isprintable():
         return None
-    ttl = webhook_setting("OMA_WEBHOOK_STORE_CACHE_SECONDS")
+    ttl = settings.OMA_WEBHOOK_STORE_CACHE_SECONDS
     now = time.monotonic()
     cached = None if fresh or ttl <= 0 else _stores.get(domain)
     if cached is not None and now - cached[0] < ttl:
@@ -93,3 +98,8 @@ def store_for_webhook(domain: str, *, fresh: bool = False) -> WebhookStore | Non
 def store_for_webhook_forget(domain: str) -> None:
     with _stores_lock:
         _stores.pop(domain.strip().lower(), None)
+
+
+def forget_store_on_change(sender: type[Store], instance: Store, **kwargs: object) -> None:
+    """post_save/post_delete of a Store (connected in WebhooksConfig.ready): the next delivery reads it afresh."""
+    store_for_webhook_forget(instance.domain)

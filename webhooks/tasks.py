@@ -7,7 +7,8 @@ from collections import Counter
 from celery import shared_task
 
 from webhooks.dispatch import deliveries_dispatch_due, delivery_enqueue
-from webhooks.services import deliveries_process, deliveries_prune
+from webhooks.processing import deliveries_process
+from webhooks.retention import deliveries_prune
 
 
 # Safe to run twice: processing claims each row first, and a copy that finds it claimed or done does nothing.

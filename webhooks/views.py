@@ -15,6 +15,7 @@ import logging
 from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError, IntegrityError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.request import HttpHeaders
@@ -23,9 +24,8 @@ from django.views.decorators.http import require_POST
 
 from oma.genstore.topics import is_known_topic, payload_shape_error, resource_id_of
 from oma.genstore.webhooks import HEADER_HMAC, HEADER_SHOP_DOMAIN, HEADER_TOPIC, HEADER_WEBHOOK_ID
-from webhooks.conf import webhook_setting
+from webhooks.receive import ReceiveResult, delivery_receive
 from webhooks.selectors import WebhookStore, store_for_webhook
-from webhooks.services import ReceiveResult, delivery_receive
 from webhooks.signatures import delivery_signature_valid
 
 logger = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def genstore_webhook(request: HttpRequest) -> HttpResponse:
 
 
 def _genstore_webhook(request: HttpRequest) -> HttpResponse:
-    body = read_raw_body(request, limit=webhook_setting("OMA_WEBHOOK_MAX_BODY_BYTES"))
+    body = read_raw_body(request, limit=settings.OMA_WEBHOOK_MAX_BODY_BYTES)
     domain = request.META.get(_SHOP_DOMAIN, "")
     topic = request.META.get(_TOPIC, "").strip()
     if body is None:

@@ -22,18 +22,20 @@ from django.utils.html import format_html, format_html_join
 from oma.channels.connectors import REGISTRY
 from oma.channels.csv_import import MAX_FILE_BYTES, tracking_csv_import
 from oma.channels.models import Channel, CsvImport, ExternalShipment, OrderPoll
+from oma.channels.services import (
+    ChannelInvalid,
+    channel_create,
+    channel_rotate_signing_secret,
+    external_shipment_rematch,
+)
+from oma.channels.tasks import poll_channel
 from oma.core.outbound import FormKnowsUserAdmin, hosts_of, merchant_base_url_error
+from oma.core.tenancy import stores_for
 from oma.stores.models import Store
 
 
 def stores_of(user: Any) -> QuerySet[Store]:
     """The stores a user may act for (all for superusers; their memberships otherwise)."""
-    try:
-        from oma.core.tenancy import stores_for
-    except ImportError:  # tenancy module not installed: memberships decide
-        if user.is_superuser:
-            return Store.objects.all()
-        return Store.objects.filter(memberships__user=user)
     return stores_for(user)
 
 
@@ -109,8 +111,6 @@ class ChannelAdmin(FormKnowsUserAdmin, admin.ModelAdmin):
             "'Rotate signing secret' to see a new one)"
 
     def save_model(self, request: HttpRequest, obj: Channel, form: ChannelForm, change: bool) -> None:
-        from oma.channels.services import ChannelInvalid, channel_create
-
         data = form.cleaned_data
         if not change:
             try:
@@ -139,8 +139,6 @@ class ChannelAdmin(FormKnowsUserAdmin, admin.ModelAdmin):
 
     @admin.action(description="Rotate signing secret (the old one keeps working 24 h)", permissions=["change"])
     def rotate_signing_secret(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
-        from oma.channels.services import ChannelInvalid, channel_rotate_signing_secret
-
         for channel in queryset:
             try:
                 secret = channel_rotate_signing_secret(channel=channel)
@@ -151,8 +149,6 @@ class ChannelAdmin(FormKnowsUserAdmin, admin.ModelAdmin):
 
     @admin.action(description="Poll now (ShipStation)", permissions=["change"])
     def poll_now(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
-        from oma.channels.tasks import poll_channel
-
         polled = [c for c in queryset if REGISTRY.get(c.kind) is not None and REGISTRY[c.kind].polls]
         for channel in polled:
             poll_channel.delay(channel.pk)
@@ -160,8 +156,6 @@ class ChannelAdmin(FormKnowsUserAdmin, admin.ModelAdmin):
 
     @admin.action(description="Match their waiting records again", permissions=["change"])
     def retry_waiting(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
-        from oma.channels.services import external_shipment_rematch
-
         ids = ExternalShipment.objects.filter(
             channel__in=queryset, state=ExternalShipment.State.UNMATCHED
         ).values_list("pk", flat=True)
@@ -188,8 +182,6 @@ class ExternalShipmentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Try matching again (waiting and rejected records)", permissions=["change"])
     def match_again(self, request: HttpRequest, queryset: QuerySet[ExternalShipment]) -> None:
-        from oma.channels.services import external_shipment_rematch
-
         outcomes = [
             external_shipment_rematch(record_id=pk, include_rejected=True).outcome
             for pk in queryset.values_list("pk", flat=True)

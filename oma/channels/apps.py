@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from oma.orders.signals import orders_changed
+
 
 class ChannelsConfig(AppConfig):
     name = "oma.channels"
@@ -7,11 +9,10 @@ class ChannelsConfig(AppConfig):
     verbose_name = "External channels"
 
     def ready(self) -> None:
-        from oma.channels.inbound import register_with_webhook_receiver
+        # why inline (each import here): these modules import models, which exist once the app registry is ready.
+        from oma.channels.inbound import register_webhook_handlers
         from oma.channels.services import on_orders_changed
-        from oma.orders.services import orders_changed_hooks
 
         # Records waiting for an order are matched as soon as the mirror commits it (webhook or sweep).
-        if on_orders_changed not in orders_changed_hooks:
-            orders_changed_hooks.append(on_orders_changed)
-        register_with_webhook_receiver()
+        orders_changed.connect(on_orders_changed, dispatch_uid="channels.on_orders_changed")
+        register_webhook_handlers()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -29,7 +30,9 @@ from oma.channels.connectors.csv import CsvFileError, CsvRow, parse_tracking_csv
 from oma.channels.matching import OrderLedger, lock_orders, orders_for_external_ids
 from oma.channels.models import Channel, CsvImport, ExternalShipment
 from oma.channels.services import (
+    ChannelInvalid,
     channel_touch,
+    csv_channel_for,
     dedupe_key,
     existing_shipments,
     external_shipment_row,
@@ -39,7 +42,7 @@ from oma.core.leases import lease_free, lease_take
 from oma.core.outbox import AnyTask, enqueue_on_commit, publish_each
 from oma.stores.models import Store
 from tracking.numbers import canonical
-from tracking.services import shipments_changed_batch
+from tracking.signals import shipments_changed_batch
 
 logger = logging.getLogger(__name__)
 
@@ -200,8 +203,6 @@ def tracking_csv_import(
     `queue_above_rows` (not a dry run) is checked as a file, stored, and imported by a worker after the commit
     (`csv_import_run_queued`): the report says `queued`, and the CsvImport row gets the results when it has run.
     """
-    from oma.channels.services import ChannelInvalid, csv_channel_for
-
     now = now or timezone.now()
     report = CsvImportReport(file_name=file_name, dry_run=dry_run)
     if len(data) > MAX_FILE_BYTES:
@@ -279,9 +280,9 @@ def _import_into(
 
 
 def _import_task() -> AnyTask:
-    from oma.channels.tasks import import_queued_csv  # why: oma.channels.tasks imports this module
-
-    return import_queued_csv
+    """The queued-import task, by name: oma.channels.tasks imports this module."""
+    task: AnyTask = current_app.tasks["channels.import_queued_csv"]
+    return task
 
 
 # A claim older than this belongs to an attempt that has ended (the task's hard time limit is 3300 s).
@@ -401,7 +402,7 @@ def _import_rows(
     order_pks = list(by_order)
     for start in range(0, len(order_pks), ORDERS_PER_BATCH):
         batch = {pk: by_order[pk] for pk in order_pks[start:start + ORDERS_PER_BATCH]}
-        # The shipments-changed hooks (unified status, fulfillment pushes) run once per batch, after its commit.
+        # shipments_changed (unified status, fulfillment pushes) is sent once per batch, after its commit.
         with transaction.atomic(), shipments_changed_batch():
             _import_batch(store=store, channel=channel, csv_import=csv_import, rows_by_order=batch, keys=keys,
                           results=results, now=now)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from oma.channels.connectors.base import LineRef
 from oma.orders.models import GenstoreFulfillment, LineItem, Order
 from oma.stores.models import Store
+from tracking.models import ShipmentLine
 from tracking.numbers import normalize
 
 CANCELLED = "cancelled"  # tracking.vocabulary.Status.CANCELLED: a voided label; its items are free again
@@ -136,8 +137,6 @@ class OrderLedger:
     @classmethod
     def load(cls, orders: Sequence[Order]) -> dict[int, OrderLedger]:
         """Ledgers for many orders in two queries."""
-        from tracking.models import ShipmentLine
-
         pks = [order.pk for order in orders]
         lines: dict[int, list[LineItem]] = defaultdict(list)
         for line in LineItem.objects.filter(order_id__in=pks).order_by("pk"):

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from oma.channels.connectors import REGISTRY
 from oma.core.crypto import EncryptedTextField
 from oma.orders.models import Order
 from oma.stores.models import Store
@@ -18,8 +19,6 @@ from oma.stores.models import Store
 
 def connector_kind_choices() -> list[tuple[str, str]]:
     # A callable, so that a new connector module adds its kind without a migration.
-    from oma.channels.connectors import REGISTRY
-
     return [(kind, connector.label) for kind, connector in REGISTRY.items()]
 
 

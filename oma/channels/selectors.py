@@ -8,10 +8,12 @@ from django.conf import settings
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
+from oma.channels.connectors import REGISTRY
 from oma.channels.connectors.base import PolledOrder
 from oma.channels.matching import CANCELLED
 from oma.channels.models import Channel, ExternalShipment, OrderPoll
 from oma.orders.models import LineItem, Order
+from tracking.models import ShipmentLine
 
 
 def _setting(name: str, default: int) -> int:
@@ -23,8 +25,6 @@ def channel_for_webhook(slug: str) -> Channel | None:
 
 
 def polling_channels() -> QuerySet[Channel]:
-    from oma.channels.connectors import REGISTRY
-
     kinds = [kind for kind, connector in REGISTRY.items() if connector.polls]
     return Channel.objects.filter(kind__in=kinds, is_enabled=True, store__is_active=True)
 
@@ -48,8 +48,6 @@ def orders_to_poll(*, channel: Channel, now: datetime, limit: int | None = None)
     CHANNELS_POLL_INTERVAL_MINUTES, and either still lacking tracking for some shippable item, or holding a
     shipment this channel reported within CHANNELS_VOID_WINDOW_DAYS (its label may still be voided).
     """
-    from tracking.models import ShipmentLine
-
     lookback = timedelta(days=_setting("CHANNELS_POLL_LOOKBACK_DAYS", 30))
     interval = timedelta(minutes=_setting("CHANNELS_POLL_INTERVAL_MINUTES", 30))
     void_window = timedelta(days=_setting("CHANNELS_VOID_WINDOW_DAYS", 7))

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from celery import current_app
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -39,10 +41,14 @@ from oma.channels.matching import (
     orders_for_external_ids,
     waiting_keys_for,
 )
-from oma.channels.models import Channel, CsvImport, ExternalShipment
+from oma.channels.models import Channel, CsvImport, ExternalShipment, OrderPoll
+from oma.channels.selectors import orders_to_poll
 from oma.orders.models import Order
 from oma.stores.models import Store
+from tracking.models import Shipment
 from tracking.numbers import canonical
+from tracking.services import ShipmentConflict, shipment_add
+from tracking.signals import shipments_changed_notify
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +182,6 @@ def refs_of(row: ExternalShipment) -> tuple[LineRef, ...]:
 
 
 def shipment_source_for(channel: Channel) -> str:
-    from tracking.models import Shipment
-
     return {"csv": Shipment.Source.CSV, "webhook": Shipment.Source.WEBHOOK}.get(channel.kind, Shipment.Source.CONNECTOR)
 
 
@@ -220,8 +224,6 @@ def external_shipment_row(
 
 def existing_shipments(*, store: Store, numbers: Sequence[str]) -> dict[str, object]:
     """The store's shipments for these (canonical) numbers, by number: one query for a whole import."""
-    from tracking.models import Shipment
-
     found: dict[str, object] = dict.fromkeys(numbers)
     for shipment in (
         Shipment.objects.filter(store=store, tracking_number__in=list(numbers))
@@ -245,9 +247,6 @@ def match_row(
 
     `known_shipments` (canonical number -> Shipment or None), when given, saves the lookup of each number; the
     shipments written here are added to it."""
-    from tracking.models import Shipment
-    from tracking.services import ShipmentConflict, shipment_add
-
     store = order.store
     row.order = order
     number = row.tracking_number
@@ -298,9 +297,6 @@ def match_row(
 
 def _shipment_cancel_voided(*, shipment: object, channel: Channel, now: datetime) -> None:
     """Stop tracking a voided label: status cancelled, no more polls; its items are free for another parcel."""
-    from tracking.models import Shipment
-    from tracking.services import on_shipment_status_changed
-
     assert isinstance(shipment, Shipment)
     shipment.status = CANCELLED
     shipment.substatus = ""
@@ -308,14 +304,12 @@ def _shipment_cancel_voided(*, shipment: object, channel: Channel, now: datetime
     shipment.status_changed_at = now
     shipment.next_poll_at = None
     shipment.save(update_fields=["status", "substatus", "raw_text", "status_changed_at", "next_poll_at", "updated_at"])
-    transaction.on_commit(lambda: on_shipment_status_changed(shipment))
+    shipments_changed_notify([shipment.pk])  # pushes and the unified status follow, after commit
 
 
 def withdraw_row(*, row: ExternalShipment, now: datetime) -> MatchOutcome:
     """A voided label: withdraw every live record of this channel for the number, and the shipment if this channel
     reported it. The caller saves `row`. A void for a number never reported live is kept, with nothing to undo."""
-    from tracking.models import Shipment
-
     channel = row.channel
     siblings = ExternalShipment.objects.filter(
         channel=channel, tracking_number=row.tracking_number, state__in=[State.MATCHED, State.UNMATCHED]
@@ -541,8 +535,6 @@ def external_shipments_match_waiting(*, store: Store, order_ids: Sequence[int]) 
 
 def external_shipments_match_all_waiting(*, store: Store | None = None, limit: int = 5000) -> ReceiveSummary:
     """Safety net behind the order hook: match waiting records whose order exists by now (a missed hook)."""
-    from django.db.models import Exists, OuterRef, Q
-
     summary = ReceiveSummary()
     order_exists = Order.objects.filter(store_id=OuterRef("store_id")).filter(
         Q(source_identifier=OuterRef("external_order_id")) | Q(order_id=OuterRef("external_order_id"))
@@ -555,8 +547,8 @@ def external_shipments_match_all_waiting(*, store: Store | None = None, limit: i
     return summary
 
 
-def on_orders_changed(store: Store, order_ids: list[int]) -> None:
-    """orders_changed_hooks entry: called after the order mirror committed new or changed orders.
+def on_orders_changed(sender: object, *, store: Store, order_ids: list[int], **kwargs: object) -> None:
+    """Receiver of oma.orders.signals.orders_changed: the order mirror committed new or changed orders.
 
     One indexed query when nothing waits (the usual case); matching runs right away otherwise. Never raises into
     the order mirror: a failure is logged and handed to a task (the beat safety net catches the rest).
@@ -573,9 +565,8 @@ def on_orders_changed(store: Store, order_ids: list[int]) -> None:
     except Exception:
         logger.exception("channels: matching waiting records for %s failed; handing it to a task", store.domain)
         try:
-            from oma.channels.tasks import match_waiting
-
-            match_waiting.delay(store.pk, list(order_ids))
+            # By name: oma.channels.tasks imports this module.
+            current_app.tasks["channels.match_waiting"].delay(store.pk, list(order_ids))
         except Exception:  # the broker is down too: the periodic safety net will match them
             logger.warning("channels: could not enqueue matching for %s; the periodic run will", store.domain)
 
@@ -613,9 +604,6 @@ def channel_poll(
     Each order's answer is stored as it comes. A rate limit longer than the client may wait, or a platform
     failure, pauses the channel (`poll_paused_until`); the orders not reached are simply first next time.
     """
-    from oma.channels.models import OrderPoll
-    from oma.channels.selectors import orders_to_poll
-
     connector = connector_for(channel.kind)
     if not connector.polls:
         raise ChannelInvalid(f"channel {channel.slug} ({channel.kind}) is not polled")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -28,8 +29,7 @@ from oma.channels.connectors.base import PayloadError
 from oma.channels.connectors.webhook import SignatureError, parse_payload, signing_secrets, verify
 from oma.channels.inbound import CHANNEL_TOPIC, delivery_webhook_id
 from oma.channels.selectors import channel_for_webhook
-from webhooks.conf import webhook_setting
-from webhooks.services import delivery_receive
+from webhooks.receive import delivery_receive
 from webhooks.views import read_raw_body, unauthorized_response
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def _reject(status: int, reason: str, request: HttpRequest, slug: str, **extra: 
 @csrf_exempt
 @require_POST
 def channel_webhook(request: HttpRequest, slug: str) -> HttpResponse:
-    body = read_raw_body(request, limit=webhook_setting("OMA_WEBHOOK_MAX_BODY_BYTES"))
+    body = read_raw_body(request, limit=settings.OMA_WEBHOOK_MAX_BODY_BYTES)
     if body is None:
         return _reject(413, "body too large", request, slug)
     try:

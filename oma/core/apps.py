@@ -8,6 +8,6 @@ class CoreConfig(AppConfig):
     verbose_name = "OMA core"
 
     def ready(self) -> None:
-        from oma.core.beat import sync_after_migrate
+        from oma.core.beat import sync_after_migrate  # why: AppConfig modules load before models are ready
 
         post_migrate.connect(sync_after_migrate, dispatch_uid="oma.core.beat.sync")

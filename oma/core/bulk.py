@@ -27,14 +27,14 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection, models
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Field
 from django.utils import timezone
 
-Row = Mapping[str, Any]
+Row = Mapping[str, object]
 
 
 class JsonText(str):
@@ -45,8 +45,9 @@ class JsonText(str):
 
 
 @lru_cache(maxsize=64)
-def _column_fields(model: type[models.Model]) -> dict[str, Field]:
-    return {field.column: field for field in model._meta.concrete_fields}
+def _column_fields(model: type[models.Model]) -> dict[str, Field[Any, Any]]:
+    # A concrete field is one with a column: the test only narrows the type.
+    return {field.column: field for field in model._meta.concrete_fields if field.column is not None}
 
 
 @lru_cache(maxsize=64)
@@ -117,11 +118,11 @@ def _encoder(vendor: str) -> json.JSONEncoder:
 @lru_cache(maxsize=64)
 def _default_plan(
     model: type[models.Model], given: frozenset[str]
-) -> tuple[dict[str, Any], tuple[tuple[str, Field | None], ...]]:
+) -> tuple[dict[str, object], tuple[tuple[str, Field[Any, Any] | None], ...]]:
     """For the columns the rows do not name: the fixed defaults, and those computed per write (auto_now fields,
     given as None: now; fields with a callable default)."""
-    fixed: dict[str, Any] = {}
-    computed: list[tuple[str, Field | None]] = []
+    fixed: dict[str, object] = {}
+    computed: list[tuple[str, Field[Any, Any] | None]] = []
     for column, field in _column_fields(model).items():
         if column in given or field.primary_key:
             continue
@@ -134,7 +135,7 @@ def _default_plan(
     return fixed, tuple(computed)
 
 
-def _defaults(model: type[models.Model], given: frozenset[str]) -> dict[str, Any]:
+def _defaults(model: type[models.Model], given: frozenset[str]) -> dict[str, object]:
     """The values of the columns the rows do not name: their fields' defaults (auto_now: now)."""
     fixed, computed = _default_plan(model, given)
     if not computed:
@@ -186,15 +187,15 @@ def rows_update(
     if not rows:
         return 0
     vendor = connection.vendor
-    pk = model._meta.pk
-    assert pk is not None
-    columns = tuple(sorted(set(rows[0]) - {pk.column}))
-    if pk.column not in rows[0] or not columns:
-        raise ValueError(f"each row names {model.__name__}'s {pk.column} and at least one column to set")
+    pk_column = _pk_column(model)
+    columns = tuple(sorted(set(rows[0]) - {pk_column}))
+    if pk_column not in rows[0] or not columns:
+        raise ValueError(f"each row names {model.__name__}'s {pk_column} and at least one column to set")
     sql = _update_statement(vendor, model, columns, tuple(lock_order))
     with _cursor() as cursor:
         cursor.execute(sql, [_encode(_encoder(vendor), rows)])
-        return cursor.rowcount
+        written: int = cursor.rowcount
+        return written
 
 
 def objects_update(objects: Sequence[models.Model], field_names: Sequence[str]) -> int:
@@ -202,14 +203,20 @@ def objects_update(objects: Sequence[models.Model], field_names: Sequence[str]) 
     if not objects:
         return 0
     model = type(objects[0])
-    pk = model._meta.pk
-    assert pk is not None
+    pk_column = _pk_column(model)
     fields = [model._meta.get_field(name) for name in field_names]
-    attnames = [(field.column, field.attname) for field in fields if isinstance(field, Field)]
+    # cast: a field with no column (a many-to-many) fails in the database, as it always did
+    attnames = [(cast(str, field.column), field.attname) for field in fields if isinstance(field, Field)]
     rows = [
-        {pk.column: obj.pk, **{column: getattr(obj, attname) for column, attname in attnames}} for obj in objects
+        {pk_column: obj.pk, **{column: getattr(obj, attname) for column, attname in attnames}} for obj in objects
     ]
     return rows_update(model, rows)
+
+
+def _pk_column(model: type[models.Model]) -> str:
+    pk = model._meta.pk
+    assert pk is not None and pk.column is not None
+    return pk.column
 
 
 @lru_cache(maxsize=64)
@@ -221,15 +228,14 @@ def _update_statement(
     unknown = [column for column in (*columns, *lock_order) if column not in fields]
     if unknown:
         raise ValueError(f"{model.__name__} has no column {', '.join(unknown)}")
-    pk = model._meta.pk
-    assert pk is not None
-    table, key = quote(model._meta.db_table), quote(pk.column)
+    pk_column = _pk_column(model)
+    table, key = quote(model._meta.db_table), quote(pk_column)
     # Identifiers come from the model's metadata; every value is in the one parameter.
     if vendor != "postgresql":  # SQLite (3.33+: UPDATE ... FROM); it locks the whole database anyway
         assignments = ", ".join(f"{quote(column)} = json_extract(v.value, '$.{column}')" for column in columns)
         return (
             f"UPDATE {table} SET {assignments} FROM json_each(%s) AS v "  # noqa: S608
-            f"WHERE {table}.{key} = json_extract(v.value, '$.{pk.column}')"
+            f"WHERE {table}.{key} = json_extract(v.value, '$.{pk_column}')"
         )
     assignments = ", ".join(f"{quote(column)} = v.{quote(column)}" for column in columns)
     source = f"jsonb_populate_recordset(NULL::{table}, %s::jsonb)"
@@ -239,7 +245,7 @@ def _update_statement(
         quote(column) + (' COLLATE "C"' if fields[column].get_internal_type() in _TEXT_TYPES else "")
         for column in lock_order
     )
-    selected = ", ".join(quote(column) for column in (pk.column, *columns))
+    selected = ", ".join(quote(column) for column in (pk_column, *columns))
     return (
         f"WITH v AS MATERIALIZED (SELECT {selected} FROM {source}), "  # noqa: S608
         f"locked AS MATERIALIZED (SELECT {key} FROM {table} WHERE {key} IN (SELECT {key} FROM v) "
@@ -257,7 +263,7 @@ def _cursor() -> CursorWrapper:
     the batch, up to megabytes of JSON, travels as a parameter instead of being quoted into the statement."""
     if connection.vendor != "postgresql":
         return connection.cursor()
-    import psycopg
+    import psycopg  # why: only the PostgreSQL path needs the driver; SQLite runs never load it
 
     connection.ensure_connection()
     return CursorWrapper(psycopg.Cursor(connection.connection), connection)

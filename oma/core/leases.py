@@ -31,7 +31,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import TypeAlias, TypeVar
+from typing import TypeAlias, TypeVar, cast
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, models, transaction
@@ -172,13 +172,15 @@ def _check_values(values: Mapping[str, object] | None, lease_columns: Mapping[st
 
 def _update_returning_pks(queryset: QuerySet[M], update: Mapping[str, object]) -> list[Pk]:
     """queryset.update(**update), returning the primary keys of the rows it changed (PostgreSQL, SQLite >= 3.35)."""
-    query = queryset.query.chain(UpdateQuery)
-    query.add_update_values(update)
+    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))  # chain(klass) returns a klass
+    query.add_update_values(dict(update))
     query.annotations = {}
-    if query.related_updates:
+    if query.get_related_updates():  # an UpdateQuery per parent table that `update` touches
         raise ValueError("a lease lives in the model's own table, not in a parent's")
     connection = connections[queryset.db]
-    returning = connection.ops.quote_name(queryset.model._meta.pk.column)
+    pk = queryset.model._meta.pk
+    assert pk is not None and pk.column is not None
+    returning = connection.ops.quote_name(pk.column)
     # atomic: a SELECT ... FOR UPDATE inside the statement needs a transaction, even a one-statement one.
     with transaction.atomic(using=queryset.db, savepoint=False):
         try:

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -51,7 +51,8 @@ from urllib3.exceptions import ConnectTimeoutError, LocationParseError, NameReso
 from urllib3.poolmanager import PoolManager
 from urllib3.util import connection as urllib3_connection
 from urllib3.util import parse_url
-from urllib3.util.timeout import _DEFAULT_TIMEOUT
+from urllib3.util.connection import _TYPE_SOCKET_OPTIONS
+from urllib3.util.timeout import _DEFAULT_TIMEOUT, _TYPE_TIMEOUT
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ def operator_api_hosts() -> tuple[str, ...]:
     return tuple(getattr(settings, "OMA_MERCHANT_API_HOSTS", ()) or ())
 
 
-def merchant_base_url_error(url: str, *, user: Any, own_hosts: Iterable[str]) -> str | None:
+def merchant_base_url_error(url: str, *, user: object, own_hosts: Iterable[str]) -> str | None:
     """Why `user` may not point an integration at `url`, or None when it may. `own_hosts`: fnmatch patterns of
     the integration's own API hosts (production and test). Blank means the integration's default."""
     if not url:
@@ -269,9 +270,9 @@ def _guarded_create_connection(
     address: tuple[str, int],
     *,
     guard: AddressGuard,
-    timeout: Any,
+    timeout: _TYPE_TIMEOUT,
     source_address: tuple[str, int] | None,
-    socket_options: Any,
+    socket_options: _TYPE_SOCKET_OPTIONS | None,
 ) -> socket.socket:
     """urllib3's create_connection with one DNS lookup whose every answer is checked before any is used; the
     socket connects to one of exactly those addresses."""
@@ -312,7 +313,7 @@ class _GuardedConnectionMixin:
         super().__init__(*args, **kwargs)
 
     def _new_conn(self) -> socket.socket:  # mirrors urllib3.connection.HTTPConnection._new_conn
-        connection: Any = self
+        connection = cast(HTTPConnection, self)  # the mixin only ever sits on a urllib3 connection
         try:
             sock = _guarded_create_connection(
                 (connection._dns_host, connection.port),
@@ -361,8 +362,9 @@ class GuardedPoolManager(PoolManager):
     def __init__(self, *args: Any, address_guard: AddressGuard, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pool_classes_by_scheme = {
-            "http": partial(GuardedHTTPConnectionPool, address_guard=address_guard),
-            "https": partial(GuardedHTTPSConnectionPool, address_guard=address_guard),
+            # cast: urllib3 only calls the class (pool_cls(host, port, **kw)), which a partial does as well
+            "http": cast(type[HTTPConnectionPool], partial(GuardedHTTPConnectionPool, address_guard=address_guard)),
+            "https": cast(type[HTTPConnectionPool], partial(GuardedHTTPSConnectionPool, address_guard=address_guard)),
         }
 
 
@@ -477,7 +479,7 @@ def outbound_session(*, base_url: str, own_hosts: Iterable[str],
     return OutboundSession(base_url=base_url, own_hosts=own_hosts, timeout=timeout)
 
 
-def safe_error_text(value: Any, *, limit: int = 300) -> str | None:
+def safe_error_text(value: object, *, limit: int = 300) -> str | None:
     """An error string from a documented field of a partner's answer, fit to store and show: control and format
     characters dropped, whitespace collapsed, at most `limit` characters. None when nothing is left."""
     if not isinstance(value, str):

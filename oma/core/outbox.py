@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from celery import Task
 from django.db import transaction
@@ -39,14 +39,17 @@ Call = tuple[object, ...]
 Item = TypeVar("Item")
 
 
+class _Delay(TypedDict, total=False):
+    countdown: float
+
+
 def publish(
     task: AnyTask, *args: object, kwargs: Mapping[str, object] | None = None, countdown: float | None = None
 ) -> bool:
     """Publish one call of `task` now; False, never an exception, if the broker did not take it."""
+    delay: _Delay = {} if countdown is None else {"countdown": countdown}  # no countdown: no ETA at all
     try:
-        task.apply_async(
-            args, dict(kwargs) if kwargs else None, countdown=countdown, retry=True, retry_policy=PUBLISH_RETRY_POLICY
-        )
+        task.apply_async(args, dict(kwargs) if kwargs else None, retry=True, retry_policy=PUBLISH_RETRY_POLICY, **delay)
     except Exception as exc:  # any broker failure: the row is the guarantee, not this call
         logger.warning("broker did not take %s (%s); the outbox will send it again", task.name, exc)
         return False

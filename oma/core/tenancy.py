@@ -1,6 +1,6 @@
 """Tenant isolation: which stores a user may see, and the admin machinery that enforces it everywhere.
 
-Every ModelAdmin registered on OMA's admin site (oma.core.admin_site) gets `StoreScopedAdminMixin` mixed in, so
+Every ModelAdmin registered on OMA's admin site (oma.merchant.admin_site) gets `StoreScopedAdminMixin` mixed in, so
 an app's admin.py needs no tenancy code of its own. For each model the mixin knows a *store path*: the lookup
 from the model to a Store primary key.
 
@@ -32,6 +32,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
 from django.apps import apps
+from django.contrib import admin
 from django.contrib.admin import FieldListFilter, RelatedFieldListFilter, RelatedOnlyFieldListFilter
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import get_model_from_relation
@@ -163,8 +164,6 @@ def stores_for(user: Any) -> QuerySet:
 
 def effective_store_path(model: type[models.Model]) -> str | None:
     """The path the admin uses for `model`: its registered ModelAdmin's declaration, else introspection."""
-    from django.contrib import admin
-
     model_admin = admin.site._registry.get(model)
     if isinstance(model_admin, StoreScopedAdminMixin):
         return model_admin.get_store_path()

@@ -19,20 +19,15 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from oma.core.tenancy import stores_for
 from oma.fulfillment.models import FulfillmentPush
 from oma.fulfillment.reconciliation import Finding, reconcile_fix_enqueue, store_reconcile
-from oma.fulfillment.services import push_retry
+from oma.fulfillment.tasks import push_retry
 from oma.stores.models import Store
 
 
 def stores_of(user: Any) -> QuerySet[Store]:
     """The stores a user may act for (all for superusers; their memberships otherwise)."""
-    try:
-        from oma.core.tenancy import stores_for
-    except ImportError:
-        if user.is_superuser:
-            return Store.objects.all()
-        return Store.objects.filter(memberships__user=user)
     return stores_for(user)
 
 
@@ -143,7 +138,7 @@ class FulfillmentPushAdmin(admin.ModelAdmin):
         elif len(stores) == 1:
             chosen = stores[0]
         report = store_reconcile(store=chosen, refresh=False) if chosen is not None else None
-        if request.method == "POST" and report is not None:
+        if request.method == "POST" and report is not None and chosen is not None:
             queued = reconcile_fix_enqueue(disagreements=report.fixable)
             self.message_user(
                 request, f"{queued} push(es) queued for {chosen}; reload in a minute to see what is left.",

@@ -1,4 +1,5 @@
-"""The Genstore `shipmentStatus` pushed for an OMA tracking status (genstore-contract.md, last table).
+"""The Genstore `shipmentStatus` pushed for an OMA tracking status (genstore-contract.md, last table), and the
+way back: an OMA tracking status read from a Genstore `shipmentStatus`.
 
 Knowledge of both sides: OMA's twelve statuses and their substatuses (tracking.vocabulary) on one, Genstore's values
 (oma.genstore.shipment_status) on the other. It lives here, in the app that pushes, because fulfillment is the
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from tracking.vocabulary import FAILURE_SUBSTATUSES, Status
 
-__all__ = ["PUSHED_SHIPMENT_STATUS", "shipment_status_for"]
+__all__ = ["GENSTORE_SHIPMENT_STATUS_AS_TRACKING", "PUSHED_SHIPMENT_STATUS", "shipment_status_for"]
 
 # None = push nothing.
 PUSHED_SHIPMENT_STATUS: dict[str, str | None] = {
@@ -34,3 +35,18 @@ def shipment_status_for(status: str, substatus: str = "") -> str | None:
     if status == Status.EXCEPTION and substatus in FAILURE_SUBSTATUSES:
         return "failure"
     return PUSHED_SHIPMENT_STATUS.get(status)
+
+
+# A Genstore shipmentStatus read as an OMA tracking status (for fulfillments OMA does not track itself).
+GENSTORE_SHIPMENT_STATUS_AS_TRACKING: dict[str, tuple[str, str]] = {
+    "label_printed": (Status.INFO_RECEIVED, ""),
+    "label_purchased": (Status.INFO_RECEIVED, ""),
+    "confirmed": (Status.INFO_RECEIVED, ""),
+    "in_transit": (Status.IN_TRANSIT, ""),
+    "out_for_delivery": (Status.OUT_FOR_DELIVERY, ""),
+    "ready_for_pickup": (Status.AVAILABLE_FOR_PICKUP, ""),
+    "attempted_delivery": (Status.ATTEMPT_FAILED, ""),
+    "delayed": (Status.EXCEPTION, "delayed"),
+    "failure": (Status.EXCEPTION, "undeliverable"),
+    "delivered": (Status.DELIVERED, ""),
+}

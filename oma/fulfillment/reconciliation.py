@@ -28,20 +28,17 @@ from enum import StrEnum
 from django.utils import timezone
 
 from oma.fulfillment.models import FulfillmentPush
-from oma.fulfillment.services import (
-    NEVER_PUSHED_FINANCIAL_STATUSES,
-    PushOutcome,
-    PushResult,
-    shipment_push,
-    shipments_push_enqueue,
-    store_unified_status_refresh,
-)
+from oma.fulfillment.plan import NEVER_PUSHED_FINANCIAL_STATUSES
+from oma.fulfillment.services.push import PushOutcome, PushResult, shipment_push
+from oma.fulfillment.services.unified_status import store_unified_status_refresh
 from oma.fulfillment.status import DEAD_FULFILLMENT_STATUSES
+from oma.fulfillment.tasks import shipments_push_enqueue
 from oma.genstore.client import GenstoreClient
-from oma.orders.models import GenstoreFulfillment, Order
+from oma.orders.models import GenstoreFulfillment, Order, SyncRun
+from oma.orders.services import orders_sweep
 from oma.stores.models import Store
 from tracking.models import Shipment
-from tracking.numbers import normalize as normalize_tracking_number
+from tracking.numbers import normalize
 from tracking.vocabulary import Status
 
 logger = logging.getLogger(__name__)
@@ -114,9 +111,6 @@ def store_reconcile(*, store: Store, refresh: bool = False) -> ReconcileReport:
     """Every disagreement for one store. `refresh` first sweeps Genstore (incremental) so its side is current."""
     report = ReconcileReport(store=store, checked_at=timezone.now())
     if refresh:
-        from oma.orders.models import SyncRun
-        from oma.orders.services import orders_sweep
-
         run = orders_sweep(store=store, kind=SyncRun.Kind.INCREMENTAL)
         report.refreshed = run.state == SyncRun.State.SUCCEEDED
         if not report.refreshed:
@@ -134,7 +128,7 @@ def store_reconcile(*, store: Store, refresh: bool = False) -> ReconcileReport:
     fulfillments = GenstoreFulfillment.objects.filter(store=store).exclude(status__in=DEAD_FULFILLMENT_STATUSES)
     for fulfillment in fulfillments.only("pk", "order_id", "fulfill_id", "tracking_number", "shipment_status"):
         report.fulfillments_checked += 1
-        number = normalize_tracking_number(fulfillment.tracking_number)
+        number = normalize(fulfillment.tracking_number)
         if not number:
             continue
         live[(fulfillment.order_id, number)].append(fulfillment)
@@ -155,7 +149,7 @@ def store_reconcile(*, store: Store, refresh: bool = False) -> ReconcileReport:
     shipments = Shipment.objects.filter(store=store).only("pk", "order_id", "tracking_number", "status")
     for shipment in shipments.iterator(chunk_size=2000):
         report.shipments_checked += 1
-        number = normalize_tracking_number(shipment.tracking_number)
+        number = normalize(shipment.tracking_number)
         tracked.add(number)
         if shipment.order_id is None:
             continue

@@ -7,7 +7,7 @@ plain facts in, `(status, reason)` out, no database and no clock, so every row b
 **Parcels.** The order's shipments that OMA tracks (a shipment whose label was voided, status `cancelled`, does
 not count), plus every live Genstore fulfillment (status not `cancelled`, `error` or `failure`) whose tracking
 number OMA does not track: for those, Genstore's `shipmentStatus` stands in for the carrier status
-(GENSTORE_SHIPMENT_STATUS_AS_TRACKING below; none yet reads as `pending`).
+(GENSTORE_SHIPMENT_STATUS_AS_TRACKING in pushed_status.py; none yet reads as `pending`).
 
 **Nothing left to ship** when Genstore says the order is `fulfilled`, or when every line that needs shipping is
 covered: its whole quantity travels in parcels, or Genstore has nothing left to fulfil for it
@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 from django.db import models
 
+from oma.fulfillment.pushed_status import GENSTORE_SHIPMENT_STATUS_AS_TRACKING
 from tracking.numbers import normalize
 from tracking.vocabulary import Status
 
@@ -69,20 +70,6 @@ class UnifiedStatus(models.TextChoices):
 
 # Genstore fulfillment statuses that mean "this fulfillment no longer stands".
 DEAD_FULFILLMENT_STATUSES: frozenset[str] = frozenset({"cancelled", "error", "failure"})
-
-# A Genstore shipmentStatus read as an OMA tracking status (for fulfillments OMA does not track itself).
-GENSTORE_SHIPMENT_STATUS_AS_TRACKING: dict[str, tuple[str, str]] = {
-    "label_printed": (Status.INFO_RECEIVED, ""),
-    "label_purchased": (Status.INFO_RECEIVED, ""),
-    "confirmed": (Status.INFO_RECEIVED, ""),
-    "in_transit": (Status.IN_TRANSIT, ""),
-    "out_for_delivery": (Status.OUT_FOR_DELIVERY, ""),
-    "ready_for_pickup": (Status.AVAILABLE_FOR_PICKUP, ""),
-    "attempted_delivery": (Status.ATTEMPT_FAILED, ""),
-    "delayed": (Status.EXCEPTION, "delayed"),
-    "failure": (Status.EXCEPTION, "undeliverable"),
-    "delivered": (Status.DELIVERED, ""),
-}
 
 AWAITING_PAYMENT_FINANCIAL_STATUSES: frozenset[str] = frozenset({"pending", "partially_paid"})
 ISSUE_STATUSES: frozenset[str] = frozenset(

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import requests
@@ -31,6 +30,7 @@ from oma.core.outbound import OutboundRefused, outbound_session, safe_error_text
 from oma.core.ratelimit import RateLimiter, RateLimiterTimeout
 from oma.core.retry import Failure, GaveUp, RetryPolicy, send_with_retries
 from oma.genstore.errors import (
+    ErrorFields,
     GenstoreAuthError,
     GenstoreClientError,
     GenstoreError,
@@ -108,7 +108,7 @@ def _camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-def _query_value(value: Any) -> str:
+def _query_value(value: object) -> str:
     if isinstance(value, datetime):
         return _utc_iso(value)
     if isinstance(value, bool):
@@ -118,7 +118,7 @@ def _query_value(value: Any) -> str:
     return str(value)
 
 
-def _filters_to_params(filters: Mapping[str, Any]) -> dict[str, str]:
+def _filters_to_params(filters: Mapping[str, object]) -> dict[str, str]:
     """snake_case keywords (financial_status=...) become the API's camelCase parameters; None is left out."""
     return {_camel(key): _query_value(value) for key, value in filters.items() if value is not None}
 
@@ -141,7 +141,7 @@ def _error_text(response: requests.Response) -> str | None:
     return safe_error_text(body.get("error")) if isinstance(body, Mapping) else None
 
 
-def _shape(data: Any, key: str) -> str:
+def _shape(data: object, key: str) -> str:
     """What came instead of the expected shape, in type names only: a payload excerpt would carry customer data
     (or an internal service's answer) into error texts and logs."""
     if isinstance(data, Mapping):
@@ -155,7 +155,7 @@ def _error_for_status(method: str, path: str, response: requests.Response) -> Ge
     status = response.status_code
     text = _error_text(response)
     message = f"Genstore {method} {path} answered {status}" + (f": {text}" if text else "")
-    kwargs: dict[str, Any] = {"status": status, "error_text": text, "url": response.url}
+    kwargs: ErrorFields = {"status": status, "error_text": text, "url": response.url}
     if status in (401, 403):
         return GenstoreAuthError(message, **kwargs)
     if status == 404:
@@ -281,9 +281,9 @@ class GenstoreClient:
         *,
         url: str | None = None,
         params: Mapping[str, str] | None = None,
-        body: Any = None,
+        body: object = None,
         create: bool = False,
-    ) -> tuple[Any, requests.Response]:
+    ) -> tuple[object, requests.Response]:
         """One logical call with the retry policy above; returns (decoded JSON body, response)."""
         target = url or self._url(path)
 
@@ -351,7 +351,7 @@ class GenstoreClient:
             message + tail, status=response.status_code, error_text=text, url=response.url, ambiguous=failure.ambiguous
         )
 
-    def _decode(self, method: str, path: str, response: requests.Response) -> Any:
+    def _decode(self, method: str, path: str, response: requests.Response) -> object:
         if response.status_code == 204 or not response.content.strip():
             return {}
         try:
@@ -364,7 +364,7 @@ class GenstoreClient:
             ) from None
 
     @staticmethod
-    def _unwrap_object(data: Any, key: str, method: str, path: str) -> Mapping[str, Any]:
+    def _unwrap_object(data: object, key: str, method: str, path: str) -> Mapping[str, object]:
         """{"order": {...}} -> the object (a bare object without its root key is accepted too)."""
         if isinstance(data, Mapping):
             inner = data.get(key)
@@ -375,7 +375,7 @@ class GenstoreClient:
         raise GenstoreResponseError(f"Genstore {method} {path}: expected {{{key!r}: {{...}}}}, got {_shape(data, key)}")
 
     @staticmethod
-    def _unwrap_list(data: Any, key: str, method: str, path: str) -> list[Any]:
+    def _unwrap_list(data: object, key: str, method: str, path: str) -> list[object]:
         """{"orders": [...]} -> the list (a bare list, one object instead of a list, or null are accepted)."""
         inner = data.get(key, ...) if isinstance(data, Mapping) else data
         if inner is None or (isinstance(inner, str) and inner.strip().lower() == "null"):
@@ -409,7 +409,7 @@ class GenstoreClient:
 
     # --- orders -------------------------------------------------------------------------------------------------
 
-    def count_orders(self, **filters: Any) -> int:
+    def count_orders(self, **filters: object) -> int:
         """GET /orders/count with the same filters as the list (snake_case keywords or camelCase)."""
         data, _ = self._request("GET", "/orders/count", params=_filters_to_params(filters))
         value = data.get("count") if isinstance(data, Mapping) else data
@@ -421,7 +421,7 @@ class GenstoreClient:
             raise GenstoreResponseError(f"Genstore GET /orders/count: no count in {_shape(data, 'count')}") from None
 
     def iter_order_pages(
-        self, *, limit: int = MAX_PAGE_SIZE, updated_at_min: datetime | None = None, **filters: Any
+        self, *, limit: int = MAX_PAGE_SIZE, updated_at_min: datetime | None = None, **filters: object
     ) -> Iterator[OrderPage]:
         """Every page of GET /orders, one at a time (memory stays flat whatever the store's size).
 
@@ -491,7 +491,7 @@ class GenstoreClient:
             if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
                 raise ValueError(f"line item {line_id}: quantity must be a positive integer, got {quantity!r}")
             lines.append({"id": str(line_id), "quantity": quantity})
-        payload: dict[str, Any] = {
+        payload: dict[str, object] = {
             "orderId": str(order_id),
             "lineItems": lines,
             "trackingNumber": tracking_number,

@@ -8,7 +8,16 @@ it writes again (Genstore has no idempotency keys).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict, Unpack
+
+
+class ErrorFields(TypedDict, total=False):
+    """GenstoreError's keyword arguments, as a subclass passes them on."""
+
+    status: int | None
+    error_text: str | None
+    url: str | None
+    ambiguous: bool
 
 
 class GenstoreError(Exception):
@@ -61,7 +70,7 @@ class GenstoreRateLimited(GenstoreError):
 
     transient = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Unpack[ErrorFields]) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
 
@@ -88,6 +97,6 @@ class GenstoreRecordError(GenstoreResponseError):
     Raised by the parsers so the caller counts the record as an error instead of silently dropping it.
     """
 
-    def __init__(self, message: str, *, raw: Any = None, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, raw: object = None, **kwargs: Unpack[ErrorFields]) -> None:
         super().__init__(message, **kwargs)
         self.raw = raw

@@ -68,12 +68,12 @@ class _Problems:
         return _Problems(self.items, f"{self.prefix}{prefix}.")
 
 
-def _show(value: Any) -> str:
+def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _is_null(value: Any) -> bool:
+def _is_null(value: object) -> bool:
     """None, "", and the string "null" in any case (samples write it so) all mean "no value"."""
     if value is None:
         return True
@@ -83,7 +83,7 @@ def _is_null(value: Any) -> bool:
 # --- converters: value -> typed value, or raise _Invalid(reason) ---------------------------------------------------
 
 
-def _to_text(value: Any) -> str:
+def _to_text(value: object) -> str:
     if isinstance(value, str):
         return value.strip()
     if isinstance(value, bool):
@@ -96,7 +96,7 @@ def _to_text(value: Any) -> str:
 _WHITESPACE = re.compile(r"\s")
 
 
-def _to_id(value: Any) -> str:
+def _to_id(value: object) -> str:
     """Ids are long numbers, sent as strings or bare numbers; always kept as str (never through float)."""
     if isinstance(value, bool):
         raise _Invalid(f"not an id: {_show(value)}")
@@ -111,7 +111,7 @@ def _to_id(value: Any) -> str:
     raise _Invalid(f"not an id: {_show(value)}")
 
 
-def _to_int(value: Any) -> int:
+def _to_int(value: object) -> int:
     if isinstance(value, bool):
         raise _Invalid(f"not an integer: {_show(value)}")
     if isinstance(value, int):
@@ -133,7 +133,7 @@ def _to_int(value: Any) -> int:
     raise _Invalid(f"not an integer: {_show(value)}")
 
 
-def _to_decimal(value: Any) -> Decimal:
+def _to_decimal(value: object) -> Decimal:
     if isinstance(value, bool):
         raise _Invalid(f"not a decimal: {_show(value)}")
     if isinstance(value, int):
@@ -156,7 +156,7 @@ _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})
 
 
-def _to_bool(value: Any) -> bool:
+def _to_bool(value: object) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
@@ -170,7 +170,7 @@ def _to_bool(value: Any) -> bool:
     raise _Invalid(f"not a boolean: {_show(value)}")
 
 
-def parse_datetime(value: Any) -> datetime:
+def parse_datetime(value: object) -> datetime:
     """ISO 8601 (Z, offsets, any fraction, a stray quote), or epoch seconds/milliseconds -> aware UTC.
 
     A timestamp without an offset is taken as UTC. Raises ValueError when the value is not a timestamp.
@@ -198,9 +198,9 @@ def parse_datetime(value: Any) -> datetime:
         raise _Invalid(f"not a timestamp: {_show(value)}") from None
 
 
-def _to_tags(value: Any) -> tuple[str, ...]:
+def _to_tags(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
-        parts: Iterable[Any] = value.split(",")
+        parts: Iterable[object] = value.split(",")
     elif isinstance(value, list | tuple):
         parts = value
     else:
@@ -215,7 +215,7 @@ def _to_tags(value: Any) -> tuple[str, ...]:
     return tuple(tags)
 
 
-def _to_list(value: Any) -> list[Any]:
+def _to_list(value: object) -> list[object]:
     """A list, or one object where a list belongs (samples do that), or a JSON-encoded list in a string."""
     if isinstance(value, list | tuple):
         return list(value)
@@ -239,7 +239,7 @@ def _snake(name: str) -> str:
     return _CAMEL_BOUNDARY.sub("_", name).lower()
 
 
-def _lookup(raw: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str | None, Any]:
+def _lookup(raw: Mapping[str, object], names: tuple[str, ...]) -> tuple[str | None, object]:
     """The first of `names` (or its snake_case spelling) holding a non-null value: (key, value).
 
     (key, None) when a key is present but null everywhere, (None, None) when absent.
@@ -255,7 +255,7 @@ def _lookup(raw: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str | None,
 
 
 def _field(
-    raw: Mapping[str, Any], problems: _Problems, names: tuple[str, ...], convert: Callable[[Any], T]
+    raw: Mapping[str, object], problems: _Problems, names: tuple[str, ...], convert: Callable[[object], T]
 ) -> T | None:
     key, value = _lookup(raw, names)
     if key is None or value is None:
@@ -274,7 +274,7 @@ def _log_problems(kind: str, ident: str | None, problems: list[str]) -> None:
         )
 
 
-def _require_mapping(raw: Any, kind: str) -> Mapping[str, Any]:
+def _require_mapping(raw: object, kind: str) -> Mapping[str, object]:
     if not isinstance(raw, Mapping):
         raise GenstoreRecordError(f"Genstore {kind} is not a JSON object but a {type(raw).__name__}", raw=raw)
     return raw
@@ -283,7 +283,7 @@ def _require_mapping(raw: Any, kind: str) -> Mapping[str, Any]:
 # --- records --------------------------------------------------------------------------------------------------------
 
 
-def _line_item(raw: Mapping[str, Any], problems: _Problems) -> LineItemRecord:
+def _line_item(raw: Mapping[str, object], problems: _Problems) -> LineItemRecord:
     item_id = _field(raw, problems, ("id", "lineItemId"), _to_id)
     if item_id is None:
         raise GenstoreRecordError("line item has no usable id", raw=raw)
@@ -303,7 +303,7 @@ def _line_item(raw: Mapping[str, Any], problems: _Problems) -> LineItemRecord:
     )
 
 
-def parse_line_item(raw: Mapping[str, Any], *, problems: list[str] | None = None) -> LineItemRecord:
+def parse_line_item(raw: object, *, problems: list[str] | None = None) -> LineItemRecord:
     """One order line item. Unparseable fields go to `problems` (when given) and the log.
 
     Raises GenstoreRecordError when the item has no usable `id` (it could not be fulfilled by line).
@@ -316,7 +316,7 @@ def parse_line_item(raw: Mapping[str, Any], *, problems: list[str] | None = None
     return record
 
 
-def _fulfillment_lines(value: Any, problems: _Problems) -> tuple[FulfillmentLineRecord, ...]:
+def _fulfillment_lines(value: object, problems: _Problems) -> tuple[FulfillmentLineRecord, ...]:
     lines = []
     for index, item in enumerate(_to_list(value)):
         if not isinstance(item, Mapping):
@@ -331,12 +331,12 @@ def _fulfillment_lines(value: Any, problems: _Problems) -> tuple[FulfillmentLine
     return tuple(lines)
 
 
-def _fulfillment(raw: Mapping[str, Any], problems: _Problems) -> FulfillmentRecord:
+def _fulfillment(raw: Mapping[str, object], problems: _Problems) -> FulfillmentRecord:
     fulfill_id = _field(raw, problems, ("fulfillId", "fulfillmentId", "id"), _to_id)
     if fulfill_id is None:
         raise GenstoreRecordError("fulfillment has no usable fulfillId", raw=raw)
     # Some doc pages nest tracking in a trackingInfo object; the contract has flat fields. Accept both.
-    tracking: Mapping[str, Any] = raw
+    tracking: Mapping[str, object] = raw
     _, info = _lookup(raw, ("trackingInfo",))
     if isinstance(info, list) and info and isinstance(info[0], Mapping):
         info = info[0]
@@ -366,7 +366,7 @@ def _fulfillment(raw: Mapping[str, Any], problems: _Problems) -> FulfillmentReco
     )
 
 
-def parse_fulfillment(raw: Mapping[str, Any]) -> FulfillmentRecord:
+def parse_fulfillment(raw: object) -> FulfillmentRecord:
     """A Fulfillment object (contract Part B). Raises GenstoreRecordError without a usable fulfillId."""
     collected = _Problems()
     record = _fulfillment(_require_mapping(raw, "fulfillment"), collected)
@@ -374,7 +374,7 @@ def parse_fulfillment(raw: Mapping[str, Any]) -> FulfillmentRecord:
     return record
 
 
-def parse_order(raw: Mapping[str, Any]) -> OrderRecord:
+def parse_order(raw: object) -> OrderRecord:
     """An Order object from the REST API or an orders/* webhook (the object inside {"order": ...}).
 
     `orderId` is the id used in paths; without a usable one, `id` stands in (noted in `problems`, since the same
@@ -395,7 +395,7 @@ def parse_order(raw: Mapping[str, Any]) -> OrderRecord:
     items_key, items_value = _lookup(raw, ("lineItems",))
     # Only a list read in full says which lines the order has; absent, null or partly unreadable, it does not.
     has_line_items = items_key is not None and items_value is not None
-    if has_line_items:
+    if items_key is not None and has_line_items:
         try:
             items = _to_list(items_value)
         except _Invalid as exc:
@@ -472,7 +472,7 @@ def parse_order(raw: Mapping[str, Any]) -> OrderRecord:
     )
 
 
-def _order_fulfillment_status(raw: Mapping[str, Any], problems: _Problems) -> str | None:
+def _order_fulfillment_status(raw: Mapping[str, object], problems: _Problems) -> str | None:
     """Genstore writes an unfulfilled order's fulfillmentStatus as null (Part B): that is the word `unfulfilled`.
     A value that is there but unreadable stays None (unknown), with its problem noted."""
     key, value = _lookup(raw, ("fulfillmentStatus",))
@@ -485,12 +485,12 @@ def _order_fulfillment_status(raw: Mapping[str, Any], problems: _Problems) -> st
         return None
 
 
-def _as_dict(raw: Mapping[str, Any]) -> dict[str, Any]:
+def _as_dict(raw: Mapping[str, object]) -> dict[str, object]:
     """Keep the original dict object (no copy: pages of 250 orders should not double in memory)."""
     return raw if isinstance(raw, dict) else dict(raw)
 
 
-def parse_refund(raw: Mapping[str, Any]) -> RefundRecord:
+def parse_refund(raw: object) -> RefundRecord:
     """A Refund object (refunds/create webhook, order refunds). Never raises for a missing id: it is None."""
     raw = _require_mapping(raw, "refund")
     problems = _Problems()
@@ -507,7 +507,7 @@ def parse_refund(raw: Mapping[str, Any]) -> RefundRecord:
     return record
 
 
-def parse_shop(raw: Mapping[str, Any]) -> ShopRecord:
+def parse_shop(raw: object) -> ShopRecord:
     """The object inside GET /shops/info's {"shop": ...}."""
     raw = _require_mapping(raw, "shop")
     problems = _Problems()
@@ -523,7 +523,7 @@ def parse_shop(raw: Mapping[str, Any]) -> ShopRecord:
     return record
 
 
-def parse_webhook_subscription(raw: Mapping[str, Any]) -> WebhookSubscriptionRecord:
+def parse_webhook_subscription(raw: object) -> WebhookSubscriptionRecord:
     """A webhook subscription. Raises GenstoreRecordError without a usable id (it could never be deleted)."""
     raw = _require_mapping(raw, "webhook subscription")
     problems = _Problems()
@@ -584,3 +584,63 @@ def parse_rate_limit_header(value: str | None) -> RateLimitState | None:
     if capacity <= 0:
         return None
     return RateLimitState(used=used, capacity=capacity)
+
+
+# --- compliance and app payloads (customers/redact, customers/data_request, shop/redact, app/scopesUpdate) ---------
+
+
+def compliance_shop_domain(payload: Mapping[str, Any]) -> str:
+    """The shop a compliance payload names (lower case), or "" when it names none."""
+    return str(payload.get("shopDomain") or "").strip().lower()
+
+
+def compliance_customer(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The customer object; empty once a redaction erased it (a replayed request still names its orders)."""
+    customer = payload.get("customer")
+    return customer if isinstance(customer, dict) else {}
+
+
+def _compliance_order_list(payload: Mapping[str, Any], key: str) -> list[str]:
+    value = payload.get(key) or []
+    if not isinstance(value, list):
+        raise ValueError(f"{key} is not a list")
+    return [str(order_id) for order_id in value if order_id not in (None, "")]
+
+
+def compliance_orders_to_redact(payload: Mapping[str, Any]) -> list[str]:
+    """customers/redact: the order ids to erase; ValueError when the payload's list is not a list."""
+    return _compliance_order_list(payload, "ordersToRedact")
+
+
+def compliance_orders_requested(payload: Mapping[str, Any]) -> list[str]:
+    """customers/data_request: the order ids asked for; ValueError when the payload's list is not a list."""
+    return _compliance_order_list(payload, "ordersRequested")
+
+
+def compliance_orders_named(payload: Mapping[str, Any]) -> list[Any]:
+    """The orders either compliance request names (as sent), for matching a customer's earlier requests."""
+    orders = payload.get("ordersRequested") or payload.get("ordersToRedact")
+    return orders if isinstance(orders, list) else []
+
+
+_SCOPE_KEYS = ("current", "currentScopes", "scopes", "scope", "accessScopes", "authScope")
+
+
+def scopes_from(value: Any) -> list[str] | None:
+    """["a", "b"], "a,b" or "[a,b]" -> ["a", "b"]; None when the value holds no scope list."""
+    if isinstance(value, list):
+        return sorted({str(item).strip() for item in value if str(item).strip()})
+    if isinstance(value, str):
+        return sorted({part for part in (p.strip() for p in re.split(r"[,\s]+", value.strip("[] "))) if part})
+    return None
+
+
+def parse_scopes_update(payload: Mapping[str, Any]) -> list[str] | None:
+    """app/scopesUpdate: the scopes the app now holds, or None when the payload names none."""
+    auth_scope = payload.get("authScope")
+    inner = auth_scope if isinstance(auth_scope, dict) else payload.get("app") or {}
+    for key in _SCOPE_KEYS:
+        scopes = scopes_from(inner.get(key)) if key in inner else None
+        if scopes is not None:
+            return scopes
+    return None

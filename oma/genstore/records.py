@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +45,7 @@ class FulfillmentRecord:
     line_items: tuple[FulfillmentLineRecord, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    raw: dict[str, object] = field(default_factory=dict, compare=False)
     # "field: reason" for every value that could not be parsed and was left empty.
     problems: tuple[str, ...] = ()
 
@@ -58,7 +57,7 @@ class RefundRecord:
     amount: Decimal | None = None
     currency: str | None = None
     created_at: datetime | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    raw: dict[str, object] = field(default_factory=dict, compare=False)
     problems: tuple[str, ...] = ()
 
 
@@ -86,7 +85,7 @@ class OrderRecord:
     fulfillments: tuple[FulfillmentRecord, ...] = ()
     # True when the payload carried a fulfillments list (so an empty tuple means "none", not "unknown").
     has_fulfillments: bool = False
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    raw: dict[str, object] = field(default_factory=dict, compare=False)
     # "field: reason" for every value that could not be parsed and was left empty.
     problems: tuple[str, ...] = ()
     # Free-form labels; Genstore sends them as "a, b" or ["a", "b"].
@@ -103,7 +102,7 @@ class ShopRecord:
     name: str | None
     domain: str | None
     currency: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    raw: dict[str, object] = field(default_factory=dict, compare=False)
     timezone: str | None = None
 
 

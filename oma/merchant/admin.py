@@ -1,11 +1,15 @@
 """Admin for what the merchant tools record: the alert digests sent and the learned transit times.
-(Branding and alert settings are edited on the store's page: oma/stores/admin.py.)"""
+
+The merchant's screens over the apps below live here too, registered by importing them: orders
+(admin_orders.py: unified status, shipments, pushes, replays) and stores (admin_stores.py: connect, backfill,
+branding and alert settings on the store's page)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest
 
+from oma.merchant import admin_orders, admin_stores  # noqa: F401  (importing them registers them)
 from oma.merchant.models import AlertDigest, TransitTimeStat
 
 

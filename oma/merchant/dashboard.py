@@ -12,12 +12,14 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
 from oma.core.tenancy import stores_for
+from oma.merchant.admin_orders import BADGE_COLOURS, unified_label
 from oma.merchant.charts import Bar, bar_chart
 from oma.merchant.selectors import (
     delivery_times_per_carrier,
@@ -30,7 +32,6 @@ from oma.merchant.selectors import (
     thresholds_by_store,
     webhook_health,
 )
-from oma.orders.admin import BADGE_COLOURS, unified_label
 
 ATTENTION_ROWS = 15
 DELIVERY_WINDOW_DAYS = 90
@@ -41,8 +42,6 @@ def _orders_url(**params: Any) -> str:
 
 
 def dashboard_view(request: HttpRequest) -> HttpResponse:
-    from django.contrib import admin
-
     stores = list(stores_for(request.user).order_by("domain"))
     chosen = request.GET.get("store", "")
     selected = [store for store in stores if str(store.pk) == chosen] or stores

@@ -25,6 +25,7 @@ from oma.merchant.models import AlertPolicy
 from oma.orders.models import Order, SyncRun
 from tracking.models import Shipment
 from tracking.vocabulary import TERMINAL_STATUSES, Status
+from webhooks.models import WebhookDelivery
 
 EXCEPTION_STATUSES: tuple[str, ...] = (Status.EXCEPTION, Status.ATTEMPT_FAILED, Status.RETURN_TO_SENDER)
 NOT_PICKED_UP_STATUSES: tuple[str, ...] = (Status.PENDING, Status.INFO_RECEIVED, Status.UNKNOWN)
@@ -178,8 +179,6 @@ class WebhookHealth:
 
 
 def webhook_health(*, store_ids: Sequence[int], now: datetime) -> WebhookHealth:
-    from webhooks.models import WebhookDelivery
-
     deliveries = WebhookDelivery.objects.filter(store_id__in=list(store_ids))
     figures = deliveries.aggregate(
         last=Max("received_at"),

@@ -10,11 +10,20 @@ from dataclasses import dataclass, field
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import transaction
+from django.utils import timezone
 
 from oma.core.outbox import enqueue_each_on_commit
 from oma.core.tenancy import MERCHANT_GROUP, forget_store_ids
+from oma.fulfillment.services.unified_status import orders_unified_status_refresh
+from oma.genstore.errors import GenstoreNotFound
 from oma.merchant.models import StoreBranding
+from oma.orders.models import Order
+from oma.orders.services import orders_upsert_page
 from oma.stores.models import Store, StoreMembership
+from oma.stores.services import genstore_client_for
+from tracking.models import Shipment
+from tracking.tasks import poll_due
+from tracking.vocabulary import TERMINAL_STATUSES
 
 logger = logging.getLogger(__name__)
 
@@ -129,11 +138,6 @@ def orders_resync(*, store: Store, order_pks: Sequence[int]) -> ResyncResult:
     """Read these orders of `store` again from Genstore (order details) and upsert them through the mirror's one
     write path (newest updatedAt still wins); their unified status is recomputed even when nothing changed.
     Order pks of another store are ignored: the caller's selection is never trusted on its own."""
-    from oma.genstore.errors import GenstoreNotFound
-    from oma.orders.models import Order
-    from oma.orders.services import orders_upsert_page
-    from oma.stores.services import genstore_client_for
-
     orders = list(Order.objects.filter(store=store, pk__in=list(order_pks)).values_list("pk", "order_id"))
     result = ResyncResult()
     if not orders:
@@ -152,10 +156,6 @@ def orders_resync(*, store: Store, order_pks: Sequence[int]) -> ResyncResult:
     result.created, result.updated, result.unchanged, result.stale = (
         counts.created, counts.updated, counts.unchanged, counts.stale
     )
-    try:
-        from oma.fulfillment.services import orders_unified_status_refresh
-    except ImportError:  # pragma: no cover - installed with OMA
-        return result
     orders_unified_status_refresh(order_ids=[pk for pk, _ in orders])
     logger.info("re-synced %d orders of %s: %s", len(orders), store.domain, result)
     return result
@@ -164,11 +164,6 @@ def orders_resync(*, store: Store, order_pks: Sequence[int]) -> ResyncResult:
 def orders_poll_now(*, order_pks: Sequence[int], store_ids: Sequence[int] | None = None) -> int:
     """Make the selected orders' live shipments due now and wake the poller once per store (after commit).
     Returns the number of shipments made due."""
-    from django.utils import timezone
-
-    from tracking.models import Shipment
-    from tracking.vocabulary import TERMINAL_STATUSES
-
     shipments = Shipment.objects.filter(order_id__in=list(order_pks)).exclude(status__in=TERMINAL_STATUSES)
     if store_ids is not None:
         shipments = shipments.filter(store_id__in=list(store_ids))
@@ -177,7 +172,5 @@ def orders_poll_now(*, order_pks: Sequence[int], store_ids: Sequence[int] | None
     count = shipments.update(next_poll_at=now, consecutive_failures=0, updated_at=now)
 
     if count:  # the broker is down: the beat's minute dispatch still finds them due
-        from tracking.tasks import poll_due
-
         enqueue_each_on_commit(poll_due, [(store_id,) for store_id in stores])
     return count

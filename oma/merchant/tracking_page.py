@@ -16,6 +16,8 @@ from django.db.models import Prefetch, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from oma.fulfillment.pushed_status import GENSTORE_SHIPMENT_STATUS_AS_TRACKING
+from oma.fulfillment.status import UnifiedStatus
 from oma.merchant.estimates import (
     DeliveryEstimate,
     estimate_for_annotated,
@@ -324,10 +326,6 @@ def _parcel_from_shipment(
 
 def _parcel_from_fulfillment(fulfillment: GenstoreFulfillment, line_items: list[LineItem]) -> ParcelView:
     """A parcel Genstore knows of that OMA does not track itself: its shipmentStatus stands in for the carrier."""
-    try:
-        from oma.fulfillment.status import GENSTORE_SHIPMENT_STATUS_AS_TRACKING
-    except ImportError:  # pragma: no cover - the fulfillment app is part of OMA; this guards a partial install
-        GENSTORE_SHIPMENT_STATUS_AS_TRACKING = {}
     status, substatus = GENSTORE_SHIPMENT_STATUS_AS_TRACKING.get(fulfillment.shipment_status, (Status.PENDING, ""))
     label, help_text = _status_words(status, substatus)
     by_id = {line.line_item_id: line for line in line_items}
@@ -382,13 +380,9 @@ def _not_shipped(order: Order, line_items: list[LineItem], shipments: list[Shipm
 def _overall_label(order: Order, parcels: list[ParcelView]) -> str:
     if order.is_cancelled:
         return "Cancelled"
-    try:
-        from oma.fulfillment.status import UnifiedStatus
-
-        if order.unified_status:
+    if order.unified_status:
+        with contextlib.suppress(ValueError):
             return str(UnifiedStatus(order.unified_status).label)
-    except (ImportError, ValueError):
-        pass
     if not parcels:
         return "Being prepared"
     if all(parcel.status == Status.DELIVERED for parcel in parcels):

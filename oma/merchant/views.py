@@ -19,7 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from oma.merchant.models import StoreBranding
-from oma.merchant.ratelimit import client_key, rate_limit_hit, shared_address_watch
+from oma.merchant.ratelimit import RateLimitResult, client_key, rate_limit_hit, shared_address_watch
 from oma.merchant.tokens import order_id_from_token, tracking_path_for
 from oma.merchant.tracking_page import branding_for, order_for_page, tracking_order_lookup, tracking_page_for
 from oma.stores.models import Store
@@ -61,6 +61,16 @@ def _store_from_query(request: HttpRequest) -> Store | None:
     return Store.objects.filter(domain=domain).first() if domain and domain.isprintable() else None
 
 
+def _lookup_limit_hit(request: HttpRequest) -> RateLimitResult:
+    """Count one lookup (or one bad page token) of this client against the shared per-client window."""
+    return rate_limit_hit(
+        scope="track-lookup",
+        key=client_key(request),
+        limit=settings.OMA_TRACK_LOOKUPS_PER_WINDOW,
+        window_seconds=settings.OMA_TRACK_WINDOW_SECONDS,
+    )
+
+
 def _too_many(request: HttpRequest, store: Store | None, retry_after: int) -> HttpResponse:
     response = _render(
         request,
@@ -79,12 +89,7 @@ def track_lookup(request: HttpRequest) -> HttpResponse:
     error = ""
     if request.method == "POST":
         shared_address_watch.observe(request)
-        limit = rate_limit_hit(
-            scope="track-lookup",
-            key=client_key(request),
-            limit=settings.OMA_TRACK_LOOKUPS_PER_WINDOW,
-            window_seconds=settings.OMA_TRACK_WINDOW_SECONDS,
-        )
+        limit = _lookup_limit_hit(request)
         if not limit.allowed:
             return _too_many(request, store, limit.retry_after)
         form = TrackLookupForm(request.POST)
@@ -112,12 +117,7 @@ def track_order(request: HttpRequest, token: str) -> HttpResponse:
     order = order_for_page(store_id=ids[0], order_pk=ids[1]) if ids else None
     if order is None:
         # Bad tokens count against the client like failed lookups do.
-        limit = rate_limit_hit(
-            scope="track-lookup",
-            key=client_key(request),
-            limit=settings.OMA_TRACK_LOOKUPS_PER_WINDOW,
-            window_seconds=settings.OMA_TRACK_WINDOW_SECONDS,
-        )
+        limit = _lookup_limit_hit(request)
         if not limit.allowed:
             return _too_many(request, None, limit.retry_after)
         return _render(request, "track/invalid.html", {"branding": branding_for(None)}, status=404)

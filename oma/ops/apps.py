@@ -1,7 +1,7 @@
 from django.apps import AppConfig
 
 from oma.core.outbound import add_response_observer
-from oma.ops.metrics import observe_upstream_response
+from oma.ops import signals
 
 
 class OpsConfig(AppConfig):
@@ -10,7 +10,7 @@ class OpsConfig(AppConfig):
     verbose_name = "Operations"
 
     def ready(self) -> None:
-        from oma.ops import signals
+        from oma.ops.metrics import observe_upstream_response  # why: metrics imports every app's models
 
         signals.connect()
         add_response_observer(observe_upstream_response)

@@ -16,9 +16,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import redis
+from celery import current_app as app
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
+from kombu import Connection
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from oma.ops.models import BeatLease, Heartbeat
 from oma.ops.redaction import redact
 
 BEAT_LEASE_NAME = "beat"
@@ -83,8 +90,6 @@ def _timed(name: str, probe: Any) -> Check:
 
 
 def _probe_database() -> tuple[bool, str]:
-    from django.db import connection
-
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -98,10 +103,6 @@ def _probe_database() -> tuple[bool, str]:
 
 @lru_cache(maxsize=4)
 def _broker_redis(url: str) -> Any:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
     # One attempt, short timeouts: a health check must answer within seconds, never hang on a dead broker.
     return redis.Redis.from_url(
         url, socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0), health_check_interval=0
@@ -134,7 +135,6 @@ def _probe_broker() -> tuple[bool, str]:
         return True, "filesystem"
     if scheme == "memory":
         return True, "memory (tests)"
-    from kombu import Connection
 
     with Connection(url, connect_timeout=2) as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
@@ -142,8 +142,6 @@ def _probe_broker() -> tuple[bool, str]:
 
 
 def _heartbeat_age(*, lease: bool) -> tuple[float | None, str]:
-    from oma.ops.models import BeatLease, Heartbeat
-
     now = timezone.now()
     if lease:
         row = BeatLease.objects.filter(name=BEAT_LEASE_NAME).values("renewed_at", "holder").first()
@@ -185,8 +183,6 @@ def run_checks() -> HealthReport:
 
 def broker_queue_depths() -> tuple[dict[str, int], int | None]:
     """Messages waiting per queue, and messages reserved by workers but not acknowledged (Redis only)."""
-    from oma.celery import app
-
     url = _broker_url()
     scheme = url.split("://", 1)[0].lower()
     queues = {app.conf.task_default_queue or "celery"}

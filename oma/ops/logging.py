@@ -24,6 +24,8 @@ from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
+
 from oma.ops.redaction import redact
 
 CONTEXT_FIELDS = ("store_id", "order_id", "task", "task_id", "request_id")
@@ -163,8 +165,6 @@ def configure_celery_logging(loglevel: int | str | None = None, logfile: str | N
     Celery's own loggers keep the level given on its command line (`-l info`), as they had before, so that its
     lifecycle lines ("ready.", "Task ... received") are still written whatever LOG_LEVEL the app code uses.
     """
-    from django.conf import settings
-
     logging.config.dictConfig(settings.LOGGING)
     if loglevel:
         logging.getLogger("celery").setLevel(loglevel)

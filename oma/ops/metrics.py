@@ -28,10 +28,21 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
+import redis
 import requests
 from django.conf import settings
+from django.db import connection
 from django.db.models import Avg, Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from oma.fulfillment.models import FulfillmentPush
+from oma.ops.health import broker_queue_depths, run_checks
+from oma.orders.models import SyncRun
+from oma.stores.models import Store
+from tracking.models import CarrierAccount, Shipment
+from webhooks.models import WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +76,6 @@ def _unfield(text: str) -> tuple[str, dict[str, str]]:
 
 @lru_cache(maxsize=4)
 def _counter_client(url: str) -> Any:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
     # Counting sits in request and task paths: one quick attempt, never redis-py's default retries with backoff.
     return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
 
@@ -239,8 +246,6 @@ def collect_counters() -> list[Family]:
 
 
 def collect_webhooks() -> list[Family]:
-    from webhooks.models import WebhookDelivery
-
     now = timezone.now()
     State = WebhookDelivery.State
     waiting = Family("oma_webhook_deliveries_unfinished", "gauge",
@@ -278,9 +283,6 @@ def collect_webhooks() -> list[Family]:
 
 
 def collect_sweeps() -> list[Family]:
-    from oma.orders.models import SyncRun
-    from oma.stores.models import Store
-
     now = timezone.now()
     drift = Family("oma_sweep_drift_orders", "gauge",
                    "Orders the last successful incremental sweep had to create or update: what webhooks missed.")
@@ -310,8 +312,6 @@ def collect_sweeps() -> list[Family]:
 
 
 def collect_tracking() -> list[Family]:
-    from tracking.models import CarrierAccount, Shipment
-
     now = timezone.now()
     due = Family("oma_shipments_due", "gauge", "Shipments whose next carrier poll is due, by carrier.")
     lag = Family("oma_shipments_polling_lag_seconds", "gauge",
@@ -334,8 +334,6 @@ def collect_tracking() -> list[Family]:
 
 
 def collect_pushes() -> list[Family]:
-    from oma.fulfillment.models import FulfillmentPush
-
     pushes = Family("oma_fulfillment_pushes", "gauge",
                     "Fulfillment pushes to Genstore by state (succeeded: done; failed: gave up, needs a person).")
     by_state = dict(FulfillmentPush.objects.values_list("state").annotate(n=Count("pk")).order_by())
@@ -351,8 +349,6 @@ def collect_pushes() -> list[Family]:
 
 
 def collect_queue() -> list[Family]:
-    from oma.ops.health import broker_queue_depths
-
     depth = Family("oma_celery_queue_depth", "gauge", "Messages waiting in the broker, by queue.")
     unacked = Family("oma_celery_unacked_messages", "gauge",
                      "Messages handed to workers and not acknowledged yet (running or prefetched).")
@@ -365,8 +361,6 @@ def collect_queue() -> list[Family]:
 
 
 def collect_health() -> list[Family]:
-    from oma.ops.health import run_checks
-
     report = run_checks()
     ok = Family("oma_health_check_ok", "gauge", "1 when the /healthz check passes, 0 when it fails.")
     for check in report.checks:
@@ -421,8 +415,6 @@ def metrics_text(*, use_cache: bool = True) -> str:
 
 
 def _close_broken_connection() -> None:
-    from django.db import connection
-
     try:
         if connection.connection is not None and not connection.is_usable():
             connection.close()

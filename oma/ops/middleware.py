@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from oma.genstore.webhooks import HEADER_SHOP_DOMAIN
 from oma.ops.logging import bind_log_context, unbind_log_context
 from oma.ops.metrics import count
+from oma.stores.models import Store
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ def store_id_for_domain(domain: str) -> int | None:
         cached = _store_ids.get(domain)
     if cached is not None and now - cached[0] < _STORE_CACHE_SECONDS:
         return cached[1]
-    from oma.stores.models import Store
 
     try:
         store_id = Store.objects.filter(domain__iexact=domain).values_list("pk", flat=True).first()

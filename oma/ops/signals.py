@@ -17,11 +17,13 @@ from contextvars import Token
 from typing import Any
 from urllib.parse import urlsplit
 
+from celery.signals import task_postrun, task_prerun
 from django.apps import apps
 from django.conf import settings
 from django.db.models import Model
 from django.db.models.signals import post_init
 
+from oma.core.crypto import EncryptedTextField
 from oma.ops.logging import bind_log_context, unbind_log_context
 from oma.ops.redaction import register_secret, register_secrets
 
@@ -29,8 +31,6 @@ logger = logging.getLogger(__name__)
 
 
 def _encrypted_fields(model: type[Model]) -> list[str]:
-    from oma.core.crypto import EncryptedTextField
-
     return [f.attname for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
 
 
@@ -125,8 +125,6 @@ def _task_postrun(sender: Any = None, task_id: str = "", **extra: Any) -> None:
 
 
 def connect() -> None:
-    from celery.signals import task_postrun, task_prerun
-
     for model in apps.get_models():
         fields = _encrypted_fields(model)
         if fields:

@@ -1,7 +1,8 @@
 """Privacy duties on the order mirror: erase a customer's personal data, export it, erase a whole shop.
 
-Genstore's compliance topics (customers/redact, customers/data_request, shop/redact) call these through the webhook
-processors; nothing here knows about the delivery log (only the shapes of the bodies it stores). A redaction keeps
+Genstore's compliance topics (customers/redact, customers/data_request, shop/redact) are handled here (registered
+with oma.core.topic_handlers by OrdersConfig.ready); they erase the stored deliveries and exports about the customer
+or shop too (webhooks' tables, which know no topic). A redaction keeps
 an allow-list of what OMA reads, so personal data under a key nobody listed goes too: names, emails, phones,
 addresses, the customer object, browser/client details, notes, custom attributes.
 """
@@ -11,19 +12,36 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
+from django.dispatch import Signal
 from django.utils import timezone
 
-from oma.channels.inbound import CHANNEL_TOPIC
-from oma.genstore.topics import CUSTOMERS_DATA_REQUEST, CUSTOMERS_REDACT, ORDER_TOPICS, REFUNDS_CREATE
+from oma.core.topic_handlers import PermanentProcessingError, TopicDelivery, register
+from oma.genstore.parsing import (
+    compliance_customer,
+    compliance_orders_named,
+    compliance_orders_requested,
+    compliance_orders_to_redact,
+    compliance_shop_domain,
+)
+from oma.genstore.topics import (
+    CUSTOMER_REQUEST_TOPICS,
+    CUSTOMERS_DATA_REQUEST,
+    CUSTOMERS_REDACT,
+    ORDER_ID_TOPICS,
+    ORDER_TOPICS,
+    REFUNDS_CREATE,
+    SHOP_REDACT,
+)
 from oma.orders.models import Order, Refund
 from oma.stores.models import Store
+from webhooks.models import CustomerDataExport, WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +105,8 @@ EXTERNAL_SHIPMENT_KEYS = _allow(
 )
 # Stored webhook bodies, by topic. Compliance requests keep the shop and the orders they name (the customer goes).
 _CUSTOMER_REQUEST_KEYS = _allow("shopId", "shopDomain", "ordersToRedact", "ordersRequested", dataRequest=_allow("id"))
-_CHANNEL_REPORT_KEYS = _allow(
+# A channel's shipment report (channels/shipments, registered by the channels app with body_allow_list_register).
+CHANNEL_REPORT_KEYS = _allow(
     "externalOrderId", "type", "timestamp",
     shipments=EXTERNAL_SHIPMENT_KEYS,
     data=_allow("externalOrderId", shipments=EXTERNAL_SHIPMENT_KEYS),  # a Standard Webhooks envelope
@@ -97,8 +116,12 @@ _BODY_KEYS: dict[str, AllowList] = {
     REFUNDS_CREATE: _allow(refund=REFUND_KEYS),
     CUSTOMERS_REDACT: _CUSTOMER_REQUEST_KEYS,
     CUSTOMERS_DATA_REQUEST: _CUSTOMER_REQUEST_KEYS,
-    CHANNEL_TOPIC: _CHANNEL_REPORT_KEYS,
 }
+
+
+def body_allow_list_register(topic: str, keys: AllowList) -> None:
+    """What a redaction keeps of the stored bodies of another app's webhook topic (channels/shipments)."""
+    _BODY_KEYS[topic] = keys
 
 
 def _is_plain(value: Any) -> bool:
@@ -196,6 +219,31 @@ class CustomerKeys:
 
 
 @dataclass(frozen=True)
+class ParcelsRedacted:
+    """What a `customer_redacted` receiver erased of the orders' parcels (tracking) and channel reports."""
+
+    parcels: int = 0
+    channel_reports: int = 0
+    # The stored channel deliveries those reports came in: their bodies are the caller's to erase.
+    report_delivery_ids: tuple[int, ...] = ()
+
+    @classmethod
+    def total(cls, answers: Iterable[ParcelsRedacted]) -> ParcelsRedacted:
+        parts = list(answers)
+        return cls(
+            parcels=sum(part.parcels for part in parts),
+            channel_reports=sum(part.channel_reports for part in parts),
+            report_delivery_ids=tuple(sorted({pk for part in parts for pk in part.report_delivery_ids})),
+        )
+
+
+# Sent by customer_redact inside its transaction, with the store and the pks of the orders whose customer was
+# erased: the apps above that keep data about those orders' parcels (who signed, scan texts, channel reports) erase
+# it and answer with a ParcelsRedacted (receivers connected in their AppConfig.ready; oma.channels.compliance).
+customer_redacted = Signal()
+
+
+@dataclass(frozen=True)
 class CustomerRedactResult:
     orders: int
     refunds: int
@@ -229,7 +277,11 @@ def customer_redact(*, store: Store, customer: Mapping[str, Any], order_ids: Seq
         for refund in refunds:
             refund.raw = refund_raw_without_personal_data(refund.raw)
         Refund.objects.bulk_update(refunds, ["raw"])
-        parcels = _parcels_redact(store=store, orders=orders)
+        answers: list[object] = [
+            answer
+            for _, answer in customer_redacted.send(sender=Order, store=store, order_pks=[order.pk for order in orders])
+        ]
+        parcels = ParcelsRedacted.total(answer for answer in answers if isinstance(answer, ParcelsRedacted))
     logger.info(
         "customer %s redacted at %s: %d orders, %d refunds, %d parcels, %d channel reports", customer.get("id"),
         store.domain, len(orders), len(refunds), parcels.parcels, parcels.channel_reports,
@@ -240,38 +292,6 @@ def customer_redact(*, store: Store, customer: Mapping[str, Any], order_ids: Seq
         parcels=parcels.parcels,
         channel_reports=parcels.channel_reports,
         report_delivery_ids=parcels.report_delivery_ids,
-    )
-
-
-@dataclass(frozen=True)
-class _ParcelsRedacted:
-    parcels: int
-    channel_reports: int
-    report_delivery_ids: tuple[int, ...]
-
-
-def _parcels_redact(*, store: Store, orders: Sequence[Order]) -> _ParcelsRedacted:
-    """Who signed for the orders' parcels, what the carriers' scans said and where, and what sales channels reported.
-
-    A scan keeps its time, status and key: the carrier's next answer repeats it, and the key (a hash of the scan as
-    the carrier wrote it) is what keeps it from being stored again.
-    """
-    from oma.channels.models import ExternalShipment
-    from tracking.models import Shipment, TrackingEvent
-
-    shipment_ids = list(Shipment.objects.filter(store=store, order__in=orders).values_list("pk", flat=True))
-    Shipment.objects.filter(pk__in=shipment_ids).update(signed_by="", raw_text="")
-    TrackingEvent.objects.filter(shipment_id__in=shipment_ids).update(raw_text="", location="")
-    reports = list(
-        ExternalShipment.objects.filter(store=store).filter(Q(order__in=orders) | Q(shipment_id__in=shipment_ids))
-    )
-    for report in reports:
-        report.raw = keep_allowed(report.raw, EXTERNAL_SHIPMENT_KEYS)
-    ExternalShipment.objects.bulk_update(reports, ["raw"])
-    return _ParcelsRedacted(
-        parcels=len(shipment_ids),
-        channel_reports=len(reports),
-        report_delivery_ids=tuple(sorted({r.delivery_id for r in reports if r.delivery_id is not None})),
     )
 
 
@@ -293,13 +313,12 @@ def customer_data_export(*, store: Store, customer: Mapping[str, Any], order_ids
     matching = Q(order_id__in=order_ids)
     if email:
         matching |= Q(email__iexact=email)
-    orders = (
+    orders = list(
         Order.objects.filter(store=store)
         .filter(matching)
         .prefetch_related("line_items", "genstore_fulfillments")
         .order_by("genstore_created_at", "order_id")
     )
-    orders = list(orders)
     # Refunds are matched by orderId: one can arrive before its order was mirrored (no foreign key yet).
     refunds_by_order: dict[str, list[Refund]] = {}
     for refund in Refund.objects.filter(store=store, order_id_text__in=[o.order_id for o in orders]):
@@ -366,3 +385,173 @@ def shop_redact(*, store: Store) -> ShopRedactResult:
     deleted = {label: count for label, count in deleted.items() if count}
     logger.warning("shop %s erased (shop/redact): %s", domain, deleted)
     return ShopRedactResult(domain=domain, deleted=deleted)
+
+
+# --- erasing the stored webhook deliveries and exports (webhooks' tables, erased for their data owner) ---------
+
+
+def deliveries_redact(*, store: Store, order_ids: Iterable[str], also: Sequence[int] = ()) -> int:
+    """Erase personal data from the stored bodies of a store's deliveries about these orders (and `also` ids).
+
+    The row stays (id, topic, time, dedupe key) for the dedupe audit; the body keeps its topic's allow-list.
+    """
+    order_ids = [str(order_id) for order_id in order_ids]
+    # Only ORDER_ID_TOPICS carry a Genstore orderId as resource_id (a channel delivery's is the platform's own).
+    rows = WebhookDelivery.objects.filter(store=store).filter(
+        Q(resource_id__in=order_ids, topic__in=ORDER_ID_TOPICS) | Q(pk__in=list(also))
+    )
+    now = timezone.now()
+    count = 0
+    for delivery in rows.only("pk", "topic", "body").iterator(chunk_size=200):
+        redacted_body = delivery_body_without_personal_data(topic=delivery.topic, body=delivery.body)
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(body=redacted_body, redacted_at=now)
+        count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class CustomerErasure:
+    deliveries: int
+    exports: int
+
+
+def customer_deliveries_erase(
+    *, store: Store, customer: Mapping[str, Any], order_ids: Sequence[str], also: Sequence[int] = ()
+) -> CustomerErasure:
+    """customers/redact: delete the customer's data exports and erase the personal data of every stored delivery
+    about the customer: those about the orders (and `also` ids), and the customer's earlier compliance requests.
+
+    A customers/data_request delivery names no order in resource_id: it is found by the customer (id or email) or
+    the orders its body names. Running it again finds nothing new.
+    """
+    wanted = CustomerKeys.of(customer, order_ids)
+    requests = []
+    candidates = WebhookDelivery.objects.filter(store=store, topic__in=CUSTOMER_REQUEST_TOPICS, redacted_at=None)
+    for delivery_id, body in candidates.values_list("pk", "body").iterator(chunk_size=200):
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(payload, dict) and wanted.same_customer(_customer_named_in(payload)):
+            requests.append(delivery_id)
+    exports = [
+        export.pk
+        for export in CustomerDataExport.objects.filter(store=store).only(
+            "pk", "delivery", "customer_id", "orders_requested", "data"
+        )
+        if export.delivery_id in requests or wanted.same_customer(_customer_of_export(export))
+    ]
+    if exports:
+        CustomerDataExport.objects.filter(pk__in=exports).delete()
+    deliveries = deliveries_redact(store=store, order_ids=order_ids, also=[*also, *requests])
+    return CustomerErasure(deliveries=deliveries, exports=len(exports))
+
+
+def _customer_named_in(payload: dict[str, Any]) -> CustomerKeys:
+    return CustomerKeys.of(compliance_customer(payload), compliance_orders_named(payload))
+
+
+def _customer_of_export(export: CustomerDataExport) -> CustomerKeys:
+    data = export.data if isinstance(export.data, dict) else {}
+    named = data.get("customer")
+    customer: dict[str, Any] = named if isinstance(named, dict) else {}
+    found = [order.get("orderId") for order in data.get("orders") or [] if isinstance(order, dict)]
+    requested = export.orders_requested if isinstance(export.orders_requested, list) else []
+    return CustomerKeys.of({**customer, "id": export.customer_id or customer.get("id")}, [*requested, *found])
+
+
+def deliveries_erase_for_store(*, store: Store, keep: Sequence[int] = ()) -> int:
+    """Delete every delivery and export of a store (shop/redact), except the `keep` deliveries."""
+    CustomerDataExport.objects.filter(store=store).delete()
+    deleted, _ = WebhookDelivery.objects.filter(store=store).exclude(pk__in=list(keep)).delete()
+    return deleted
+
+
+def customer_data_export_save(
+    *,
+    store: Store,
+    delivery_id: int | None,
+    customer_id: str,
+    orders_requested: list[str],
+    data: dict[str, Any],
+) -> CustomerDataExport:
+    values = {
+        "store": store,
+        "customer_id": customer_id[:64],
+        "orders_requested": orders_requested,
+        "orders_found": len(data.get("orders", [])),
+        "data": data,
+    }
+    if delivery_id is None:
+        return CustomerDataExport.objects.create(**values)
+    export, _ = CustomerDataExport.objects.update_or_create(delivery_id=delivery_id, defaults=values)
+    return export
+
+
+# --- the compliance topics' webhook handlers (registered by OrdersConfig.ready) -------------------------------------
+
+
+def _store_named(delivery: TopicDelivery) -> Store:
+    """The delivery's store; compliance payloads name their shop: refuse to erase anything if it is not the store
+    that signed it."""
+    store = Store.objects.get(pk=delivery.store_id)
+    named = compliance_shop_domain(delivery.payload)
+    if named and named != store.domain:
+        raise PermanentProcessingError("payload names another shop than the one that signed it")
+    return store
+
+
+def _order_ids(parse: Callable[[Mapping[str, Any]], list[str]], payload: Mapping[str, Any]) -> list[str]:
+    try:
+        return parse(payload)
+    except ValueError as exc:
+        raise PermanentProcessingError(str(exc)) from exc
+
+
+def process_customer_redact(delivery: TopicDelivery) -> str:
+    """customers/redact: erase the customer's personal data on the listed orders and their parcels, in the stored
+    deliveries about them, and the customer's data exports."""
+    store = _store_named(delivery)
+    order_ids = _order_ids(compliance_orders_to_redact, delivery.payload)
+    customer = compliance_customer(delivery.payload)
+    result = customer_redact(store=store, customer=customer, order_ids=order_ids)
+    # This delivery's own body names the customer: it is erased too, as are the channel deliveries of the parcels.
+    erased = customer_deliveries_erase(
+        store=store, customer=customer, order_ids=order_ids, also=[delivery.delivery_id, *result.report_delivery_ids]
+    )
+    outcome = f"redacted {result.orders} orders, {result.refunds} refunds, {erased.deliveries} delivery bodies"
+    if result.parcels:
+        outcome += f", {result.parcels} parcels"
+    if erased.exports:
+        outcome += f"; {erased.exports} data exports deleted"
+    return outcome
+
+
+def process_customer_data_request(delivery: TopicDelivery) -> str:
+    """customers/data_request: build the export of what OMA holds on the customer, downloadable in admin."""
+    store = _store_named(delivery)
+    order_ids = _order_ids(compliance_orders_requested, delivery.payload)
+    customer = compliance_customer(delivery.payload)
+    data = customer_data_export(store=store, customer=customer, order_ids=order_ids)
+    export = customer_data_export_save(
+        store=store,
+        delivery_id=delivery.delivery_id,
+        customer_id=str(customer.get("id") or ""),
+        orders_requested=order_ids,
+        data=data,
+    )
+    return f"customer data export {export.pk} ready ({export.orders_found} orders)"
+
+
+def process_shop_redact(delivery: TopicDelivery) -> str:
+    """shop/redact: delete the store and all its data; this delivery stays (without its store) as the record."""
+    store = _store_named(delivery)
+    deliveries = deliveries_erase_for_store(store=store, keep=[delivery.delivery_id])
+    result = shop_redact(store=store)
+    return f"shop erased: {sum(result.deleted.values())} rows and {deliveries} deliveries deleted"
+
+
+def register_webhook_handlers() -> None:
+    register(CUSTOMERS_REDACT, process_customer_redact)
+    register(CUSTOMERS_DATA_REQUEST, process_customer_data_request)
+    register(SHOP_REDACT, process_shop_redact)

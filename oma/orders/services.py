@@ -25,7 +25,14 @@ from oma.genstore.errors import GenstoreError
 from oma.genstore.records import FulfillmentRecord, OrderRecord
 from oma.orders.compliance import order_raw_without_personal_data
 from oma.orders.models import GenstoreFulfillment, LineItem, Order, SyncRun
+from oma.orders.signals import orders_changed_has_receivers, orders_changed_send
 from oma.stores.models import Store
+from oma.stores.services import (
+    genstore_client_for,
+    store_sweep_lease_acquire,
+    store_sweep_lease_release,
+    store_sweep_lease_renew,
+)
 
 if TYPE_CHECKING:
     from oma.genstore.client import GenstoreClient, OrderPage
@@ -48,12 +55,6 @@ _FULFILLMENT_COLUMNS = (
     "order_id", "status", "shipment_status", "tracking_number", "tracking_company", "tracking_url", "line_items",
     "genstore_created_at", "genstore_updated_at", "last_synced_at",
 )
-
-# Called with the ids of orders that were created or changed, after the transaction commits.
-# Other apps (unified status, channel matching) register here instead of being imported by this module.
-OrdersChangedHook = Callable[[Store, list[int]], None]
-orders_changed_hooks: list[OrdersChangedHook] = []
-
 
 @dataclass
 class PageCounts:
@@ -235,8 +236,9 @@ def orders_upsert_page(*, store: Store, records: Sequence[OrderRecord], defer_ho
     two transactions inserting the same new order collide on the unique constraint and the loser retries,
     then sees the row and compares versions like any other; so does the victim of a deadlock with a writer that
     locks orders in another order (rows are locked and inserted in orderId order here). After the commit,
-    `orders_changed_hooks` run with the ids of the orders created or changed (a failing hook is logged; it never
-    undoes or breaks the upsert), here or, with `defer_hooks`, in a Celery task (see orders_sweep).
+    `oma.orders.signals.orders_changed` is sent with the ids of the orders created or changed (a failing receiver
+    is logged; it never undoes or breaks the upsert), here or, with `defer_hooks`, in a Celery task (see
+    orders_sweep).
     """
     records = _newest_per_order(records)
     if not records:
@@ -251,8 +253,8 @@ def orders_upsert_page(*, store: Store, records: Sequence[OrderRecord], defer_ho
             logger.info("orders of %s: %s; retrying the page (attempt %d)", store.domain, exc, attempt + 1)
             time.sleep(random.uniform(0, 0.05 * attempt))  # out of step with whoever we collided with
             continue
-        if counts.changed_order_ids and orders_changed_hooks:
-            after = _orders_changed_enqueue if defer_hooks else orders_changed_hooks_run
+        if counts.changed_order_ids and orders_changed_has_receivers():
+            after = _orders_changed_enqueue if defer_hooks else orders_changed_send
             transaction.on_commit(partial(after, store=store, order_ids=list(counts.changed_order_ids)), robust=True)
         return counts
     raise AssertionError("unreachable")
@@ -267,24 +269,15 @@ def _lost_a_race(exc: Exception) -> bool:
     return isinstance(exc, IntegrityError) or lost_a_lock_race(exc)
 
 
-def orders_changed_hooks_run(*, store: Store, order_ids: list[int]) -> None:
-    """Tell every registered hook that these orders were created or changed. A failing hook is logged and the
-    others still run: the hooks' own safety nets (periodic reconciles) catch up on what it missed."""
-    for hook in orders_changed_hooks:
-        try:
-            hook(store, order_ids)
-        except Exception:
-            logger.exception("orders-changed hook %s failed for %d orders of %s", hook, len(order_ids), store.domain)
-
-
 def _orders_changed_enqueue(*, store: Store, order_ids: list[int]) -> None:
-    from oma.orders.tasks import orders_changed_run_hooks
+    """Send orders_changed from a Celery task (a sweep page): the sweep does not wait for the receivers."""
+    from oma.orders.tasks import orders_changed_run_hooks  # why: oma.orders.tasks imports this module
 
     try:
         orders_changed_run_hooks.delay(store.pk, order_ids)
     except Exception:  # the broker is unreachable: do the work here rather than lose it
-        logger.warning("could not enqueue the orders-changed hooks for %s; running them now", store.domain)
-        orders_changed_hooks_run(store=store, order_ids=order_ids)
+        logger.warning("could not enqueue the orders-changed signal for %s; sending it now", store.domain)
+        orders_changed_send(store=store, order_ids=order_ids)
 
 
 def _upsert_locked(*, store: Store, records: list[OrderRecord]) -> PageCounts:
@@ -477,17 +470,10 @@ def orders_sweep(
     skipped. Memory stays flat: a page is written while the next is read (see _PageWriter), never more.
     A Genstore failure ends the run as failed (returned, not raised); anything else is recorded and raised.
 
-    The orders-changed hooks (unified status, channel matching: on an import, about as much work as the upsert
+    The orders_changed receivers (unified status, channel matching: on an import, about as much work as the upsert
     itself) run after each page's commit; with `defer_hooks` they run instead in one Celery task per page, so a
     sweep in a worker spends its time (and its lease) on the mirror and other workers share the rest.
     """
-    from oma.stores.services import (
-        genstore_client_for,
-        store_sweep_lease_acquire,
-        store_sweep_lease_release,
-        store_sweep_lease_renew,
-    )
-
     if kind == SyncRun.Kind.FULL:
         since = None
     elif since is None:

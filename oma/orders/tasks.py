@@ -5,6 +5,8 @@ from __future__ import annotations
 from celery import shared_task
 
 from oma.orders.models import SyncRun
+from oma.orders.services import orders_sweep
+from oma.orders.signals import orders_changed_send
 from oma.stores.models import Store
 
 
@@ -21,8 +23,6 @@ def sweep_all_stores(kind: str = SyncRun.Kind.INCREMENTAL) -> int:
 # the store lease makes a redelivered copy skip rather than run twice at once.
 @shared_task(name="orders.sweep_store", ignore_result=True, soft_time_limit=3300, time_limit=3400)
 def sweep_store(store_id: int, kind: str = SyncRun.Kind.INCREMENTAL) -> None:
-    from oma.orders.services import orders_sweep
-
     store = Store.objects.filter(pk=store_id, is_active=True).first()
     if store is None:
         return
@@ -31,10 +31,8 @@ def sweep_store(store_id: int, kind: str = SyncRun.Kind.INCREMENTAL) -> None:
 
 @shared_task(name="orders.changed_run_hooks", ignore_result=True)
 def orders_changed_run_hooks(store_id: int, order_ids: list[int]) -> None:
-    """The orders-changed hooks for one page of a sweep (idempotent: they recompute from what is stored)."""
-    from oma.orders.services import orders_changed_hooks_run
-
+    """orders_changed for one page of a sweep (idempotent: the receivers recompute from what is stored)."""
     store = Store.objects.filter(pk=store_id).first()
     if store is None:
         return
-    orders_changed_hooks_run(store=store, order_ids=order_ids)
+    orders_changed_send(store=store, order_ids=order_ids)

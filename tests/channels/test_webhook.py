@@ -121,13 +121,13 @@ def delivery(order: str, *shipments: dict) -> dict:
 
 def run_worker() -> int:
     """What the Celery worker does with the deliveries the view stored: the same service, called here."""
-    from webhooks.services import delivery_process
+    from webhooks.processing import deliveries_process
 
     pending = list(
         WebhookDelivery.objects.filter(state=WebhookDelivery.State.RECEIVED).order_by("pk").values_list("pk", flat=True)
     )
     for delivery_id in pending:
-        delivery_process(delivery_id=delivery_id)
+        deliveries_process(delivery_ids=[delivery_id])[delivery_id]
     return len(pending)
 
 
@@ -226,7 +226,7 @@ def test_bad_payload_disabled_channel_and_rotation(live_server, store, webhook_c
 def test_voided_status_withdraws_and_replaying_the_delivery_log_changes_nothing(
     live_server, store, webhook_channel
 ):
-    from webhooks.services import deliveries_replay
+    from webhooks.replay import deliveries_replay
 
     sync_orders(store, [order_record("4004", [("L1", "SKU-A", 1)])])
     first = post(live_server, webhook_channel, delivery("4004", {"trackingNumber": "PARCEL0000041"}), msg_id="m1")

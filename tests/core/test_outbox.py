@@ -24,7 +24,7 @@ from oma.core.outbox import (
 from oma.stores.models import Store
 from tests.webhooks.payloads import encode, order_json
 from webhooks.models import WebhookDelivery
-from webhooks.services import delivery_receive
+from webhooks.receive import delivery_receive
 
 
 class FakeTask:

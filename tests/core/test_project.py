@@ -49,11 +49,8 @@ def test_env_example_documents_every_setting_read_from_the_environment():
     import re
     from pathlib import Path
 
-    from webhooks.conf import _DEFAULTS as WEBHOOK_DEFAULTS
-
     root = Path(__file__).resolve().parents[2]
     read = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z0-9_]+)"', (root / "oma" / "settings.py").read_text()))
-    read |= set(WEBHOOK_DEFAULTS)
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (root / ".env.example").read_text(), re.MULTILINE))
     assert len(read) > 50
     assert sorted(read - documented) == []
@@ -65,9 +62,9 @@ def test_env_example_documents_every_setting_read_from_the_environment():
 
 # --- the ratchets of issue 14: mypy, import-linter and C901 exceptions may only shrink ---------------------------
 # When you fix an entry, delete its line in pyproject.toml and lower the ceiling here to the new count.
-MYPY_IGNORED_MODULES_CEILING = 40
+MYPY_IGNORED_MODULES_CEILING = 17
 MYPY_ANY_EXEMPT_MODULES_CEILING = 1
-IMPORT_LINTER_IGNORED_IMPORTS_CEILING = 35
+IMPORT_LINTER_IGNORED_IMPORTS_CEILING = 0
 C901_IGNORED_FILES_CEILING = 16
 
 

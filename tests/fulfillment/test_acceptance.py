@@ -28,7 +28,7 @@ from oma.channels.services import channel_create
 from oma.fulfillment.models import FulfillmentPush
 from oma.fulfillment.pushed_status import shipment_status_for
 from oma.fulfillment.reconciliation import Finding, store_reconcile
-from oma.fulfillment.services import pushes_pending
+from oma.fulfillment.services.push import pushes_pending
 from oma.fulfillment.tasks import push_pending
 from oma.genstore.carriers import tracking_company_for
 from oma.orders.models import Order, SyncRun

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from oma.fulfillment.models import FulfillmentPush
-from oma.fulfillment.services import shipment_push
+from oma.fulfillment.services.push import shipment_push
 from oma.stores.models import Store, StoreMembership
 from tests.fulfillment.conftest import add_shipment, open_orders
 

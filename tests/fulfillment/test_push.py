@@ -9,7 +9,7 @@ from django.db import connection
 from django.test import TestCase
 
 from oma.fulfillment.models import FulfillmentPush
-from oma.fulfillment.services import PushResult, push_row_for, pushes_pending, shipment_push
+from oma.fulfillment.services.push import PushResult, push_row_for, pushes_pending, shipment_push
 from oma.genstore.client import GenstoreClient
 from oma.orders.models import GenstoreFulfillment, Order
 from oma.stores.services import genstore_client_for, genstore_limiter

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from oma.fulfillment.pushed_status import PUSHED_SHIPMENT_STATUS, shipment_status_for
-from oma.fulfillment.status import GENSTORE_SHIPMENT_STATUS_AS_TRACKING
+from oma.fulfillment.pushed_status import (
+    GENSTORE_SHIPMENT_STATUS_AS_TRACKING,
+    PUSHED_SHIPMENT_STATUS,
+    shipment_status_for,
+)
 from oma.genstore.shipment_status import SHIPMENT_STATUS_RANK, SHIPMENT_STATUSES
 from tracking.vocabulary import FAILURE_SUBSTATUSES, STATUSES, Status
 

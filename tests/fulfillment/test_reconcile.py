@@ -12,7 +12,7 @@ from django.test import Client
 
 from oma.fulfillment.models import FulfillmentPush
 from oma.fulfillment.reconciliation import Finding, reconcile_fix, store_reconcile
-from oma.fulfillment.services import shipment_push
+from oma.fulfillment.services.push import shipment_push
 from oma.orders.models import Order, SyncRun
 from oma.orders.services import orders_sweep
 from oma.stores.models import Store, StoreMembership

@@ -8,7 +8,7 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from oma.fulfillment.services import orders_unified_status_refresh
+from oma.fulfillment.services.unified_status import orders_unified_status_refresh
 from oma.orders.models import Order
 from oma.stores.models import Store
 

@@ -15,8 +15,10 @@ from oma.genstore.records import FulfillmentRecord, LineItemRecord, OrderRecord
 from oma.orders import services
 from oma.orders.models import GenstoreFulfillment, LineItem, Order, SyncRun
 from oma.orders.services import order_fulfillment_record, order_upsert, orders_sweep, orders_upsert_page
+from oma.orders.signals import orders_changed
 from oma.stores.models import Store
 from tests.genstore_sandbox import connect
+from tests.signals import only_receivers
 from tracking.models import Shipment, ShipmentLine
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -124,10 +126,10 @@ def test_an_older_fulfillment_never_overwrites_a_newer_one(store):
 def test_a_failing_hook_neither_breaks_nor_undoes_the_upsert(store, monkeypatch, django_capture_on_commit_callbacks):
     calls: list[list[int]] = []
 
-    def broken(store: Store, order_ids: list[int]) -> None:
+    def broken(sender: object, **kwargs: object) -> None:
         raise RuntimeError("hook bug")
 
-    monkeypatch.setattr(services, "orders_changed_hooks", [broken, lambda s, ids: calls.append(ids)])
+    only_receivers(monkeypatch, orders_changed, broken, lambda sender, order_ids, **kw: calls.append(order_ids))
     with django_capture_on_commit_callbacks(execute=True):
         counts = orders_upsert_page(store=store, records=[record("2004"), record("2005")])
     assert counts.created == 2
@@ -218,7 +220,7 @@ def test_a_sweep_that_lost_its_lease_stops(genstore_sandbox, redis_client):
 @pytest.fixture
 def recorded_hook(monkeypatch) -> list[int]:
     sizes: list[int] = []
-    monkeypatch.setattr(services, "orders_changed_hooks", [lambda store, ids: sizes.append(len(ids))])
+    only_receivers(monkeypatch, orders_changed, lambda sender, order_ids, **kw: sizes.append(len(order_ids)))
     return sizes
 
 

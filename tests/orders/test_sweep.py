@@ -12,6 +12,7 @@ from oma.orders.models import Order, SyncRun
 from oma.orders.services import orders_sweep
 from oma.stores.services import store_sweep_lease_acquire
 from tests.genstore_sandbox import SANDBOX_SECRET, SANDBOX_TOKEN, connect, mirror_differences, start_sandbox
+from tests.signals import also_receiver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -99,12 +100,10 @@ def test_pages_are_stored_by_a_writer_thread_while_the_next_is_read(genstore_san
     hooks), while the sweeping thread reads the next; at most one page is ever waiting to be written."""
     import threading
 
-    from oma.orders import services
+    from oma.orders.signals import orders_changed
 
     writers: list[str] = []
-    monkeypatch.setattr(services, "orders_changed_hooks", [
-        *services.orders_changed_hooks, lambda store, order_ids: writers.append(threading.current_thread().name),
-    ])
+    also_receiver(monkeypatch, orders_changed, lambda sender, **kw: writers.append(threading.current_thread().name))
     store = connect(genstore_sandbox)
     run = orders_sweep(store=store, kind=SyncRun.Kind.FULL)
     assert run.state == SyncRun.State.SUCCEEDED and run.created == 300 and run.pages >= 2

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 import pytest
 
 from oma.celery import app
-from oma.orders import services
 from oma.orders.models import Order, SyncRun
+from oma.orders.signals import orders_changed
 from oma.orders.tasks import sweep_all_stores
 from tests.genstore_sandbox import connect, start_sandbox
+from tests.signals import only_receivers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,8 +25,9 @@ def eager() -> Iterator[None]:
 
 def test_beat_sweeps_every_active_store_and_its_hooks_run_in_tasks(redis_client, eager, monkeypatch):
     changed: list[tuple[str, int]] = []
-    monkeypatch.setattr(
-        services, "orders_changed_hooks", [lambda store, ids: changed.append((store.domain, len(ids)))]
+    only_receivers(
+        monkeypatch, orders_changed,
+        lambda sender, store, order_ids, **kw: changed.append((store.domain, len(order_ids))),
     )
     sandbox = start_sandbox(orders=40, shops=("shop1", "shop2"))
     try:

@@ -68,8 +68,8 @@ def test_export_orders_jsonl_keeps_the_values_raw():
 
 def test_admin_export_and_export_orders_share_one_formula_escaper():
     from oma.core import csv_cells
-    from oma.orders import admin as orders_admin
-    from oma.orders.management.commands import export_orders
+    from oma.merchant import admin_orders as orders_admin
+    from oma.merchant.management.commands import export_orders
 
     assert orders_admin.safe_cell is csv_cells.safe_cell
     assert export_orders.safe_cell is csv_cells.safe_cell

@@ -29,7 +29,7 @@ from tests.webhooks import conftest as webhook_fixtures
 from tests.webhooks.payloads import BASE_TIME, CUSTOMER_EMAIL, SECRET, SHOP, order_json
 from tracking.models import Shipment, TrackingEvent
 from webhooks.models import CustomerDataExport, WebhookDelivery
-from webhooks.services import deliveries_replay
+from webhooks.replay import deliveries_replay
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 State = WebhookDelivery.State

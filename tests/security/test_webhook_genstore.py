@@ -18,10 +18,12 @@ from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.utils import timezone
 
+from oma.orders.compliance import deliveries_redact
 from oma.stores.models import Store
 from tests.webhooks.payloads import OTHER_SECRET, OTHER_SHOP, SECRET, SHOP, encode, order_json, sign
 from webhooks.models import WebhookDelivery
-from webhooks.services import deliveries_prune, deliveries_redact, delivery_receive
+from webhooks.receive import delivery_receive
+from webhooks.retention import deliveries_prune
 
 URL = "/webhooks/genstore/"
 

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from oma.orders.models import LineItem, Order
 from oma.stores.models import Store
+from tests.signals import also_receiver, only_receivers
 from tests.tracking.conftest import make_store
-from tracking import services
 from tracking.carriers.base import TrackingEventRecord, TrackingResult
 from tracking.models import CarrierAccount, Shipment, ShipmentLine, TrackingEvent
 from tracking.services import (
@@ -24,6 +24,7 @@ from tracking.services import (
     shipment_apply_result,
     shipments_apply_results,
 )
+from tracking.signals import shipments_changed, shipments_changed_batch
 
 pytestmark = pytest.mark.django_db
 
@@ -141,41 +142,51 @@ def test_lines_must_belong_to_the_order(store: Store) -> None:
         shipment_add(store=make_store("shop2.genmystore.com"), tracking_number=UPS, order=order)
 
 
-def test_shipments_changed_hooks_run_after_commit(store: Store, django_capture_on_commit_callbacks) -> None:
+def test_shipments_changed_is_sent_after_commit(
+    store: Store, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
     seen: list[list[int]] = []
-    services.shipments_changed_hooks.append(seen.append)
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            shipment = shipment_add(store=store, tracking_number=UPS)
-        with django_capture_on_commit_callbacks(execute=True):
-            shipment_add(store=store, tracking_number=UPS)  # nothing new: no call
-        with django_capture_on_commit_callbacks(execute=True):
-            shipment_apply_result(shipment=shipment, result=result(UPS, "in_transit", event(1, "in_transit")))
-    finally:
-        services.shipments_changed_hooks.remove(seen.append)
+    also_receiver(monkeypatch, shipments_changed, lambda sender, shipment_ids, **kw: seen.append(shipment_ids))
+    with django_capture_on_commit_callbacks(execute=True):
+        shipment = shipment_add(store=store, tracking_number=UPS)
+    with django_capture_on_commit_callbacks(execute=True):
+        shipment_add(store=store, tracking_number=UPS)  # nothing new: no call
+    with django_capture_on_commit_callbacks(execute=True):
+        shipment_apply_result(shipment=shipment, result=result(UPS, "in_transit", event(1, "in_transit")))
     assert seen == [[shipment.pk], [shipment.pk]]
 
 
-def test_a_batch_runs_the_shipments_changed_hooks_once_for_all_its_shipments(
-    store: Store, django_capture_on_commit_callbacks
+def test_a_batch_sends_shipments_changed_once_for_all_its_shipments(
+    store: Store, django_capture_on_commit_callbacks, monkeypatch
 ) -> None:
     seen: list[list[int]] = []
-    services.shipments_changed_hooks.append(seen.append)
-    try:
-        with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
-            with services.shipments_changed_batch():
-                first = shipment_add(store=store, tracking_number=UPS)
-                with services.shipments_changed_batch():  # a nested block joins the outer one
-                    second = shipment_add(store=store, tracking_number="1ZSB00010300000015")
-                shipment_add(store=store, tracking_number=UPS)  # nothing new
-            assert seen == []  # not before the commit
-        with django_capture_on_commit_callbacks(execute=True), transaction.atomic(), \
-                pytest.raises(RuntimeError), services.shipments_changed_batch():
-            shipment_add(store=store, tracking_number="1ZSB00010300000023")
-            raise RuntimeError("the batch fails: its transaction is rolled back, nothing is notified")
-    finally:
-        services.shipments_changed_hooks.remove(seen.append)
+    also_receiver(monkeypatch, shipments_changed, lambda sender, shipment_ids, **kw: seen.append(shipment_ids))
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        with shipments_changed_batch():
+            first = shipment_add(store=store, tracking_number=UPS)
+            with shipments_changed_batch():  # a nested block joins the outer one
+                second = shipment_add(store=store, tracking_number="1ZSB00010300000015")
+            shipment_add(store=store, tracking_number=UPS)  # nothing new
+        assert seen == []  # not before the commit
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic(), \
+            pytest.raises(RuntimeError), shipments_changed_batch():
+        shipment_add(store=store, tracking_number="1ZSB00010300000023")
+        raise RuntimeError("the batch fails: its transaction is rolled back, nothing is notified")
     assert seen == [[first.pk, second.pk]]
+
+
+def test_a_failing_receiver_never_breaks_the_tracking_write(
+    store: Store, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    seen: list[list[int]] = []
+
+    def broken(sender: object, **kwargs: object) -> None:
+        raise RuntimeError("receiver bug")
+
+    only_receivers(monkeypatch, shipments_changed, broken, lambda sender, shipment_ids, **kw: seen.append(shipment_ids))
+    with django_capture_on_commit_callbacks(execute=True):
+        shipment = shipment_add(store=store, tracking_number=UPS)
+    assert seen == [[shipment.pk]]
 
 
 # --- applying answers -------------------------------------------------------------------------------------
@@ -293,12 +304,12 @@ def test_no_event_for_the_maximum_age_expires_the_shipment(store: Store, setting
     assert shipment.status == "expired" and shipment.next_poll_at is None and shipment.last_error
 
 
-def test_status_change_hook_is_called_after_commit(
+def test_a_status_change_is_sent_after_commit(
     store: Store, django_capture_on_commit_callbacks, monkeypatch
 ) -> None:
     calls: list[int] = []
-    monkeypatch.setattr(services, "on_shipment_status_changed", lambda shipment: calls.append(shipment.pk))
     shipment = shipment_add(store=store, tracking_number=UPS)
+    only_receivers(monkeypatch, shipments_changed, lambda sender, shipment_ids, **kw: calls.extend(shipment_ids))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         shipment_apply_result(shipment=shipment, result=result(UPS, "in_transit", event(1, "in_transit")))
     assert calls == []  # nothing before the commit

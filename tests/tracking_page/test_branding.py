@@ -10,10 +10,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from oma.merchant.admin_stores import StoreBrandingForm
 from oma.merchant.models import StoreBranding
 from oma.merchant.tokens import tracking_token_for
 from oma.merchant.tracking_page import readable_text_on
-from oma.stores.admin import StoreBrandingForm
 from tests.admin.factories import OrderFactory, ShipmentFactory, StoreFactory, TrackingEventFactory
 from tests.admin.world import merchant
 

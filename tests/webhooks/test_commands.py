@@ -11,10 +11,11 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from oma.orders.models import Order
+from oma.stores.subscriptions import subscribable_topics, webhook_subscriptions_register
 from tests.genstore_sandbox import SANDBOX_SECRET, SANDBOX_TOKEN
 from tests.webhooks.payloads import encode, order_json
 from webhooks.models import WebhookDelivery
-from webhooks.services import delivery_receive, subscribable_topics, webhook_subscriptions_register
+from webhooks.receive import delivery_receive
 
 pytestmark = pytest.mark.django_db
 State = WebhookDelivery.State

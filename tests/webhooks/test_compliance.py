@@ -82,10 +82,10 @@ def test_customer_data_request_produces_an_export_downloadable_in_admin(store, t
     assert first["refunds"] == [{"refundId": "r1", "amount": None, "currency": None, "createdAt": None}]
 
     # Replaying the request refreshes the same export rather than adding one.
-    from webhooks.services import delivery_process
+    from webhooks.processing import deliveries_process
 
     WebhookDelivery.objects.filter(pk=delivery.pk).update(state=State.RECEIVED)
-    delivery_process(delivery_id=delivery.pk)
+    deliveries_process(delivery_ids=[delivery.pk])[delivery.pk]
     assert CustomerDataExport.objects.count() == 1
 
 
@@ -134,7 +134,7 @@ def test_compliance_topics_need_a_valid_signature(store, three_orders, post_webh
 def test_redacted_deliveries_replay_harmlessly(store, deliver, django_capture_on_commit_callbacks):
     deliver(order_json("1001", version=2))
     deliver(_redact_payload(["1001"]), topic="customers/redact")
-    from webhooks.services import deliveries_replay
+    from webhooks.replay import deliveries_replay
 
     with django_capture_on_commit_callbacks(execute=True):
         replayed = deliveries_replay(deliveries=WebhookDelivery.objects.all())

@@ -18,7 +18,7 @@ from oma.stores.models import Store
 from tests.webhooks.payloads import encode, order_json
 from webhooks.intake import group_inserter
 from webhooks.models import WebhookDelivery
-from webhooks.services import ReceiveResult, delivery_receive
+from webhooks.receive import ReceiveResult, delivery_receive
 
 pytestmark = [pytest.mark.postgres]
 

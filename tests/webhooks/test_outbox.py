@@ -12,7 +12,8 @@ from oma.orders.models import Order
 from tests.webhooks.payloads import encode, order_json
 from webhooks.dispatch import deliveries_dispatch_due
 from webhooks.models import CustomerDataExport, WebhookDelivery
-from webhooks.services import deliveries_prune, delivery_receive
+from webhooks.receive import delivery_receive
+from webhooks.retention import deliveries_prune
 
 pytestmark = pytest.mark.django_db
 State = WebhookDelivery.State

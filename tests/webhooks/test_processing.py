@@ -13,7 +13,8 @@ from oma.stores.models import Store
 from tests.genstore_sandbox import SANDBOX_SECRET
 from tests.webhooks.payloads import BASE_TIME, encode, order_json, refund_json
 from webhooks.models import WebhookDelivery
-from webhooks.services import delivery_process, delivery_receive
+from webhooks.processing import deliveries_process
+from webhooks.receive import delivery_receive
 
 pytestmark = pytest.mark.django_db
 State = WebhookDelivery.State
@@ -46,8 +47,8 @@ def test_a_late_older_delivery_changes_nothing(store, deliver):
 
 def test_a_delivery_is_processed_once_however_often_its_task_runs(store, deliver):
     delivery = deliver(order_json("1001"))
-    assert delivery_process(delivery_id=delivery.pk).state == "skipped"
-    assert delivery_process(delivery_id=delivery.pk).state == "skipped"
+    assert deliveries_process(delivery_ids=[delivery.pk])[delivery.pk].state == "skipped"
+    assert deliveries_process(delivery_ids=[delivery.pk])[delivery.pk].state == "skipped"
     delivery.refresh_from_db()
     assert (delivery.state, delivery.attempts) == (State.PROCESSED, 1)
 
@@ -58,11 +59,11 @@ def test_a_claimed_delivery_is_left_alone_until_its_lease_runs_out(store):
     WebhookDelivery.objects.filter(pk=received.delivery_id).update(
         state=State.PROCESSING, attempts=1, lease_expires_at=now + timedelta(minutes=5)
     )
-    assert delivery_process(delivery_id=received.delivery_id).state == "skipped"
+    assert deliveries_process(delivery_ids=[received.delivery_id])[received.delivery_id].state == "skipped"
     assert not Order.objects.exists()
     # The first attempt died (its worker was killed): once the lease is over, another attempt takes it.
     WebhookDelivery.objects.filter(pk=received.delivery_id).update(lease_expires_at=now - timedelta(seconds=1))
-    assert delivery_process(delivery_id=received.delivery_id).state == State.PROCESSED
+    assert deliveries_process(delivery_ids=[received.delivery_id])[received.delivery_id].state == State.PROCESSED
     delivery = WebhookDelivery.objects.get(pk=received.delivery_id)
     assert (delivery.state, delivery.attempts) == (State.PROCESSED, 2)
     assert Order.objects.filter(order_id="1001").exists()
@@ -159,10 +160,10 @@ def test_transient_failures_are_retried_with_backoff_then_marked_failed(store, s
     delivery_id = delivery_receive(store=store, topic="orders/update", body=thin, headers={}).delivery_id
     states = []
     for _ in range(5):
-        result = delivery_process(delivery_id=delivery_id)
+        result = deliveries_process(delivery_ids=[delivery_id])[delivery_id]
         states.append(result.state)
         # Before its backoff is over, a retry cannot be claimed (a stray copy of the task changes nothing)...
-        assert delivery_process(delivery_id=delivery_id).state == "skipped"
+        assert deliveries_process(delivery_ids=[delivery_id])[delivery_id].state == "skipped"
         # ...after it, it can: let the backoff pass.
         WebhookDelivery.objects.filter(pk=delivery_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     assert states == [State.RETRYING, State.RETRYING, State.FAILED, "skipped", "skipped"]
@@ -174,7 +175,7 @@ def test_transient_failures_are_retried_with_backoff_then_marked_failed(store, s
 
 
 def test_backoff_doubles_and_is_capped(settings):
-    from webhooks.services import retry_delay
+    from webhooks.processing import retry_delay
 
     settings.OMA_WEBHOOK_RETRY_BASE_SECONDS = 30
     settings.OMA_WEBHOOK_RETRY_MAX_SECONDS = 1800
@@ -187,7 +188,7 @@ def test_a_failed_attempt_leaves_the_delivery_due_for_a_retry(store, settings):
     settings.GENSTORE_MAX_RETRIES = 0
     thin = encode({"order": {"orderId": "1001", "updatedAt": BASE_TIME.isoformat()}})
     received = delivery_receive(store=store, topic="orders/update", body=thin, headers={})
-    result = delivery_process(delivery_id=received.delivery_id)
+    result = deliveries_process(delivery_ids=[received.delivery_id])[received.delivery_id]
     assert result.state == State.RETRYING and result.retry_in is not None
     delivery = WebhookDelivery.objects.get(pk=received.delivery_id)
     assert delivery.state == State.RETRYING and delivery.attempts == 1
@@ -225,14 +226,14 @@ def test_order_without_any_id_fails_permanently(store, deliver):
 
 def test_ignored_topics_are_not_processed_or_replayed(store, post_webhook):
     post_webhook({"product": {"id": "1"}}, topic="products/create")
-    from webhooks.services import deliveries_replay
+    from webhooks.replay import deliveries_replay
 
     assert deliveries_replay(deliveries=WebhookDelivery.objects.all()) == 0
     assert WebhookDelivery.objects.get().state == State.IGNORED
 
 
 def test_a_batch_upserts_each_order_once_at_its_newest_version(store, other_store, settings):
-    from webhooks.services import deliveries_process
+    from webhooks.processing import deliveries_process
 
     settings.GENSTORE_MAX_RETRIES = 0
 

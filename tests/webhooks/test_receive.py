@@ -211,7 +211,7 @@ def test_concurrent_copies_of_one_delivery_are_stored_once(transactional_db, sto
 
     from django.db import connection
 
-    from webhooks.services import delivery_receive
+    from webhooks.receive import delivery_receive
 
     body = encode(order_json("1001"))
     results = []

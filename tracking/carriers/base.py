@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Literal
 
 AuthKind = Literal["oauth_client_credentials", "api_key_header", "none"]
 
@@ -51,7 +51,7 @@ class HttpCall:
     path: str
     numbers: tuple[str, ...]  # tracking numbers this call covers
     params: dict[str, str] = field(default_factory=dict)
-    json: Any = None
+    json: object = None  # the JSON body, sent as requests' json=
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -70,7 +70,7 @@ class CarrierSpec:
     batch_size: int  # numbers per tracking request (FedEx 30, 17TRACK 40, others 1)
     default_rate_limit: RateLimit
     build_calls: Callable[[Sequence[str]], list[HttpCall]]
-    parse: Callable[[Any, Sequence[str]], list[TrackingResult]]  # (decoded JSON, numbers asked) -> results
+    parse: Callable[[object, Sequence[str]], list[TrackingResult]]  # (decoded JSON, numbers asked) -> results
     token_path: str = ""  # OAuth client-credentials token endpoint, relative to the base URL
     api_key_header: str = ""  # e.g. "DHL-API-Key", "17token"
     # 17TRACK only: numbers must be registered before gettrackinfo answers for them.

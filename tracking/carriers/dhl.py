@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Any
 
 from tracking.carriers.base import CarrierSpec, HttpCall, RateLimit, TrackingEventRecord, TrackingResult
 from tracking.carriers.parsing import (
@@ -89,7 +88,7 @@ def map_status(status_code: str, *texts: str) -> tuple[str, str]:
     return refine(mapped[0], mapped[1], *texts)
 
 
-def _address_country(address: Any) -> str:
+def _address_country(address: object) -> str:
     """countryCode, or the country DHL Express appends to the locality ("CINCINNATI HUB - USA")."""
     code = country_code(dig(address, "countryCode"))
     if code:
@@ -100,14 +99,14 @@ def _address_country(address: Any) -> str:
     return ""
 
 
-def _to_utc(value: Any, *, address: Any, fallbacks: Sequence[tuple[str, str]]) -> datetime | None:
+def _to_utc(value: object, *, address: object, fallbacks: Sequence[tuple[str, str]]) -> datetime | None:
     moment = parse_iso(value)
     if moment is None:
         return None
     return localize(moment, country=_address_country(address), fallback_locations=fallbacks, home_zone=HOME_ZONE)
 
 
-def _event(entry: Any, fallbacks: Sequence[tuple[str, str]]) -> TrackingEventRecord | None:
+def _event(entry: object, fallbacks: Sequence[tuple[str, str]]) -> TrackingEventRecord | None:
     address = dig(entry, "location", "address")
     occurred_at = _to_utc(dig(entry, "timestamp"), address=address, fallbacks=fallbacks)
     if occurred_at is None:
@@ -132,7 +131,7 @@ def _event(entry: Any, fallbacks: Sequence[tuple[str, str]]) -> TrackingEventRec
     )
 
 
-def _signed_by(shipment: Any) -> str:
+def _signed_by(shipment: object) -> str:
     signed = dig(shipment, "details", "proofOfDelivery", "signed")
     if isinstance(signed, str):
         return text(signed)
@@ -142,7 +141,7 @@ def _signed_by(shipment: Any) -> str:
     return " ".join(part for part in (text(dig(signed, "givenName")), text(dig(signed, "familyName"))) if part)
 
 
-def _estimated_delivery(shipment: Any, fallbacks: Sequence[tuple[str, str]]) -> datetime | date | None:
+def _estimated_delivery(shipment: object, fallbacks: Sequence[tuple[str, str]]) -> datetime | date | None:
     for value in (
         dig(shipment, "estimatedTimeOfDelivery"),
         dig(shipment, "estimatedDeliveryTimeFrame", "estimatedThrough"),
@@ -157,7 +156,7 @@ def _estimated_delivery(shipment: Any, fallbacks: Sequence[tuple[str, str]]) -> 
     return None
 
 
-def _parse_shipment(shipment: Any, number: str) -> TrackingResult:
+def _parse_shipment(shipment: object, number: str) -> TrackingResult:
     fallbacks = [
         (country, "")
         for country in (
@@ -187,14 +186,14 @@ def _parse_shipment(shipment: Any, number: str) -> TrackingResult:
     )
 
 
-def _latest_moment(shipment: Any) -> datetime:
+def _latest_moment(shipment: object) -> datetime:
     moments = [parse_iso(dig(shipment, "status", "timestamp"))]
     moments += [parse_iso(dig(entry, "timestamp")) for entry in as_list(dig(shipment, "events"))]
     usable = [moment if moment.tzinfo else moment.replace(tzinfo=UTC) for moment in moments if moment is not None]
     return max(usable) if usable else datetime.min.replace(tzinfo=UTC)
 
 
-def parse_response(raw: Any, numbers: Sequence[str]) -> list[TrackingResult]:
+def parse_response(raw: object, numbers: Sequence[str]) -> list[TrackingResult]:
     """A decoded Unified answer for one number -> [TrackingResult]."""
     numbers = list(numbers)
     shipments = [entry for entry in as_list(dig(raw, "shipments")) if isinstance(entry, dict)]
@@ -203,7 +202,7 @@ def parse_response(raw: Any, numbers: Sequence[str]) -> list[TrackingResult]:
         code = text(dig(raw, "status"))
         return [not_found(tracking_number=number, carrier=CODE, error=message, raw_code=code) for number in numbers]
 
-    by_number: dict[str, list[Any]] = {}
+    by_number: dict[str, list[dict[str, object]]] = {}
     for shipment in shipments:
         number = match_requested(text(shipment.get("id")) or (numbers[0] if numbers else ""), numbers)
         by_number.setdefault(number, []).append(shipment)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Any
 
 from tracking.carriers.base import CarrierSpec, HttpCall, RateLimit, TrackingEventRecord, TrackingResult
 from tracking.carriers.parsing import (
@@ -133,18 +132,18 @@ def map_code(code: str, derived: str, *texts: str) -> tuple[str, str]:
     return refine(mapped[0], mapped[1], *texts)
 
 
-def _apply_delay(status_value: str, substatus: str, delay: Any) -> tuple[str, str]:
+def _apply_delay(status_value: str, substatus: str, delay: object) -> tuple[str, str]:
     """FedEx flags a late package with delayDetail.status DELAYED while its scans still say "in transit"."""
     if text(dig(delay, "status")).upper() != "DELAYED" or status_value not in {S.IN_TRANSIT, S.INFO_RECEIVED}:
         return status_value, substatus
     return S.EXCEPTION, U.WEATHER if text(dig(delay, "type")).upper() == "WEATHER" else U.DELAYED
 
 
-def _address_parts(address: Any) -> tuple[str, str]:
+def _address_parts(address: object) -> tuple[str, str]:
     return text(dig(address, "countryCode")), text(dig(address, "stateOrProvinceCode"))
 
 
-def _fallback_locations(track_result: Any) -> list[tuple[str, str]]:
+def _fallback_locations(track_result: object) -> list[tuple[str, str]]:
     candidates = [
         dig(track_result, "lastUpdatedDestinationAddress"),
         dig(track_result, "recipientInformation", "address"),
@@ -154,7 +153,7 @@ def _fallback_locations(track_result: Any) -> list[tuple[str, str]]:
     return [_address_parts(address) for address in candidates if _address_parts(address)[0]]
 
 
-def _to_utc(value: Any, *, address: Any = None, fallbacks: Sequence[tuple[str, str]] = ()) -> datetime | None:
+def _to_utc(value: object, *, address: object = None, fallbacks: Sequence[tuple[str, str]] = ()) -> datetime | None:
     moment = parse_iso(value)
     if moment is None:
         return None
@@ -162,7 +161,7 @@ def _to_utc(value: Any, *, address: Any = None, fallbacks: Sequence[tuple[str, s
     return localize(moment, country=country, region=region, fallback_locations=fallbacks, home_zone=HOME_ZONE)
 
 
-def _scan_event(scan: Any, fallbacks: Sequence[tuple[str, str]]) -> TrackingEventRecord | None:
+def _scan_event(scan: object, fallbacks: Sequence[tuple[str, str]]) -> TrackingEventRecord | None:
     location = dig(scan, "scanLocation")
     occurred_at = _to_utc(dig(scan, "date"), address=location, fallbacks=fallbacks)
     if occurred_at is None:
@@ -188,7 +187,7 @@ def _scan_event(scan: Any, fallbacks: Sequence[tuple[str, str]]) -> TrackingEven
     )
 
 
-def _date_and_times(track_result: Any, fallbacks: Sequence[tuple[str, str]]) -> dict[str, datetime]:
+def _date_and_times(track_result: object, fallbacks: Sequence[tuple[str, str]]) -> dict[str, datetime]:
     moments: dict[str, datetime] = {}
     for entry in as_list(dig(track_result, "dateAndTimes")):
         moment = _to_utc(dig(entry, "dateTime"), fallbacks=fallbacks)
@@ -198,7 +197,7 @@ def _date_and_times(track_result: Any, fallbacks: Sequence[tuple[str, str]]) -> 
 
 
 def _estimated_delivery(
-    track_result: Any, moments: dict[str, datetime], fallbacks: Sequence[tuple[str, str]]
+    track_result: object, moments: dict[str, datetime], fallbacks: Sequence[tuple[str, str]]
 ) -> datetime | date | None:
     """ESTIMATED_DELIVERY, else the estimated window's end (then start), else the standard transit window's end."""
     if "ESTIMATED_DELIVERY" in moments:
@@ -212,13 +211,13 @@ def _estimated_delivery(
     return moments.get("APPOINTMENT_DELIVERY") or moments.get("COMMITMENT")
 
 
-def _newest_scan(track_result: Any) -> datetime:
+def _newest_scan(track_result: object) -> datetime:
     moments = [parse_iso(dig(scan, "date")) for scan in as_list(dig(track_result, "scanEvents"))]
     aware = [moment for moment in moments if moment is not None and moment.tzinfo is not None]
     return max(aware) if aware else datetime.min.replace(tzinfo=UTC)
 
 
-def _parse_track_result(track_result: Any, number: str) -> TrackingResult:
+def _parse_track_result(track_result: object, number: str) -> TrackingResult:
     fallbacks = _fallback_locations(track_result)
     events = [
         event
@@ -247,11 +246,11 @@ def _parse_track_result(track_result: Any, number: str) -> TrackingResult:
     )
 
 
-def _error(entry: Any) -> tuple[str, str]:
+def _error(entry: object) -> tuple[str, str]:
     return text(dig(entry, "code")), text(dig(entry, "message"))
 
 
-def parse_response(raw: Any, numbers: Sequence[str]) -> list[TrackingResult]:
+def parse_response(raw: object, numbers: Sequence[str]) -> list[TrackingResult]:
     """A decoded Track API answer (up to 30 numbers) -> one TrackingResult per number."""
     numbers = list(numbers)
     top_errors = as_list(dig(raw, "errors"))

@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tracking.carriers.base import TrackingEventRecord, TrackingResult
+from tracking.numbers import normalize
 from tracking.vocabulary import Status, Substatus, substatus_from_text
 
 # Main zone of each US state and territory (the zone most of the state's population lives in).
@@ -163,7 +164,7 @@ _REGION_ZONES_BY_COUNTRY: dict[str, dict[str, str]] = {
 _OFFSET = re.compile(r"^(?:GMT|UTC)?\s*([+-])(\d{1,2}):?(\d{2})?$")
 
 
-def text(value: Any) -> str:
+def text(value: object) -> str:
     """A trimmed string from a JSON value that may be missing, null, a number or the string "null"."""
     if value is None:
         return ""
@@ -171,7 +172,7 @@ def text(value: Any) -> str:
     return "" if result.lower() in {"null", "none"} else result
 
 
-def dig(data: Any, *path: str | int) -> Any:
+def dig(data: object, *path: str | int) -> Any:
     """data[path0][path1]... tolerating missing keys, nulls, and a list where one object was expected (first item)."""
     current = data
     for key in path:
@@ -188,7 +189,7 @@ def dig(data: Any, *path: str | int) -> Any:
     return current
 
 
-def as_list(value: Any) -> list[Any]:
+def as_list(value: object) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
@@ -211,7 +212,7 @@ def parse_offset(value: str) -> tzinfo | None:
     return timezone(-delta if sign == "-" else delta)
 
 
-def parse_iso(value: Any) -> datetime | None:
+def parse_iso(value: object) -> datetime | None:
     """An ISO 8601 timestamp -> datetime (aware when the text carries an offset or Z, naive otherwise)."""
     raw = text(value)
     if not raw:
@@ -223,7 +224,7 @@ def parse_iso(value: Any) -> datetime | None:
         return None
 
 
-def parse_iso_date(value: Any) -> date | None:
+def parse_iso_date(value: object) -> date | None:
     raw = text(value)[:10]
     try:
         return date.fromisoformat(raw) if raw else None
@@ -296,7 +297,7 @@ COUNTRY_NAMES: dict[str, str] = {
 }
 
 
-def country_code(value: Any) -> str:
+def country_code(value: object) -> str:
     """An ISO alpha-2 code from a code or a country name ("" when unknown)."""
     raw = text(value).upper().replace(".", "")
     if len(raw) == 2 and raw.isalpha():
@@ -440,7 +441,7 @@ def refine(status: str, substatus: str, *texts: str) -> tuple[str, str]:
     return status, substatus
 
 
-def join_location(*parts: Any) -> str:
+def join_location(*parts: object) -> str:
     """'CLOVIS, CA, 93612, US' from the non-empty parts, without repeating a part."""
     seen: list[str] = []
     for part in parts:
@@ -530,23 +531,19 @@ def missing_results(
     results: list[TrackingResult], numbers: Sequence[str], *, carrier: str, error: str
 ) -> list[TrackingResult]:
     """`results` plus a not-found result for every number asked that the response did not mention."""
-    answered = {_comparable(result.tracking_number) for result in results}
+    answered = {normalize(result.tracking_number) for result in results}
     extra = [
         not_found(tracking_number=number, carrier=carrier, error=error)
         for number in numbers
-        if _comparable(number) not in answered
+        if normalize(number) not in answered
     ]
     return results + extra
 
 
-def _comparable(number: str) -> str:
-    return re.sub(r"\s+", "", number or "").upper()
-
-
 def match_requested(number: str, numbers: Sequence[str]) -> str:
     """The number as the caller asked for it (carriers may echo it in another case or spacing)."""
-    wanted = _comparable(number)
+    wanted = normalize(number)
     for asked in numbers:
-        if _comparable(asked) == wanted:
+        if normalize(asked) == wanted:
             return asked
     return number

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Any
 
 from tracking.carriers.base import TrackingEventRecord, TrackingResult
 
@@ -19,7 +18,7 @@ def format_moment(value: datetime | date | None) -> str | None:
     return value.isoformat()
 
 
-def event_to_json(event: TrackingEventRecord) -> dict[str, Any]:
+def event_to_json(event: TrackingEventRecord) -> dict[str, object]:
     return {
         "occurredAt": format_moment(event.occurred_at),
         "status": str(event.status),
@@ -30,7 +29,7 @@ def event_to_json(event: TrackingEventRecord) -> dict[str, Any]:
     }
 
 
-def result_to_json(result: TrackingResult) -> dict[str, Any]:
+def result_to_json(result: TrackingResult) -> dict[str, object]:
     """The normalized result: the six documented keys first, then the details a merchant also wants."""
     return {
         "trackingNumber": result.tracking_number,
@@ -48,7 +47,7 @@ def result_to_json(result: TrackingResult) -> dict[str, Any]:
     }
 
 
-def results_to_json(results: Sequence[TrackingResult]) -> dict[str, Any] | list[dict[str, Any]]:
+def results_to_json(results: Sequence[TrackingResult]) -> dict[str, object] | list[dict[str, object]]:
     """One object for one result, a list when the response held several."""
     if len(results) == 1:
         return result_to_json(results[0])

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
 
 from tracking.carriers.base import CarrierSpec, HttpCall, RateLimit, TrackingEventRecord, TrackingResult
 from tracking.carriers.parsing import (
@@ -120,7 +119,7 @@ def map_status(sub_status: str, main_status: str = "", *texts: str) -> tuple[str
     return refine(mapped[0], mapped[1], *texts)
 
 
-def _event_time(event: Any, fallbacks: Sequence[tuple[str, str]]) -> datetime | None:
+def _event_time(event: object, fallbacks: Sequence[tuple[str, str]]) -> datetime | None:
     for key in ("time_utc", "time_iso"):
         moment = parse_iso(dig(event, key))
         if moment is not None and moment.tzinfo is not None:
@@ -139,7 +138,7 @@ def _event_time(event: Any, fallbacks: Sequence[tuple[str, str]]) -> datetime | 
     )
 
 
-def _event(event: Any, fallbacks: Sequence[tuple[str, str]]) -> TrackingEventRecord | None:
+def _event(event: object, fallbacks: Sequence[tuple[str, str]]) -> TrackingEventRecord | None:
     occurred_at = _event_time(event, fallbacks)
     if occurred_at is None:
         return None
@@ -166,7 +165,7 @@ def _event(event: Any, fallbacks: Sequence[tuple[str, str]]) -> TrackingEventRec
     )
 
 
-def _estimated_delivery(track_info: Any, fallbacks: Sequence[tuple[str, str]]) -> datetime | date | None:
+def _estimated_delivery(track_info: object, fallbacks: Sequence[tuple[str, str]]) -> datetime | date | None:
     window = dig(track_info, "time_metrics", "estimated_delivery_date")
     for edge in ("to", "from"):
         moment = parse_iso(dig(window, edge))
@@ -175,7 +174,7 @@ def _estimated_delivery(track_info: Any, fallbacks: Sequence[tuple[str, str]]) -
     return None
 
 
-def _parse_accepted(item: Any, number: str) -> TrackingResult:
+def _parse_accepted(item: object, number: str) -> TrackingResult:
     track_info = dig(item, "track_info")
     recipient = country_code(dig(track_info, "shipping_info", "recipient_address", "country"))
     shipper = country_code(dig(track_info, "shipping_info", "shipper_address", "country"))
@@ -202,7 +201,7 @@ def _parse_accepted(item: Any, number: str) -> TrackingResult:
     )
 
 
-def parse_response(raw: Any, numbers: Sequence[str]) -> list[TrackingResult]:
+def parse_response(raw: object, numbers: Sequence[str]) -> list[TrackingResult]:
     """A decoded gettrackinfo answer (up to 40 numbers) -> one TrackingResult per number."""
     numbers = list(numbers)
     code = dig(raw, "code")

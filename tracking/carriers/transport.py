@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import requests
 
@@ -204,11 +204,11 @@ class CarrierTransport:
             results.extend(self.execute(call))
         return results
 
-    def register(self, numbers: Sequence[str]) -> dict[str, Any]:
+    def register(self, numbers: Sequence[str]) -> dict[str, object]:
         """Aggregators only (17TRACK): register numbers before asking for them. Returns the decoded answers."""
         if self.spec.build_register_calls is None:
             return {}
-        answers: dict[str, Any] = {}
+        answers: dict[str, object] = {}
         for call in self.spec.build_register_calls(list(numbers)):
             _, body = self._send(call)
             for number in call.numbers:
@@ -237,7 +237,7 @@ class CarrierTransport:
 
     # -- HTTP ------------------------------------------------------------------------------------
 
-    def _send(self, call: HttpCall) -> tuple[int, Any]:
+    def _send(self, call: HttpCall) -> tuple[int, object]:
         """One request with auth, rate limit and transient retries; returns (status, decoded JSON body).
 
         Returns 2xx answers, and 404 answers with a JSON body (UPS, USPS and DHL say "unknown number" that way:
@@ -423,7 +423,7 @@ def _still_fresh(expires_at: datetime, now: datetime) -> bool:
     return expires_at - timedelta(seconds=60) > now
 
 
-def _json_or_none(response: requests.Response) -> Any:
+def _json_or_none(response: requests.Response) -> object:
     if not response.content:
         return None
     try:

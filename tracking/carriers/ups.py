@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from typing import Any
 from urllib.parse import quote
 
 from tracking.carriers.base import CarrierSpec, HttpCall, RateLimit, TrackingEventRecord, TrackingResult
@@ -42,6 +41,7 @@ from tracking.carriers.parsing import (
     text,
 )
 from tracking.detection.formats import URL_UPS
+from tracking.numbers import normalize
 from tracking.vocabulary import Status, Substatus
 
 CODE = "ups"
@@ -238,7 +238,7 @@ NOT_FOUND_CODES = frozenset({"TW0001", "TV1002", "TW0002", "TW0003"})
 DEFAULT_RATE_LIMIT = RateLimit(requests=5, per_seconds=1.0)
 
 
-def map_status(status: Any) -> tuple[str, str, str, str]:
+def map_status(status: object) -> tuple[str, str, str, str]:
     """A UPS `status` object -> (status, substatus, raw_code, raw_text)."""
     raw_status_code = text(dig(status, "statusCode"))
     code = text(dig(status, "code"))
@@ -291,7 +291,7 @@ def _combine(day: date | None, clock: tuple[int, int, int] | None) -> datetime |
     return datetime(day.year, day.month, day.day, hours, minutes, seconds)  # noqa: DTZ001 - localized by the caller
 
 
-def _package_locations(package: Any) -> list[tuple[str, str]]:
+def _package_locations(package: object) -> list[tuple[str, str]]:
     """(country, state) of the destination then the origin, for activities without a usable location."""
     by_type: dict[str, tuple[str, str]] = {}
     for entry in as_list(dig(package, "packageAddress")):
@@ -304,7 +304,7 @@ def _package_locations(package: Any) -> list[tuple[str, str]]:
     return [by_type[kind] for kind in ("DESTINATION", "DELIVERY", "ORIGIN") if kind in by_type]
 
 
-def _activity_time(activity: Any, fallback_locations: Sequence[tuple[str, str]]) -> datetime | None:
+def _activity_time(activity: object, fallback_locations: Sequence[tuple[str, str]]) -> datetime | None:
     local = _combine(_parse_date(text(dig(activity, "date"))), _parse_time(text(dig(activity, "time"))))
     offset = text(dig(activity, "gmtOffset"))
     address = dig(activity, "location", "address")
@@ -324,7 +324,7 @@ def _activity_time(activity: Any, fallback_locations: Sequence[tuple[str, str]])
     )
 
 
-def _activity_event(activity: Any, fallback_locations: Sequence[tuple[str, str]]) -> TrackingEventRecord | None:
+def _activity_event(activity: object, fallback_locations: Sequence[tuple[str, str]]) -> TrackingEventRecord | None:
     occurred_at = _activity_time(activity, fallback_locations)
     if occurred_at is None:
         return None
@@ -343,7 +343,7 @@ def _activity_event(activity: Any, fallback_locations: Sequence[tuple[str, str]]
     )
 
 
-def _estimated_delivery(package: Any, fallback_locations: Sequence[tuple[str, str]]) -> datetime | date | None:
+def _estimated_delivery(package: object, fallback_locations: Sequence[tuple[str, str]]) -> datetime | date | None:
     """RDD (rescheduled) over SDD (scheduled); with the window's end time when UPS gives one, else the date."""
     dates = {
         text(dig(entry, "type")).upper(): _parse_date(text(dig(entry, "date")))
@@ -361,7 +361,7 @@ def _estimated_delivery(package: Any, fallback_locations: Sequence[tuple[str, st
     return day
 
 
-def _delivered_at(package: Any, fallback_locations: Sequence[tuple[str, str]]) -> datetime | None:
+def _delivered_at(package: object, fallback_locations: Sequence[tuple[str, str]]) -> datetime | None:
     """From UPS's DEL date and time (destination's local time) when no delivered activity carries it."""
     dates = {
         text(dig(entry, "type")).upper(): _parse_date(text(dig(entry, "date")))
@@ -377,7 +377,7 @@ def _delivered_at(package: Any, fallback_locations: Sequence[tuple[str, str]]) -
     return localize(local, fallback_locations=fallback_locations, home_zone=HOME_ZONE)
 
 
-def _parse_package(package: Any, number: str) -> TrackingResult:
+def _parse_package(package: object, number: str) -> TrackingResult:
     fallback_locations = _package_locations(package)
     events = [
         event
@@ -401,14 +401,14 @@ def _parse_package(package: Any, number: str) -> TrackingResult:
     return result
 
 
-def _errors_text(errors: Any) -> tuple[str, str]:
+def _errors_text(errors: object) -> tuple[str, str]:
     entries = as_list(errors)
     codes = [text(dig(entry, "code")) for entry in entries]
     messages = [text(dig(entry, "message")) for entry in entries]
     return ",".join(code for code in codes if code), "; ".join(message for message in messages if message)
 
 
-def parse_response(raw: Any, numbers: Sequence[str]) -> list[TrackingResult]:
+def parse_response(raw: object, numbers: Sequence[str]) -> list[TrackingResult]:
     """A decoded Track API answer (one inquiry number) -> one TrackingResult per package asked for."""
     numbers = list(numbers)
     errors = dig(raw, "response", "errors")
@@ -425,9 +425,9 @@ def parse_response(raw: Any, numbers: Sequence[str]) -> list[TrackingResult]:
             number = match_requested(inquiry, numbers) if inquiry else (numbers[0] if numbers else "")
             results.append(not_found(tracking_number=number, carrier=CODE, error=message, raw_code=code))
             continue
-        wanted = {number.upper() for number in numbers} | ({inquiry.upper()} if inquiry else set())
+        wanted = {normalize(number) for number in numbers} | ({normalize(inquiry)} if inquiry else set())
         # A multi-piece shipment lists every package: keep the ones asked for (all of them if none matches).
-        chosen = [p for p in packages if text(dig(p, "trackingNumber")).upper() in wanted] or packages[:1]
+        chosen = [p for p in packages if normalize(text(dig(p, "trackingNumber"))) in wanted] or packages[:1]
         for package in chosen:
             number = match_requested(text(dig(package, "trackingNumber")) or inquiry, numbers)
             results.append(_parse_package(package, number))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Any
 from urllib.parse import quote
 
 from tracking.carriers.base import CarrierSpec, HttpCall, RateLimit, TrackingEventRecord, TrackingResult
@@ -133,7 +132,7 @@ def map_package_status(status_text: str, category: str) -> tuple[str, str]:
     return refine(status_value, substatus, status_text)
 
 
-def _event_time(event: Any, destination: tuple[str, str]) -> datetime | None:
+def _event_time(event: object, destination: tuple[str, str]) -> datetime | None:
     gmt = parse_iso(dig(event, "GMTTimestamp"))
     if gmt is not None:  # GMT by definition, with or without the trailing Z
         return gmt.astimezone(UTC) if gmt.tzinfo is not None else gmt.replace(tzinfo=UTC)
@@ -150,7 +149,7 @@ def _event_time(event: Any, destination: tuple[str, str]) -> datetime | None:
     )
 
 
-def _event(event: Any, destination: tuple[str, str]) -> TrackingEventRecord | None:
+def _event(event: object, destination: tuple[str, str]) -> TrackingEventRecord | None:
     occurred_at = _event_time(event, destination)
     if occurred_at is None:
         return None
@@ -169,7 +168,7 @@ def _event(event: Any, destination: tuple[str, str]) -> TrackingEventRecord | No
     )
 
 
-def _estimated_delivery(raw: Any, destination: tuple[str, str]) -> datetime | date | None:
+def _estimated_delivery(raw: object, destination: tuple[str, str]) -> datetime | date | None:
     for key in ("expectedDeliveryTimeStamp", "guaranteedDeliveryTimeStamp", "predictedDeliveryTimeStamp"):
         moment = parse_iso(dig(raw, key))
         if moment is not None:
@@ -180,7 +179,7 @@ def _estimated_delivery(raw: Any, destination: tuple[str, str]) -> datetime | da
     return predicted
 
 
-def _not_found_message(raw: Any) -> tuple[str, str] | None:
+def _not_found_message(raw: object) -> tuple[str, str] | None:
     error = dig(raw, "error")
     if isinstance(error, dict):
         details = [text(dig(entry, "detail")) or text(dig(entry, "title")) for entry in as_list(error.get("errors"))]
@@ -191,13 +190,13 @@ def _not_found_message(raw: Any) -> tuple[str, str] | None:
     return None
 
 
-def parse_response(raw: Any, numbers: Sequence[str]) -> list[TrackingResult]:
+def parse_response(raw: object, numbers: Sequence[str]) -> list[TrackingResult]:
     """A decoded USPS answer for one number -> [TrackingResult]."""
     numbers = list(numbers)
     asked = numbers[0] if numbers else text(dig(raw, "trackingNumber"))
     failure = _not_found_message(raw)
     has_package = isinstance(raw, dict) and bool(text(raw.get("trackingNumber")) or raw.get("trackingEvents"))
-    if failure is not None or not has_package:
+    if failure is not None or not has_package or not isinstance(raw, dict):  # has_package: raw is a dict
         code, message = failure or ("", "No tracking information")
         return [not_found(tracking_number=number, carrier=CODE, error=message, raw_code=code) for number in numbers]
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 from tracking.detection.checksums import Checksum, luhn, mod7, mod10, mod_37_36, s10, weighted_sum_mod
 
@@ -93,8 +94,20 @@ def _s10_url(match: re.Match[str], number: str) -> str:
     return _S10_POST_URLS.get(match.group("country"), URL_17TRACK).format(number=number)
 
 
-def _fmt(carrier: str, format_id: str, name: str, pattern: str, **options: object) -> TrackingFormat:
-    return TrackingFormat(carrier, format_id, name, re.compile(pattern), **options)  # type: ignore[arg-type]
+class _FormatOptions(TypedDict, total=False):
+    """TrackingFormat's optional fields, as `_fmt` passes them on."""
+
+    checksum: Checksum | None
+    tracking_url: str
+    distinctive: bool
+    serial_prefix: str
+    tracking_group: str | None
+    extra_rule: Callable[[re.Match[str]], bool] | None
+    url_for: Callable[[re.Match[str], str], str] | None
+
+
+def _fmt(carrier: str, format_id: str, name: str, pattern: str, **options: Unpack[_FormatOptions]) -> TrackingFormat:
+    return TrackingFormat(carrier, format_id, name, re.compile(pattern), **options)
 
 
 _FEDEX_EXPRESS_WEIGHTS = (3, 1, 7, 3, 1, 7, 3, 1, 7, 3, 1)

@@ -31,7 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tracking.sandbox import carriers
+import tracking.sandbox.carriers as carriers
+from tracking.carriers.registry import get_spec
 from tracking.sandbox.journeys import FINAL_STATUS, Scenario, Step, journey, scenario_for
 
 logger = logging.getLogger(__name__)
@@ -56,10 +57,6 @@ def published_limits() -> dict[str, Limit]:
         "dhl": Limit(1, 1.0),
         "17track": Limit(3, 1.0),
     }
-    try:
-        from tracking.carriers.registry import get_spec
-    except ImportError:
-        return fallback
     limits = {}
     for code in CARRIERS:
         try:
@@ -524,6 +521,7 @@ class _Handler(BaseHTTPRequestHandler):
             return 401, _oauth_error("invalid_client", "Client authentication failed."), {}
         token = self.sandbox._issue_token(carrier, client_id)
         ttl = int(self.sandbox.token_ttl)
+        body: dict[str, object]
         if carrier == "ups":  # UPS sends its numbers as strings
             body = {"token_type": "Bearer", "issued_at": str(int(time.time() * 1000)), "client_id": client_id,
                     "access_token": token, "expires_in": str(ttl), "status": "approved"}

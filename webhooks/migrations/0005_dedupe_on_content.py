@@ -4,7 +4,7 @@ import hashlib
 
 from django.db import migrations, models
 
-# Channel deliveries sign their ids: they are deduplicated by id only (as in webhooks.services).
+# Channel deliveries sign their ids: they are deduplicated by id only (as in webhooks.receive).
 CHANNEL_TOPIC = "channels/shipments"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
@@ -52,7 +54,7 @@ class Command(BaseCommand):
         elif action == "list":
             self._list(include_inactive=bool(options["all"]))
         else:
-            updated = CarrierAccount.objects.filter(pk=options["account_id"], is_active=True).update(
+            updated = CarrierAccount.objects.filter(pk=cast(int, options["account_id"]), is_active=True).update(
                 is_active=False, updated_at=timezone.now()
             )
             if not updated:

@@ -14,6 +14,6 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--max-batches", type=int, default=200)
 
-    def handle(self, *args: object, **options: object) -> None:
-        result = deliveries_dispatch_due(max_batches=int(options["max_batches"]))
+    def handle(self, *args: object, max_batches: int = 200, **options: object) -> None:
+        result = deliveries_dispatch_due(max_batches=max_batches)
         self.stdout.write(f"{result.dispatched} deliveries enqueued" + (" (broker down)" if result.broker_down else ""))

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from oma.genstore.errors import GenstoreError
 from oma.stores.models import Store
-from webhooks.services import webhook_subscriptions_register
+from oma.stores.subscriptions import webhook_subscriptions_register
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from oma.stores.models import Store
 from webhooks.models import WebhookDelivery
-from webhooks.services import deliveries_for_replay, deliveries_replay
+from webhooks.replay import deliveries_for_replay, deliveries_replay
 
 
 def _parse_since(text: str) -> datetime:

@@ -11,12 +11,16 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.urls import reverse
 
 from oma.channels.connectors import REGISTRY
 from oma.channels.models import Channel
+from oma.channels.selectors import channel_record_counts
+from oma.channels.services import ChannelInvalid, channel_create, channel_poll, channel_rotate_signing_secret
 from oma.stores.models import Store
 
 
@@ -35,8 +39,6 @@ def _channel(slug: str) -> Channel:
 
 
 def channel_json(channel: Channel, *, with_secret: bool = False) -> dict[str, Any]:
-    from django.urls import reverse
-
     connector = REGISTRY.get(channel.kind)
     data: dict[str, Any] = {
         "slug": channel.slug,
@@ -96,8 +98,6 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(data, sort_keys=False))
 
     def _add(self, options: dict[str, Any]) -> None:
-        from oma.channels.services import ChannelInvalid, channel_create
-
         if bool(options["api_key"]) != bool(options["api_secret"]):
             raise CommandError("give both --api-key and --api-secret")
         try:
@@ -115,8 +115,6 @@ class Command(BaseCommand):
         self._emit(channel_json(channel, with_secret=True))
 
     def _list(self, options: dict[str, Any]) -> None:
-        from oma.channels.selectors import channel_record_counts
-
         channels = Channel.objects.select_related("store").order_by("store__domain", "name")
         if options["store"]:
             channels = channels.filter(store=_store(options["store"]))
@@ -129,10 +127,6 @@ class Command(BaseCommand):
             self._emit(data)
 
     def _rotate(self, options: dict[str, Any]) -> None:
-        from datetime import timedelta
-
-        from oma.channels.services import ChannelInvalid, channel_rotate_signing_secret
-
         channel = _channel(options["slug"])
         try:
             secret = channel_rotate_signing_secret(
@@ -144,8 +138,6 @@ class Command(BaseCommand):
                     "previousValidUntil": channel.previous_signing_secret_expires_at.isoformat()})
 
     def _poll(self, options: dict[str, Any]) -> None:
-        from oma.channels.services import ChannelInvalid, channel_poll
-
         channel = _channel(options["slug"])
         try:
             result = channel_poll(channel=channel, max_orders=options["max_orders"])

@@ -9,11 +9,13 @@ as a whole could not be imported.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from oma.channels.csv_import import tracking_csv_import
 from oma.stores.models import Store
 
 
@@ -29,10 +31,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        import sys
-
-        from oma.channels.csv_import import tracking_csv_import
-
         store = Store.objects.filter(domain=options["store"].strip().lower()).first()
         if store is None:
             raise CommandError(f"no store with domain {options['store']!r} (connect it first with connect_store)")

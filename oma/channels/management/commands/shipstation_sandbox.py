@@ -12,7 +12,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from oma.channels.models import Channel
 from oma.channels.sandbox.server import DemoOrder, ShipStationSandbox, seed_demo
+from oma.channels.selectors import external_order_id_for
+from oma.orders.models import Order
+from oma.stores.models import Store
 
 
 class Command(BaseCommand):
@@ -51,11 +55,6 @@ class Command(BaseCommand):
             sandbox.stop()
 
     def _orders_of(self, domain: str, limit: int) -> list[DemoOrder]:
-        from oma.channels.models import Channel
-        from oma.channels.selectors import external_order_id_for
-        from oma.orders.models import Order
-        from oma.stores.models import Store
-
         store = Store.objects.filter(domain=domain.strip().lower()).first()
         if store is None:
             raise CommandError(f"no store with domain {domain!r}")

@@ -1,3 +1,4 @@
+from django.apps import apps
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -8,8 +9,6 @@ class Command(BaseCommand):
     help = "Re-encrypt every encrypted field with the first key of OMA_ENCRYPTION_KEYS (run after adding a new key)."
 
     def handle(self, *args: object, **options: object) -> None:
-        from django.apps import apps
-
         total = 0
         for model in apps.get_models():
             fields = [f.name for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]

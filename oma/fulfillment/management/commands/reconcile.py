@@ -44,7 +44,7 @@ class Command(BaseCommand):
                 payload["after"] = self._as_json(after)
             self.stdout.write(json.dumps(payload, indent=2))
             return
-        self._print(report, limit=int(options["limit"]))  # type: ignore[arg-type]
+        self._print(report, limit=int(str(options["limit"])))
         if fix is not None and after is not None:
             results = ", ".join(f"{count} {name}" for name, count in sorted(fix.by_result.items())) or "nothing"
             self.stdout.write(f"fix: {fix.attempted} pushes attempted: {results}")

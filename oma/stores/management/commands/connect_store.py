@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from oma.genstore.errors import GenstoreError
 from oma.stores.services import StoreConnectRefused, parse_rate_limit, store_connect
+from oma.stores.subscriptions import webhook_subscriptions_register
 
 
 class Command(BaseCommand):
@@ -50,8 +51,6 @@ class Command(BaseCommand):
             "rateLimit": store.rate_limit_label,
         }
         if options["register_webhooks"]:
-            from webhooks.services import webhook_subscriptions_register
-
             try:
                 registered = webhook_subscriptions_register(store=store, address=str(options["register_webhooks"]))
             except GenstoreError as exc:

@@ -7,7 +7,7 @@ import pytest
 from django.test import TestCase
 
 from oma.fulfillment.models import FulfillmentPush
-from oma.fulfillment.services import _fulfillment_facts, _order_facts, _shipment_facts
+from oma.fulfillment.services.unified_status import fulfillment_facts, order_facts, shipment_facts
 from oma.fulfillment.status import unified_status_for
 from oma.fulfillment.tasks import push_pending, push_shipment
 from oma.orders.models import Order, SyncRun
@@ -34,9 +34,9 @@ def test_every_order_gets_its_unified_status_when_mirrored(sandbox, redis_client
     seen = set()
     for order in orders:
         expected = unified_status_for(
-            order=_order_facts(order),
-            shipments=[_shipment_facts(s) for s in order.shipments.all()],
-            fulfillments=[_fulfillment_facts(f) for f in order.genstore_fulfillments.all()],
+            order=order_facts(order),
+            shipments=[shipment_facts(s) for s in order.shipments.all()],
+            fulfillments=[fulfillment_facts(f) for f in order.genstore_fulfillments.all()],
         )
         assert (order.unified_status, order.unified_status_reason) == expected, order.order_id
         seen.add(order.unified_status)

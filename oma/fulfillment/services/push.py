@@ -26,34 +26,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
-import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from functools import partial
 
-from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from oma.core.bulk import rows_update
 from oma.core.leases import advisory_lock, advisory_lock_is_free, lease_free, lease_take
-from oma.core.locking import lost_a_lock_race
-from oma.core.outbox import enqueue_each_on_commit
+from oma.core.outbox import after_commit
+from oma.core.retry import RetryPolicy
 from oma.fulfillment.models import LOG_LIMIT, FulfillmentPush
-from oma.fulfillment.pushed_status import shipment_status_for
-from oma.fulfillment.status import (
-    DEAD_FULFILLMENT_STATUSES,
-    FulfillmentFacts,
-    LineFacts,
-    OrderFacts,
-    ShipmentFacts,
-    unified_status_for,
-)
-from oma.genstore.carriers import tracking_company_for
+from oma.fulfillment.plan import PushPlan, find_ours, furthest_shipment_status, push_plan_for
+from oma.fulfillment.services.unified_status import orders_unified_status_refresh
+from oma.fulfillment.status import DEAD_FULFILLMENT_STATUSES
 from oma.genstore.client import GenstoreClient
 from oma.genstore.errors import (
     GenstoreAuthError,
@@ -62,28 +51,25 @@ from oma.genstore.errors import (
     GenstoreRateLimited,
 )
 from oma.genstore.records import FulfillmentRecord, OrderRecord
-from oma.genstore.shipment_status import SHIPMENT_STATUS_RANK, shipment_status_moves_forward
+from oma.genstore.shipment_status import shipment_status_moves_forward
 from oma.orders.models import GenstoreFulfillment, LineItem, Order
+from oma.orders.services import order_fulfillment_record, order_upsert
 from oma.stores.models import Store
+from oma.stores.services import genstore_client_for
 from tracking.models import Shipment, ShipmentLine
-from tracking.numbers import normalize as normalize_tracking_number
-from tracking.vocabulary import Status
 
 logger = logging.getLogger(__name__)
 
 State = FulfillmentPush.State
 
-# Orders OMA never fulfils (the contract's create errors say Genstore refuses cancelled ones anyway).
-NEVER_PUSHED_FINANCIAL_STATUSES: dict[str, str] = {
-    "refunded": "the order is refunded in Genstore",
-    "voided": "the order's payment is voided in Genstore",
-}
 # A push whose worker has held it this long without finishing is presumed dead (SQLite lease; PostgreSQL uses
 # its advisory lock and only needs this for the beat to notice an abandoned row).
 STALE_IN_PROGRESS = timedelta(minutes=10)
 # A pending push that was queued this recently is not queued again by the beat (its task is on its way).
 REQUEUE_AFTER = timedelta(minutes=2)
-MAX_BACKOFF = timedelta(minutes=30)
+# A push Genstore could not take waits 30 s, doubling up to 30 min, each ±20 % (the one backoff formula,
+# oma.core.retry: a step of 1.2 x, two thirds of it always waited).
+PUSH_RETRY = RetryPolicy(backoff_base=36.0, backoff_cap=36.0 * 60, jitter_floor=2 / 3)
 
 
 class PushResult(StrEnum):
@@ -98,32 +84,6 @@ class PushResult(StrEnum):
     NOT_PUSHABLE = "not_pushable"  # no such shipment, no order, or an inactive store: no row at all
 
 
-@dataclass(frozen=True, slots=True)
-class PushLine:
-    line_item_id: str
-    quantity: int
-
-    def as_json(self) -> dict[str, Any]:
-        return {"id": self.line_item_id, "quantity": self.quantity}
-
-
-@dataclass(frozen=True, slots=True)
-class PushPlan:
-    """What Genstore should hold for a shipment; `skip_reason` or `fail_reason` when it must not be sent."""
-
-    tracking_number: str
-    tracking_company: str
-    tracking_url: str
-    shipment_status: str | None
-    notify_customer: bool
-    lines: tuple[PushLine, ...] = ()
-    # Nothing at all may be sent for this shipment (cancelled, refunded or voided order, voided label).
-    skip_reason: str = ""
-    # No fulfillment may be created (these judge the items, so they no longer matter once it exists).
-    create_skip_reason: str = ""
-    create_fail_reason: str = ""
-
-
 @dataclass(slots=True)
 class PushOutcome:
     result: PushResult
@@ -134,76 +94,7 @@ class PushOutcome:
     steps: list[str] = field(default_factory=list)
 
 
-# --- the plan ---------------------------------------------------------------------------------------------------
-
-
-def push_plan_for(
-    *, store: Store, order: Order, shipment: Shipment, order_lines: Sequence[LineItem],
-    shipment_lines: Sequence[ShipmentLine],
-) -> PushPlan:
-    """What to push for a shipment, judged from the order mirror alone (pure apart from reading its arguments)."""
-    number = shipment.tracking_number
-    plan = PushPlan(
-        tracking_number=number,
-        tracking_company=tracking_company_for(shipment.carrier, number),
-        tracking_url=shipment.tracking_url or "",
-        shipment_status=shipment_status_for(shipment.status, shipment.substatus),
-        notify_customer=store.notify_customer,
-    )
-
-    def refused(*, skip: str = "", fail: str = "") -> PushPlan:
-        return PushPlan(**{**_plan_fields(plan), "create_skip_reason": skip, "create_fail_reason": fail})
-
-    if order.cancelled_at is not None:
-        reason = "the order is cancelled in Genstore" + (f" ({order.cancel_reason})" if order.cancel_reason else "")
-        return PushPlan(**{**_plan_fields(plan), "skip_reason": reason})
-    if order.financial_status in NEVER_PUSHED_FINANCIAL_STATUSES:
-        reason = NEVER_PUSHED_FINANCIAL_STATUSES[order.financial_status]
-        return PushPlan(**{**_plan_fields(plan), "skip_reason": reason})
-    if shipment.status == Status.CANCELLED:
-        return PushPlan(**{**_plan_fields(plan), "skip_reason": "the shipment's label was voided (status cancelled)"})
-
-    by_pk = {line.pk: line for line in order_lines}
-    if shipment_lines:
-        wanted = [(by_pk.get(sl.line_item_id), sl.quantity) for sl in shipment_lines]
-        if any(line is None for line, _ in wanted):
-            return refused(fail="a line item of this shipment is no longer on the order")
-        shipping = [(line, qty) for line, qty in wanted if line is not None and line.requires_shipping is not False]
-        if not shipping:
-            return refused(skip="no item in this shipment needs shipping")
-    else:
-        # A shipment that names no items carries whatever is left to ship of the order.
-        shipping = [
-            (line, line.fulfillable_quantity if line.fulfillable_quantity is not None else line.quantity)
-            for line in order_lines
-            if line.requires_shipping is not False
-        ]
-        if not any(line.requires_shipping is not False for line in order_lines):
-            return refused(skip="no item of the order needs shipping")
-        shipping = [(line, qty) for line, qty in shipping if qty > 0]
-        if not shipping:
-            return refused(skip="nothing left to fulfil: Genstore has every item of the order fulfilled already")
-
-    too_many = [
-        f"{line.sku or line.title or line.line_item_id}: {qty} to ship, Genstore can fulfil {line.fulfillable_quantity}"
-        for line, qty in shipping
-        if line.fulfillable_quantity is not None and qty > line.fulfillable_quantity
-    ]
-    if too_many:
-        return refused(fail="quantity above fulfillableQuantity (" + "; ".join(too_many) + ")")
-    lines = tuple(PushLine(line.line_item_id, qty) for line, qty in sorted(shipping, key=lambda pair: pair[0].pk))
-    return PushPlan(**{**_plan_fields(plan), "lines": lines})
-
-
-def _plan_fields(plan: PushPlan) -> dict[str, Any]:
-    return {
-        "tracking_number": plan.tracking_number,
-        "tracking_company": plan.tracking_company,
-        "tracking_url": plan.tracking_url,
-        "shipment_status": plan.shipment_status,
-        "notify_customer": plan.notify_customer,
-        "lines": plan.lines,
-    }
+# --- the plan, from the mirror ----------------------------------------------------------------------------------
 
 
 def _load_plan(*, store: Store, order: Order, shipment: Shipment) -> PushPlan:
@@ -282,8 +173,7 @@ def _save(push: FulfillmentPush, *fields: str) -> None:
 
 
 def _backoff(attempts: int) -> timedelta:
-    seconds = min(MAX_BACKOFF.total_seconds(), 30 * 2 ** max(0, attempts - 1))
-    return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
+    return timedelta(seconds=PUSH_RETRY.backoff(max(0, attempts - 1)))
 
 
 # --- Genstore's view --------------------------------------------------------------------------------------------
@@ -299,23 +189,11 @@ class _Genstore:
         return self.client.stats.requests - self.requests_before
 
 
-def _find_ours(records: Sequence[FulfillmentRecord], tracking_number: str) -> FulfillmentRecord | None:
-    """The fulfillment carrying our tracking number; a live one wins over a cancelled one."""
-    wanted = normalize_tracking_number(tracking_number)
-    matching = [r for r in records if wanted and normalize_tracking_number(r.tracking_number or "") == wanted]
-    live = [r for r in matching if (r.status or "") not in DEAD_FULFILLMENT_STATUSES]
-    return (live or matching or [None])[0]
-
-
 def _mirror(*, store: Store, order: Order, record: FulfillmentRecord) -> None:
-    from oma.orders.services import order_fulfillment_record
-
     order_fulfillment_record(store=store, order=order, record=record)
 
 
 def _refresh_order(*, store: Store, order: Order, record: OrderRecord) -> Order:
-    from oma.orders.services import order_upsert
-
     return order_upsert(store=store, record=record).order
 
 
@@ -346,11 +224,6 @@ def _current_of(push: FulfillmentPush, record: FulfillmentRecord | None) -> dict
         "shipment_status": push.shipment_status,
         "status": "",
     }
-
-
-def _furthest(*statuses: str) -> str:
-    known = [s for s in statuses if s]
-    return max(known, key=lambda s: SHIPMENT_STATUS_RANK.get(s, 0), default="")
 
 
 # --- the push ---------------------------------------------------------------------------------------------------
@@ -464,12 +337,11 @@ def _settled(push: FulfillmentPush, shipment: Shipment) -> bool:
 
 
 def _settled_result(push: FulfillmentPush) -> PushResult:
-    return {State.SKIPPED: PushResult.SKIPPED, State.FAILED: PushResult.FAILED}.get(push.state, PushResult.UNCHANGED)
+    results: dict[str, PushResult] = {State.SKIPPED: PushResult.SKIPPED, State.FAILED: PushResult.FAILED}
+    return results.get(push.state, PushResult.UNCHANGED)
 
 
 def _client_for(store: Store) -> GenstoreClient:
-    from oma.stores.services import genstore_client_for
-
     return genstore_client_for(store)
 
 
@@ -506,7 +378,7 @@ def _execute(
     order = _refresh_order(store=store, order=order, record=fresh)
     records = list(fresh.fulfillments) if fresh.has_fulfillments else genstore.client.list_fulfillments(order.order_id)
     plan = _load_plan(store=store, order=order, shipment=shipment)
-    ours = _find_ours(records, shipment.tracking_number)
+    ours = find_ours(records, shipment.tracking_number)
     if ours is not None:
         return _adopt(push=push, store=store, order=order, plan=plan, record=ours, genstore=genstore)
 
@@ -544,7 +416,7 @@ def _execute(
             listed = genstore.client.list_fulfillments(order.order_id)
         except GenstoreError:
             raise exc from None
-        ours = _find_ours(listed, shipment.tracking_number)
+        ours = find_ours(listed, shipment.tracking_number)
         if ours is None:
             raise
         return _adopt(push=push, store=store, order=order, plan=plan, record=ours, genstore=genstore, after_error=True)
@@ -596,7 +468,7 @@ def _keep_current(
         raise _Refused(
             PushResult.SKIPPED, f"Genstore fulfillment {push.fulfill_id} is {current['status']}: not updated"
         )
-    baseline = _furthest(current["shipment_status"], push.shipment_status)
+    baseline = furthest_shipment_status(current["shipment_status"], push.shipment_status)
     target = baseline
     push.held_back_shipment_status = ""
     if plan.shipment_status:
@@ -699,10 +571,11 @@ def _after_push(push: FulfillmentPush, later: set[int] | None) -> None:
     if later is not None:
         later.add(push.order_id)
         return
-    transaction.on_commit(lambda: orders_unified_status_refresh(order_ids=[push.order_id]))
+    # After the commit (at once outside a transaction); a failure is logged, and reconciliation recomputes it.
+    after_commit(partial(orders_unified_status_refresh, order_ids=[push.order_id]))
 
 
-# --- queueing ---------------------------------------------------------------------------------------------------
+# --- what is owed -----------------------------------------------------------------------------------------------
 
 
 def pushes_pending(
@@ -747,7 +620,7 @@ def pushes_pending(
     return ids[:limit]
 
 
-def _abandoned(pushes: Any, *, now: datetime, limit: int) -> list[int]:
+def _abandoned(pushes: QuerySet[FulfillmentPush], *, now: datetime, limit: int) -> list[int]:
     """Shipments whose push is `in_progress` although no worker holds it any more (killed mid-push).
 
     PostgreSQL: the advisory lock is free (PostgreSQL released it with the dead worker's connection), known at
@@ -757,313 +630,7 @@ def _abandoned(pushes: Any, *, now: datetime, limit: int) -> list[int]:
         stale = lease_free(now=now, ttl=STALE_IN_PROGRESS, until_field=None, taken_field="last_attempt_at")
         return list(in_progress.filter(stale).values_list("shipment_id", flat=True)[:limit])
     pushes_in_progress = in_progress.only("pk", "key", "shipment_id")[:limit]
-    return [push.shipment_id for push in pushes_in_progress if advisory_lock_is_free(push.lock_id)]
-
-
-def shipments_push_enqueue(*, shipment_ids: Sequence[int], force: bool = False) -> int:
-    """Record the intent for these shipments and queue one push task each, after the transaction commits.
-    `force`: the tasks re-check Genstore even where nothing changed (admin and reconciliation fixes)."""
-    if not shipment_ids:
-        return 0
-    rows = list(
-        Shipment.objects.filter(pk__in=shipment_ids, order__isnull=False).values_list(
-            "pk", "store_id", "order_id", "order__order_id"
-        )
-    )
-    FulfillmentPush.objects.bulk_create(
-        [
-            FulfillmentPush(
-                key=FulfillmentPush.key_for(store_id=store_id, order_id=order_code, shipment_id=pk),
-                store_id=store_id,
-                order_id=order_pk,
-                shipment_id=pk,
-                state=State.PENDING,
-            )
-            for pk, store_id, order_pk, order_code in rows
-        ],
-        ignore_conflicts=True,
-    )
-    ids = [pk for pk, *_ in rows]
-    # `queued_at` is the outbox's stamp: the beat (pushes_pending) leaves a push queued this recently to its task.
-    FulfillmentPush.objects.filter(shipment_id__in=ids, state=State.PENDING).update(queued_at=timezone.now())
-    from oma.fulfillment.tasks import push_shipment  # why: oma.fulfillment.tasks imports this module
-
-    def not_queued(calls: list[tuple[object, ...]]) -> None:  # the broker is down: due again for the next beat
-        FulfillmentPush.objects.filter(shipment_id__in=[call[0] for call in calls], state=State.PENDING).update(
-            queued_at=None
-        )
-
-    enqueue_each_on_commit(
-        push_shipment, [(pk,) for pk in ids], kwargs={"force": True} if force else None, on_broker_down=not_queued
-    )
-    return len(ids)
-
-
-def push_retry(*, push_ids: Sequence[int]) -> int:
-    """Someone asked (admin action): failed or skipped pushes go back to pending and are queued."""
-    pushes = FulfillmentPush.objects.filter(pk__in=push_ids, shipment__isnull=False)
-    pushes.exclude(state=State.IN_PROGRESS).update(
-        state=State.PENDING, next_attempt_at=None, state_reason="retry requested", updated_at=timezone.now()
-    )
-    return shipments_push_enqueue(shipment_ids=list(pushes.values_list("shipment_id", flat=True)))
-
-
-# --- the unified order status -----------------------------------------------------------------------------------
-
-
-def _order_facts(order: Order) -> OrderFacts:
-    return OrderFacts(
-        financial_status=order.financial_status,
-        fulfillment_status=order.fulfillment_status,
-        cancelled=order.cancelled_at is not None,
-        cancel_reason=order.cancel_reason,
-        lines=tuple(
-            LineFacts(line.line_item_id, line.quantity, line.fulfillable_quantity, line.requires_shipping)
-            for line in order.line_items.all()
-        ),
-    )
-
-
-def _shipment_facts(shipment: Shipment) -> ShipmentFacts:
-    return ShipmentFacts(
-        tracking_number=shipment.tracking_number,
-        status=shipment.status,
-        substatus=shipment.substatus,
-        carrier=shipment.carrier,
-        lines=tuple((line.line_item.line_item_id, line.quantity) for line in shipment.lines.all()),
-    )
-
-
-def _fulfillment_facts(fulfillment: GenstoreFulfillment) -> FulfillmentFacts:
-    return FulfillmentFacts(
-        tracking_number=fulfillment.tracking_number,
-        status=fulfillment.status,
-        shipment_status=fulfillment.shipment_status,
-        lines=_fulfillment_lines(fulfillment.line_items),
-    )
-
-
-def orders_unified_status_refresh(*, order_ids: Sequence[int], chunk_size: int = 500) -> int:
-    """Recompute the unified status of these orders; returns how many changed.
-
-    Runs after every order upsert (a sweep page of 250 orders included), so it reads plain tuples in six queries
-    per chunk, and writes one UPDATE per chunk rather than one per order. A write that loses a lock race with
-    another writer (PostgreSQL aborts one of two deadlocked statements) is computed and written again."""
-    changed = 0
-    ids = list(dict.fromkeys(order_ids))
-    for start in range(0, len(ids), chunk_size):
-        chunk = ids[start : start + chunk_size]
-        for attempt in range(1, _STATUS_WRITE_ATTEMPTS + 1):
-            try:
-                changed += _write_unified_statuses(_unified_status_changes(chunk))
-                break
-            except OperationalError as exc:
-                # Inside a caller's transaction the statement cannot be retried alone: the caller decides.
-                if connection.in_atomic_block or attempt == _STATUS_WRITE_ATTEMPTS or not lost_a_lock_race(exc):
-                    raise
-                logger.info("unified status of %d orders: %s; computing again (attempt %d)", len(chunk), exc,
-                            attempt + 1)
-                time.sleep(random.uniform(0, 0.05 * attempt))  # out of step with whoever we collided with
-    return changed
-
-
-_STATUS_WRITE_ATTEMPTS = 5
-
-
-def _unified_status_changes(chunk: Sequence[int]) -> dict[tuple[str, str], list[int]]:
-    """(status, reason) -> ids of the orders of `chunk` whose unified status is now that and was not."""
-    orders = {
-        pk: row
-        for pk, *row in Order.objects.filter(pk__in=chunk).values_list(
-            "pk", "financial_status", "fulfillment_status", "cancelled_at", "cancel_reason", "unified_status",
-            "unified_status_reason",
-        )
-    }
-    lines: dict[int, list[LineFacts]] = defaultdict(list)
-    for order_id, *line in LineItem.objects.filter(order_id__in=chunk).order_by("pk").values_list(
-        "order_id", "line_item_id", "quantity", "fulfillable_quantity", "requires_shipping"
-    ):
-        lines[order_id].append(LineFacts(*line))
-    fulfillments: dict[int, list[FulfillmentFacts]] = defaultdict(list)
-    for order_id, number, status, shipment_status, items in GenstoreFulfillment.objects.filter(
-        order_id__in=chunk
-    ).values_list("order_id", "tracking_number", "status", "shipment_status", "line_items"):
-        fulfillments[order_id].append(
-            FulfillmentFacts(number, status, shipment_status, _fulfillment_lines(items))
-        )
-    shipment_rows = list(
-        Shipment.objects.filter(order_id__in=chunk).values_list(
-            "pk", "order_id", "tracking_number", "status", "substatus", "carrier"
-        )
-    )
-    shipment_lines: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for shipment_id, line_item_id, quantity in ShipmentLine.objects.filter(
-        shipment_id__in=[row[0] for row in shipment_rows]
-    ).order_by("pk").values_list("shipment_id", "line_item__line_item_id", "quantity"):
-        shipment_lines[shipment_id].append((line_item_id, quantity))
-    shipments: dict[int, list[ShipmentFacts]] = defaultdict(list)
-    for pk, order_id, number, status, substatus, carrier in shipment_rows:
-        shipments[order_id].append(
-            ShipmentFacts(number, status, substatus, carrier, tuple(shipment_lines.get(pk, ())))
-        )
-
-    by_answer: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for pk, (financial, fulfillment, cancelled_at, cancel_reason, current, current_reason) in orders.items():
-        facts = OrderFacts(
-            financial_status=financial,
-            fulfillment_status=fulfillment,
-            cancelled=cancelled_at is not None,
-            cancel_reason=cancel_reason,
-            lines=tuple(lines.get(pk, ())),
-        )
-        answer = unified_status_for(
-            order=facts, shipments=shipments.get(pk, ()), fulfillments=fulfillments.get(pk, ())
-        )
-        if answer != (current, current_reason):
-            by_answer[answer].append(pk)
-    return by_answer
-
-
-def _write_unified_statuses(by_answer: dict[tuple[str, str], list[int]]) -> int:
-    """One UPDATE for the whole chunk (oma.core.bulk).
-
-    On PostgreSQL the rows are locked first in the order the order upsert locks them (store, then orderId in
-    code-point order, as Python sorts), so the two wait for each other instead of deadlocking."""
-    rows = [
-        {"id": pk, "unified_status": status, "unified_status_reason": reason}
-        for (status, reason), pks in by_answer.items()
-        for pk in pks
+    return [
+        push.shipment_id for push in pushes_in_progress
+        if push.shipment_id is not None and advisory_lock_is_free(push.lock_id)
     ]
-    return rows_update(Order, rows, lock_order=("store_id", "order_id"))
-
-
-def _fulfillment_lines(items: object) -> tuple[tuple[str, int], ...]:
-    lines = []
-    for line in items if isinstance(items, list) else []:
-        if isinstance(line, dict) and line.get("id") is not None:
-            try:
-                lines.append((str(line["id"]), int(line.get("quantity") or 0)))
-            except (TypeError, ValueError):
-                continue
-    return tuple(lines)
-
-
-def orders_unified_status_backfill(*, limit: int = 5000) -> int:
-    """Orders that have no unified status yet (mirrored before this app, or a hook that failed) get one."""
-    ids = list(Order.objects.filter(unified_status="").order_by("pk").values_list("pk", flat=True)[:limit])
-    return orders_unified_status_refresh(order_ids=ids)
-
-
-def store_unified_status_refresh(*, store: Store) -> int:
-    """Recompute every order of a store (after a deploy that changed the table, or on demand)."""
-    ids = list(Order.objects.filter(store=store).values_list("pk", flat=True))
-    return orders_unified_status_refresh(order_ids=ids)
-
-
-# --- foreground runs ----------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class PushRunSummary:
-    shipments: int = 0
-    by_result: dict[str, int] = field(default_factory=dict)
-    requests: int = 0
-    rate_limited: int = 0
-    seconds: float = 0.0
-    problems: list[str] = field(default_factory=list)
-
-    def line(self) -> str:
-        counts = ", ".join(f"{self.by_result.get(str(r), 0)} {r}" for r in PushResult if self.by_result.get(str(r)))
-        return (
-            f"{self.shipments} shipments in {self.seconds:.1f}s: {counts or 'nothing to push'}; "
-            f"{self.requests} Genstore requests, {self.rate_limited} rate-limited (429)"
-        )
-
-
-def pushes_run(
-    *,
-    store: Store | None = None,
-    shipment_ids: Sequence[int] | None = None,
-    workers: int = 1,
-    force: bool = False,
-    progress: Callable[[int, PushOutcome], None] | None = None,
-) -> PushRunSummary:
-    """Push, in the foreground, every push owed (or the given shipments), with `workers` threads sharing the
-    store's rate limit. Each thread keeps one Genstore client per store, so connections are reused."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    from django.db import close_old_connections, connections
-
-    ids = list(shipment_ids) if shipment_ids is not None else pushes_pending(
-        store=store, limit=10**9, include_queued=True
-    )
-    summary = PushRunSummary(shipments=len(ids))
-    refresh_later: set[int] = set()  # one unified-status pass at the end instead of one per push
-    lock = threading.Lock()
-    local = threading.local()
-    clients: list[GenstoreClient] = []
-    store_by_id = {s.pk: s for s in Store.objects.filter(shipments__pk__in=ids).distinct()} if ids else {}
-    store_of = dict(Shipment.objects.filter(pk__in=ids).values_list("pk", "store_id")) if ids else {}
-
-    def client_for(store_id: int) -> GenstoreClient:
-        cache = getattr(local, "clients", None)
-        if cache is None:
-            cache = local.clients = {}
-        if store_id not in cache:
-            cache[store_id] = _client_for(store_by_id[store_id])
-            with lock:
-                clients.append(cache[store_id])
-        return cache[store_id]
-
-    def one(shipment_id: int) -> None:
-        close_old_connections()
-        try:
-            outcome = shipment_push(
-                shipment_id=shipment_id, client=client_for(store_of[shipment_id]), force=force,
-                status_refresh_later=refresh_later,
-            )
-        except Exception as exc:
-            logger.exception("push of shipment %s failed", shipment_id)
-            outcome = PushOutcome(PushResult.RETRY, detail=f"{type(exc).__name__}: {exc}")
-        with lock:
-            summary.by_result[str(outcome.result)] = summary.by_result.get(str(outcome.result), 0) + 1
-            if outcome.result in (PushResult.FAILED, PushResult.RETRY):
-                number = outcome.push.tracking_number or outcome.push.source_tracking_number if outcome.push else ""
-                summary.problems.append(f"shipment {shipment_id} {number}: {outcome.result}: {outcome.detail}")
-            if progress:
-                progress(shipment_id, outcome)
-
-    started = time.monotonic()
-    if workers <= 1 or len(ids) <= 1:
-        for shipment_id in ids:
-            one(shipment_id)
-    else:
-        queue = list(ids)
-        next_index = 0
-
-        def take() -> int | None:
-            nonlocal next_index
-            with lock:
-                if next_index >= len(queue):
-                    return None
-                next_index += 1
-                return queue[next_index - 1]
-
-        def drain() -> None:
-            try:
-                while (shipment_id := take()) is not None:
-                    one(shipment_id)
-            finally:
-                connections.close_all()
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for future in [pool.submit(drain) for _ in range(workers)]:
-                future.result()
-    orders_unified_status_refresh(order_ids=sorted(refresh_later))
-    summary.seconds = time.monotonic() - started
-    for client in clients:
-        summary.requests += client.stats.requests
-        summary.rate_limited += client.stats.rate_limited
-        client.close()
-    return summary

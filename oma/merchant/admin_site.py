@@ -1,7 +1,8 @@
 """OMA's admin site: every ModelAdmin registered on it is tenant-scoped (oma.core.tenancy).
 
-`admin.site` and `@admin.register` resolve to this site (oma.core.admin_apps.OmaAdminConfig), so each app's
-admin.py stays plain Django and still cannot leak another store's rows.
+`admin.site` and `@admin.register` resolve to this site (oma.merchant.admin_apps.OmaAdminConfig), so each app's
+admin.py stays plain Django and still cannot leak another store's rows. It lives in oma.merchant, above the apps
+it shows, because its index links the merchant dashboard.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin import ModelAdmin
-from django.urls import URLPattern, path
+from django.urls import URLPattern, URLResolver, path
 
 from oma.core.tenancy import SUPERUSER_ONLY, declare_store_path, scoped_admin_class, store_ids_for
 
@@ -34,7 +35,8 @@ class OmaAdminSite(admin.AdminSite):
     def register(self, model_or_iterable: Any, admin_class: type[ModelAdmin] | None = None, **options: Any) -> None:
         super().register(model_or_iterable, scoped_admin_class(admin_class or ModelAdmin), **options)
 
-    def get_urls(self) -> list[URLPattern]:
+    def get_urls(self) -> list[URLResolver | URLPattern]:
+        # why: the dashboard imports app admins that register on this site; at module load it re-enters admin.site
         from oma.merchant.dashboard import dashboard_view
 
         return [

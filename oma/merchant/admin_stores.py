@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery
@@ -25,9 +26,11 @@ from oma.genstore.errors import GenstoreError
 from oma.merchant.models import AlertPolicy, StoreBranding
 from oma.merchant.services import branding_set_logo
 from oma.orders.models import SyncRun
+from oma.orders.tasks import sweep_store
 from oma.stores.domains import store_domain_normalize, store_domain_problem
 from oma.stores.models import Store, StoreMembership
 from oma.stores.services import StoreConnectRefused, store_connect
+from oma.stores.subscriptions import webhook_subscriptions_register
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +47,14 @@ def default_webhook_address(request: HttpRequest | None) -> str:
 
 def enqueue_backfill(store: Store, kind: str = SyncRun.Kind.FULL) -> None:
     """Start a sweep once the surrounding transaction commits (the task must find the store)."""
-    from oma.orders.tasks import sweep_store
-
     enqueue_on_commit(sweep_store, store.pk, kind)
+
+
+def _start_sweeps(request: HttpRequest, queryset: QuerySet[Store], kind: str, label: str) -> None:
+    stores = list(queryset.filter(is_active=True))
+    for store in stores:
+        enqueue_backfill(store, kind)
+    messages.info(request, f"{label} sweep started for {len(stores)} store(s).")
 
 
 class StoreConnectForm(forms.Form):
@@ -204,9 +212,10 @@ class StoreAdmin(admin.ModelAdmin):
 
     @admin.display(description="last sweep", ordering="last_sweep_at")
     def last_sweep(self, obj: Store) -> str:
-        if not getattr(obj, "last_sweep_at", None):
+        started = getattr(obj, "last_sweep_at", None)  # annotated by get_queryset
+        if not started:
             return "never"
-        return f"{obj.last_sweep_at:%Y-%m-%d %H:%M} ({obj.last_sweep_state})"
+        return f"{started:%Y-%m-%d %H:%M} ({getattr(obj, 'last_sweep_state', '')})"
 
     # --- connecting ------------------------------------------------------------------------------------------
 
@@ -241,9 +250,12 @@ class StoreAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/stores/store/connect.html", context)
 
     def _connect(self, request: HttpRequest, form: StoreConnectForm) -> Store | None:
+        user = request.user
+        if isinstance(user, AnonymousUser):  # admin_view lets only staff in
+            raise PermissionDenied
         data = form.cleaned_data
         domain = data["domain"]
-        ids = store_ids_for(request.user)
+        ids = store_ids_for(user)
         existing = Store.objects.filter(domain=domain).first()
         if existing is not None and ids is not None and existing.pk not in ids:
             # Reconnecting would replace another account's token: only the operator may do that.
@@ -261,9 +273,9 @@ class StoreAdmin(admin.ModelAdmin):
                 )
                 store = result.store
                 if ids is not None:
-                    StoreMembership.objects.get_or_create(user=request.user, store=store)
-                    forget_store_ids(request.user)
-                AlertPolicy.objects.get_or_create(store=store, defaults={"recipients": request.user.email or ""})
+                    StoreMembership.objects.get_or_create(user=user, store=store)
+                    forget_store_ids(user)
+                AlertPolicy.objects.get_or_create(store=store, defaults={"recipients": user.email or ""})
                 if data.get("start_backfill"):
                     enqueue_backfill(store)
         except StoreConnectRefused as exc:
@@ -287,8 +299,6 @@ class StoreAdmin(admin.ModelAdmin):
         return store
 
     def _register_webhooks(self, request: HttpRequest, store: Store, address: str) -> bool:
-        from webhooks.services import webhook_subscriptions_register
-
         try:
             registered = webhook_subscriptions_register(store=store, address=address)
         except (GenstoreError, ValueError, OSError) as exc:
@@ -312,14 +322,8 @@ class StoreAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-import every order (full sweep)", permissions=["change"])
     def start_full_backfill(self, request: HttpRequest, queryset: QuerySet[Store]) -> None:
-        stores = list(queryset.filter(is_active=True))
-        for store in stores:
-            enqueue_backfill(store, SyncRun.Kind.FULL)
-        messages.info(request, f"Full sweep started for {len(stores)} store(s).")
+        _start_sweeps(request, queryset, SyncRun.Kind.FULL, "Full")
 
     @admin.action(description="Fetch recent changes now (incremental sweep)", permissions=["change"])
     def start_incremental_sweep(self, request: HttpRequest, queryset: QuerySet[Store]) -> None:
-        stores = list(queryset.filter(is_active=True))
-        for store in stores:
-            enqueue_backfill(store, SyncRun.Kind.INCREMENTAL)
-        messages.info(request, f"Incremental sweep started for {len(stores)} store(s).")
+        _start_sweeps(request, queryset, SyncRun.Kind.INCREMENTAL, "Incremental")

@@ -32,16 +32,18 @@ from django.utils.timesince import timesince
 from oma.core.csv_cells import safe_cell
 from oma.core.outbox import enqueue_on_commit
 from oma.core.tenancy import scope_queryset, store_ids_for
+from oma.fulfillment.models import FulfillmentPush
+from oma.fulfillment.status import UnifiedStatus
+from oma.fulfillment.tasks import shipments_push_enqueue
+from oma.merchant.services import orders_poll_now
+from oma.merchant.tasks import resync_orders
 from oma.merchant.tokens import tracking_path_for
 from oma.orders.models import GenstoreFulfillment, LineItem, Order, Refund, SyncRun
 from tracking.models import Shipment, TrackingEvent
-from tracking.numbers import normalize as normalize_tracking_number
+from tracking.numbers import normalize
 from tracking.vocabulary import TERMINAL_STATUSES, Status
-
-try:
-    from oma.fulfillment.status import UnifiedStatus
-except ImportError:  # pragma: no cover - installed with OMA
-    UnifiedStatus = None  # type: ignore[assignment,misc]
+from webhooks.models import WebhookDelivery
+from webhooks.replay import deliveries_replay
 
 ISSUE_STATUSES: tuple[str, ...] = (Status.EXCEPTION, Status.ATTEMPT_FAILED, Status.RETURN_TO_SENDER, Status.EXPIRED)
 # Travelling parcels: a long silence from these is "stuck" (delivered, cancelled, expired and returns are not).
@@ -64,7 +66,7 @@ ACTION_LIMIT = 500  # orders per action run: bigger selections are split by the 
 
 
 def unified_label(value: str) -> str:
-    if UnifiedStatus is not None and value:
+    if value:
         try:
             return str(UnifiedStatus(value).label)
         except ValueError:
@@ -106,10 +108,7 @@ class UnifiedStatusFilter(admin.SimpleListFilter):
     parameter_name = "unified_status"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        if UnifiedStatus is not None:
-            return [(value, str(label)) for value, label in UnifiedStatus.choices]
-        values = model_admin.get_queryset(request).values_list("unified_status", flat=True).distinct().order_by()
-        return [(value, unified_label(value)) for value in sorted(v for v in values if v)]
+        return [(value, str(label)) for value, label in UnifiedStatus.choices]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Order]) -> QuerySet[Order]:
         return queryset.filter(unified_status=self.value()) if self.value() else queryset
@@ -206,19 +205,12 @@ class ExceptionFilter(admin.SimpleListFilter):
         data = ~Q(parse_problems=[])
         conditions = {"carrier": carrier, "push": push, "data": data}
         if value == "any":
-            combined = Q(carrier) | Q(data)
-            if push is not None:
-                combined |= Q(push)
-            return queryset.filter(combined)
+            return queryset.filter(Q(carrier) | Q(data) | Q(push))
         condition = conditions.get(value)
         return queryset if condition is None else queryset.filter(condition)
 
 
-def _failed_push_exists() -> Exists | None:
-    try:
-        from oma.fulfillment.models import FulfillmentPush
-    except ImportError:  # pragma: no cover
-        return None
+def _failed_push_exists() -> Exists:
     return Exists(FulfillmentPush.objects.filter(order=OuterRef("pk"), state=FulfillmentPush.State.FAILED))
 
 
@@ -322,7 +314,7 @@ class OrderAdmin(admin.ModelAdmin):
         if not term:
             return queryset, False
         number = term.lstrip("#").strip()
-        tracking = normalize_tracking_number(term)
+        tracking = normalize(term)
         condition = (
             Q(order_id=number) | Q(name=term) | Q(name=f"#{number}") | Q(genstore_id=number)
             | Q(source_identifier=term) | Q(email__iexact=term)
@@ -419,8 +411,6 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-sync from Genstore (read the orders again)", permissions=["change"])
     def resync_from_genstore(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        from oma.merchant.tasks import resync_orders
-
         by_store: dict[int, list[int]] = {}
         for pk, store_id in self._capped(request, queryset):
             by_store.setdefault(store_id, []).append(pk)
@@ -432,8 +422,6 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description="Poll the carriers now", permissions=["change"])
     def poll_carriers_now(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        from oma.merchant.services import orders_poll_now
-
         rows = self._capped(request, queryset)
         count = orders_poll_now(order_pks=[pk for pk, _ in rows], store_ids=sorted({s for _, s in rows}))
         messages.info(request, f"{count} shipment(s) will be polled within a minute." if count
@@ -441,8 +429,6 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description="Push tracking to Genstore now", permissions=["change"])
     def push_to_genstore_now(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        from oma.fulfillment.services import shipments_push_enqueue
-
         rows = self._capped(request, queryset)
         shipment_ids = list(
             Shipment.objects.filter(order_id__in=[pk for pk, _ in rows], store_id__in={s for _, s in rows})
@@ -454,9 +440,6 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description="Replay the last webhook of each order", permissions=["change"])
     def replay_last_webhook(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        from webhooks.models import WebhookDelivery
-        from webhooks.services import deliveries_replay
-
         rows = list(queryset.order_by().values_list("store_id", "order_id")[:ACTION_LIMIT])
         if not rows:
             return

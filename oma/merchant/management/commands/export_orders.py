@@ -6,7 +6,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from oma.core.csv_cells import safe_cell
-from oma.orders.selectors import orders_export_rows
+from oma.merchant.exports import orders_export_rows
 from oma.stores.services import StoreNotFound, store_get_by_domain
 
 CSV_COLUMNS = [

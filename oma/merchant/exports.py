@@ -1,4 +1,6 @@
-"""Reads of the order mirror."""
+"""The order export (`export_orders`): each mirrored order with its line items and its shipments.
+
+In oma.merchant because it reads two apps that do not know each other: the order mirror and tracking."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from django.db.models import Prefetch
 
 from oma.orders.models import LineItem, Order
 from oma.stores.models import Store
+from tracking.models import Shipment, ShipmentLine
 
 
 def _shipments_of(order: Order) -> list[dict[str, Any]]:
@@ -33,10 +36,6 @@ def _shipments_of(order: Order) -> list[dict[str, Any]]:
 
 
 def _shipment_prefetch() -> list[Prefetch]:
-    try:
-        from tracking.models import Shipment, ShipmentLine
-    except ImportError:  # the tracking app is optional for the mirror itself
-        return []
     return [
         Prefetch(
             "shipments",

@@ -1,0 +1,59 @@
+"""What sets pushes and unified statuses moving when orders or shipments change: the receivers of the signals the
+lower apps send (connected in FulfillmentConfig.ready; orders and tracking never import this app).
+
+* `oma.orders.signals.orders_changed`: after every order upsert commits (once per page).
+* `tracking.signals.shipments_changed`: after commit when shipments are added, linked to an order, or change
+  status (once per batch: a poll, a CSV import batch).
+Whatever a lost signal misses, the beat's `fulfillment.push_pending` finds within a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from oma.fulfillment.models import FulfillmentPush
+from oma.fulfillment.services.unified_status import orders_unified_status_refresh
+from oma.fulfillment.tasks import shipments_push_enqueue
+from oma.stores.models import Store
+from tracking.models import Shipment
+
+logger = logging.getLogger(__name__)
+
+
+def on_orders_changed(sender: object, *, store: Store, order_ids: list[int], **kwargs: object) -> None:
+    """Orders changed in the mirror: recompute their unified status; queue pushes that the change may unblock
+    (shipments never pushed for that order, or skipped or failed ones whose order may now allow it)."""
+    try:
+        orders_unified_status_refresh(order_ids=order_ids)
+    except Exception:  # a receiver never breaks the upsert that sent it; the next change or reconcile recomputes
+        logger.exception("unified status refresh failed for %d orders of %s", len(order_ids), store.domain)
+    if not store.is_active:
+        return
+    shipments = Shipment.objects.filter(order_id__in=order_ids)
+    waiting = set(
+        shipments.exclude(fulfillment_pushes__order_id__in=order_ids).values_list("pk", flat=True)
+    ) | set(
+        FulfillmentPush.objects.filter(
+            order_id__in=order_ids,
+            shipment__order_id__in=order_ids,
+            state__in=[FulfillmentPush.State.SKIPPED, FulfillmentPush.State.FAILED],
+            fulfill_id="",
+        ).values_list("shipment_id", flat=True)
+    )
+    if waiting:
+        FulfillmentPush.objects.filter(
+            shipment_id__in=waiting,
+            order_id__in=order_ids,
+            fulfill_id="",
+            state__in=[FulfillmentPush.State.SKIPPED, FulfillmentPush.State.FAILED],
+        ).update(state=FulfillmentPush.State.PENDING, state_reason="the order changed: judging again")
+        shipments_push_enqueue(shipment_ids=sorted(waiting))
+
+
+def on_shipments_changed(sender: object, *, shipment_ids: list[int], **kwargs: object) -> None:
+    """Shipments were added, linked to an order or changed status: recompute their orders' status, push them."""
+    rows = list(Shipment.objects.filter(pk__in=shipment_ids, order__isnull=False).values_list("pk", "order_id"))
+    if not rows:
+        return
+    orders_unified_status_refresh(order_ids=sorted({order_id for _, order_id in rows}))
+    shipments_push_enqueue(shipment_ids=[pk for pk, _ in rows])
