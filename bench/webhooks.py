@@ -98,6 +98,8 @@ def _signed(order_number: int, run: str) -> tuple[bytes, dict[str, str]]:
             "order": {
                 "orderId": order_id,
                 "name": f"#{order_id}",
+                # The run in the body too: a store accepts a topic and body once (a resent body is a replay).
+                "tags": f"bench-{run}",
                 "financialStatus": "paid",
                 "updatedAt": "2026-11-01T12:00:00+00:00",
                 "totalPrice": "42.00",
