@@ -188,6 +188,12 @@ OMA_EDD_HISTORY_DAYS = env.int("OMA_EDD_HISTORY_DAYS", default=180)
 # A tracking CSV uploaded in admin with more rows than this is imported by a worker, not inside the request
 # (about 130 rows a second on a small machine: 2,000 rows keep the page's answer within about 15 s).
 OMA_CSV_QUEUE_ABOVE_ROWS = env.int("OMA_CSV_QUEUE_ABOVE_ROWS", default=2000)
+# Channel polling (ShipStation): how far back a poll reads, how often, how many orders at most, and how long a
+# voided label still withdraws its shipment.
+CHANNELS_POLL_LOOKBACK_DAYS = env.int("CHANNELS_POLL_LOOKBACK_DAYS", default=30)
+CHANNELS_POLL_INTERVAL_MINUTES = env.int("CHANNELS_POLL_INTERVAL_MINUTES", default=30)
+CHANNELS_POLL_MAX_ORDERS = env.int("CHANNELS_POLL_MAX_ORDERS", default=2000)
+CHANNELS_VOID_WINDOW_DAYS = env.int("CHANNELS_VOID_WINDOW_DAYS", default=7)
 
 # --- Tracking (carrier polling) --------------------------------------------------------------------
 # A shipment with no carrier event for this many days stops being polled (status expired).

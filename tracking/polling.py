@@ -58,10 +58,6 @@ from tracking.services import shipments_apply_results, shipments_record_failure
 logger = logging.getLogger(__name__)
 
 
-def _setting(name: str, default: float) -> float:
-    return getattr(settings, name, default)
-
-
 # --- summary ------------------------------------------------------------------------------------------
 
 
@@ -192,10 +188,10 @@ def transport_for(account: CarrierAccount) -> tuple[CarrierTransport, AccountTok
             ),
             token_cache=token_cache,
             limiter=default_rate_limiter(),
-            connect_timeout=_setting("TRACKING_CONNECT_TIMEOUT", 3.05),
-            read_timeout=_setting("TRACKING_READ_TIMEOUT", 10.0),
-            max_attempts=int(_setting("TRACKING_MAX_ATTEMPTS", 3)),
-            rate_limit_wait=_setting("TRACKING_RATE_LIMIT_MAX_WAIT_SECONDS", 5.0),
+            connect_timeout=settings.TRACKING_CONNECT_TIMEOUT,
+            read_timeout=settings.TRACKING_READ_TIMEOUT,
+            max_attempts=int(settings.TRACKING_MAX_ATTEMPTS),
+            rate_limit_wait=settings.TRACKING_RATE_LIMIT_MAX_WAIT_SECONDS,
         )
         _transports[account.pk] = (fingerprint, transport)
         return transport, token_cache
@@ -308,7 +304,7 @@ def claim_shipments(
     *, route: Q, limit: int, now: datetime, store: Store | None = None, lease: timedelta | None = None
 ) -> tuple[str, list[Shipment]]:
     """Claim up to `limit` due shipments matching `route`: (claim token, shipments), oldest due first."""
-    lease = lease or timedelta(seconds=_setting("TRACKING_CLAIM_LEASE_SECONDS", 600))
+    lease = lease or timedelta(seconds=settings.TRACKING_CLAIM_LEASE_SECONDS)
     token = uuid.uuid4().hex
     # One UPDATE of the first `limit` due rows that no other dispatcher has locked; the lease holds after it (during
     # the HTTP work) until the results are stored, the claim is released, or it runs out.
@@ -336,8 +332,8 @@ def release_claims(*, token: str, numbers: Sequence[str] | None = None) -> int:
 def account_back_off(*, account: CarrierAccount, error: CarrierError, now: datetime) -> datetime:
     """Exponential backoff of a failing account (doubling from TRACKING_BACKOFF_BASE_SECONDS, capped)."""
     account.consecutive_failures += 1
-    base = _setting("TRACKING_BACKOFF_BASE_SECONDS", 60)
-    cap = _setting("TRACKING_BACKOFF_MAX_SECONDS", 3600)
+    base = settings.TRACKING_BACKOFF_BASE_SECONDS
+    cap = settings.TRACKING_BACKOFF_MAX_SECONDS
     if isinstance(error, CarrierAuthError):
         base = max(base, 300)  # credentials rarely fix themselves within a minute
     delay = min(cap, base * 2 ** min(account.consecutive_failures - 1, 20))
@@ -388,7 +384,7 @@ def poll_due_shipments(
     started = time.monotonic()
     now = now or timezone.now()
     if time_budget is None:
-        time_budget = _setting("TRACKING_POLL_TIME_BUDGET_SECONDS", 240)
+        time_budget = settings.TRACKING_POLL_TIME_BUDGET_SECONDS
     deadline = started + time_budget
     summary = PollSummary()
     remaining = limit if limit is not None else float("inf")
@@ -425,7 +421,7 @@ def poll_due_shipments(
             summary.errors.append(f"{account}: {exc}")
             continue
         batch = max(1, transport.spec.batch_size)
-        chunk = batch * max(1, int(_setting("TRACKING_CLAIM_CHUNK", 480)) // batch)
+        chunk = batch * max(1, int(settings.TRACKING_CLAIM_CHUNK) // batch)
         work.append(_AccountWork(account, transport, token_cache, _route_filter(pairs), chunk))
 
     def claim_next(item: _AccountWork) -> tuple[str, list[Shipment]] | None:
@@ -439,7 +435,7 @@ def poll_due_shipments(
         remaining -= len(shipments)
         return token, shipments
 
-    concurrency = max(1, int(_setting("TRACKING_POLL_CONCURRENCY", 4)))
+    concurrency = max(1, int(settings.TRACKING_POLL_CONCURRENCY))
     with ThreadPoolExecutor(max_workers=min(concurrency, max(1, len(work))), thread_name_prefix="poll") as pool:
         in_flight: dict[Future[FetchOutcome], tuple[_AccountWork, str, list[Shipment]]] = {}
 

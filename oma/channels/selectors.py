@@ -16,10 +16,6 @@ from oma.orders.models import LineItem, Order
 from tracking.models import ShipmentLine
 
 
-def _setting(name: str, default: int) -> int:
-    return int(getattr(settings, name, default))
-
-
 def channel_for_webhook(slug: str) -> Channel | None:
     return Channel.objects.select_related("store").filter(slug=slug).first()
 
@@ -48,10 +44,10 @@ def orders_to_poll(*, channel: Channel, now: datetime, limit: int | None = None)
     CHANNELS_POLL_INTERVAL_MINUTES, and either still lacking tracking for some shippable item, or holding a
     shipment this channel reported within CHANNELS_VOID_WINDOW_DAYS (its label may still be voided).
     """
-    lookback = timedelta(days=_setting("CHANNELS_POLL_LOOKBACK_DAYS", 30))
-    interval = timedelta(minutes=_setting("CHANNELS_POLL_INTERVAL_MINUTES", 30))
-    void_window = timedelta(days=_setting("CHANNELS_VOID_WINDOW_DAYS", 7))
-    limit = limit or _setting("CHANNELS_POLL_MAX_ORDERS", 2000)
+    lookback = timedelta(days=settings.CHANNELS_POLL_LOOKBACK_DAYS)
+    interval = timedelta(minutes=settings.CHANNELS_POLL_INTERVAL_MINUTES)
+    void_window = timedelta(days=settings.CHANNELS_VOID_WINDOW_DAYS)
+    limit = limit or settings.CHANNELS_POLL_MAX_ORDERS
 
     shippable = (
         LineItem.objects.filter(order=OuterRef("pk"))

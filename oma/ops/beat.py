@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 
 def lease_seconds() -> float:
-    return float(getattr(settings, "OMA_BEAT_LEASE_SECONDS", 30))
+    return float(settings.OMA_BEAT_LEASE_SECONDS)
 
 
 def lease_acquire_or_renew(*, holder: str, seconds: float, name: str = BEAT_LEASE_NAME) -> bool:

@@ -33,11 +33,11 @@ WORKER_HEARTBEAT_NAME = "worker"
 
 
 def beat_stale_seconds() -> float:
-    return float(getattr(settings, "OMA_BEAT_STALE_SECONDS", 60))
+    return float(settings.OMA_BEAT_STALE_SECONDS)
 
 
 def worker_stale_seconds() -> float:
-    return float(getattr(settings, "OMA_WORKER_STALE_SECONDS", 150))
+    return float(settings.OMA_WORKER_STALE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -110,11 +110,11 @@ def _broker_redis(url: str) -> Any:
 
 
 def _broker_url() -> str:
-    return str(getattr(settings, "CELERY_BROKER_URL", "") or "")
+    return str(settings.CELERY_BROKER_URL or "")
 
 
 def _filesystem_folder() -> Path | None:
-    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}) or {}
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
     folder = options.get("data_folder_in")
     return Path(folder) if folder else None
 

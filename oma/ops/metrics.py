@@ -92,7 +92,7 @@ class _CounterStore:
         self._timer_pid = 0
 
     def _redis(self) -> Any:
-        url = getattr(settings, "REDIS_URL", "")
+        url = settings.REDIS_URL
         return _counter_client(url) if url else None
 
     def increment(self, name: str, labels: dict[str, str], amount: int = 1) -> None:
@@ -105,7 +105,7 @@ class _CounterStore:
         """(Under the lock.) A flush in _FLUSH_SECONDS, unless one is due already in this process."""
         if self._timer is not None and self._timer_pid == os.getpid():
             return
-        if not getattr(settings, "REDIS_URL", ""):
+        if not settings.REDIS_URL:
             return  # memory is where the counters live
         delay = max(_FLUSH_SECONDS, self._redis_down_until - time.monotonic())
         if self._timer_pid != os.getpid():
@@ -390,7 +390,7 @@ _cache: tuple[float, str] | None = None
 def metrics_text(*, use_cache: bool = True) -> str:
     """The whole exposition; a collector that fails (database or Redis down) is reported, the others still are."""
     global _cache
-    ttl = float(getattr(settings, "OMA_METRICS_CACHE_SECONDS", 5))
+    ttl = float(settings.OMA_METRICS_CACHE_SECONDS)
     with _cache_lock:
         if use_cache and _cache is not None and time.monotonic() - _cache[0] < ttl:
             return _cache[1]

@@ -45,9 +45,9 @@ _SECRET_FIELDS: dict[type, list[str]] = {}
 
 
 def register_settings_secrets() -> None:
-    values: list[object] = [getattr(settings, "SECRET_KEY", ""), *getattr(settings, "OMA_ENCRYPTION_KEYS", [])]
-    values.append(getattr(settings, "OMA_METRICS_TOKEN", ""))
-    for url in (getattr(settings, "REDIS_URL", ""), getattr(settings, "CELERY_BROKER_URL", "")):
+    values: list[object] = [settings.SECRET_KEY, *settings.OMA_ENCRYPTION_KEYS]
+    values.append(settings.OMA_METRICS_TOKEN)
+    for url in (settings.REDIS_URL, settings.CELERY_BROKER_URL):
         values.append(urlsplit(url).password if url and "://" in url else "")
     for database in settings.DATABASES.values():
         values.append(database.get("PASSWORD", ""))

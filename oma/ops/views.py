@@ -31,7 +31,7 @@ def _bearer_token(request: HttpRequest) -> str:
 
 def is_operator(request: HttpRequest) -> bool:
     """The caller holds the metrics token, or is a signed-in superuser."""
-    token = getattr(settings, "OMA_METRICS_TOKEN", "")
+    token = settings.OMA_METRICS_TOKEN
     given = _bearer_token(request)
     if token and given and hmac.compare_digest(given.encode(), token.encode()):
         return True
@@ -44,9 +44,9 @@ def is_operator(request: HttpRequest) -> bool:
 
 def _metrics_are_open() -> bool:
     """Without a token configured: open in development, or when the operator said so explicitly."""
-    if getattr(settings, "OMA_METRICS_TOKEN", ""):
+    if settings.OMA_METRICS_TOKEN:
         return False
-    return bool(settings.DEBUG or getattr(settings, "OMA_METRICS_PUBLIC", False))
+    return bool(settings.DEBUG or settings.OMA_METRICS_PUBLIC)
 
 
 def _unauthenticated() -> HttpResponse:
