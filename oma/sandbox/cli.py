@@ -4,6 +4,7 @@ subprocess) and `python manage.py genstore_sandbox` (make run)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -135,8 +136,6 @@ def serve(sandbox: GenstoreSandbox, *, announce: Callable[[str], None]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import logging
-
     parser = argparse.ArgumentParser(prog="python -m oma.sandbox", description="Run the Genstore sandbox server.")
     add_sandbox_arguments(parser)
     options = vars(parser.parse_args(argv))
