@@ -10,6 +10,7 @@ class ChannelsConfig(AppConfig):
 
     def ready(self) -> None:
         # why inline (each import here): these modules import models, which exist once the app registry is ready.
+        from oma.channels import tasks  # noqa: F401  (services publish channels.* tasks by name: register them)
         from oma.channels.inbound import register_webhook_handlers
         from oma.channels.services import on_orders_changed
 

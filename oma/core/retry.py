@@ -82,6 +82,12 @@ def header_retry_after(response: requests.Response) -> float | None:
     return retry_after_seconds(response.headers.get("Retry-After"), now=datetime.now(UTC))
 
 
+def rate_limit_retry_after(response: requests.Response) -> float | None:
+    """Retry-After of a 429 only: a reader for clients that back off on their own schedule after a 5xx (a
+    server under load may ask for 0 s or for minutes; neither should replace the jittered backoff)."""
+    return header_retry_after(response) if response.status_code == 429 else None
+
+
 def never_sent(exc: BaseException) -> bool:
     """True only when the request cannot have reached the server: the connection itself was never made."""
     if isinstance(exc, requests.ConnectTimeout):

@@ -28,7 +28,7 @@ import requests
 
 from oma.core.outbound import OutboundRefused, outbound_session, safe_error_text
 from oma.core.ratelimit import RateLimiter, RateLimiterTimeout
-from oma.core.retry import Failure, GaveUp, RetryPolicy, send_with_retries
+from oma.core.retry import Failure, GaveUp, RetryPolicy, rate_limit_retry_after, send_with_retries
 from oma.genstore.errors import (
     ErrorFields,
     GenstoreAuthError,
@@ -303,6 +303,7 @@ class GenstoreClient:
                 idempotent=not create,
                 sleep=self._sleep,
                 label=f"Genstore {method} {path}",
+                read_retry_after=rate_limit_retry_after,  # after a 5xx: the jittered backoff, as always
                 on_failure=self._count_failure,
             )
         except GaveUp as exc:

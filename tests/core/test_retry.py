@@ -17,7 +17,14 @@ from oma.core.outbound import (
     outbound_session,
     remove_response_observer,
 )
-from oma.core.retry import Failure, GaveUp, RetryPolicy, retry_after_seconds, send_with_retries
+from oma.core.retry import (
+    Failure,
+    GaveUp,
+    RetryPolicy,
+    rate_limit_retry_after,
+    retry_after_seconds,
+    send_with_retries,
+)
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -242,3 +249,13 @@ def test_a_failing_observer_does_not_fail_the_request(seen) -> None:
     finally:
         remove_response_observer(broken)
     assert seen == [("127.0.0.1", 200)]
+
+
+def test_a_client_reading_only_429s_retry_after_backs_off_on_its_own_after_a_5xx() -> None:
+    """Genstore and ShipStation: a 503 asking for 0 s or for minutes still gets the jittered backoff, not a hot
+    loop and not an early give-up; a 429's Retry-After is still obeyed."""
+    policy = RetryPolicy(max_attempts=4, backoff_base=1.0, backoff_cap=1.0, jitter_floor=1.0, max_retry_after=60)
+    script = Script(answer(503, {"Retry-After": "0"}), answer(503, {"Retry-After": "120"}),
+                    answer(429, {"Retry-After": "7"}), answer(200))
+    assert script.run(policy=policy, read_retry_after=rate_limit_retry_after).status_code == 200
+    assert script.sleeps == [1.0, 1.0, 7.0]

@@ -228,11 +228,11 @@ class ShipStationClient:
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    """A 429 waits Retry-After, else the window's X-Rate-Limit-Reset, else a second; other answers Retry-After."""
-    asked = header_retry_after(response)
+    """A 429 waits Retry-After, else the window's X-Rate-Limit-Reset, else a second; other failures take the
+    policy's jittered backoff (None)."""
     if response.status_code != 429:
-        return asked
-    return asked or _float(response.headers.get("X-Rate-Limit-Reset")) or 1.0
+        return None
+    return header_retry_after(response) or _float(response.headers.get("X-Rate-Limit-Reset")) or 1.0
 
 
 def _int(value: Any) -> int | None:
