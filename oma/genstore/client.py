@@ -66,8 +66,10 @@ __all__ = ["BUCKET_KEY_PREFIX", "FULFILLMENT_CREATE_PATHS", "GENSTORE_API_HOSTS"
 ACCESS_TOKEN_HEADER = "X-Genstore-Access-Token"
 RATE_LIMIT_HEADER = "X-Genstore-Shop-Api-Rate-Limit"
 MAX_PAGE_SIZE = 250
+# A shop's domain is <handle> + this suffix, and its API is served from that host.
+GENSTORE_SHOP_SUFFIX = ".genmystore.com"
 # Genstore's own API hosts: a connection there must reach public addresses only (oma.core.outbound).
-GENSTORE_API_HOSTS: tuple[str, ...] = ("*.genmystore.com",)
+GENSTORE_API_HOSTS: tuple[str, ...] = (f"*{GENSTORE_SHOP_SUFFIX}",)
 # Genstore documents both; the first is tried first, and the one that answers is remembered per store.
 FULFILLMENT_CREATE_PATHS: tuple[str, str] = ("/fulfillments", "/fulfillment")
 # The Redis keys of Genstore's shared buckets: `<prefix>genstore:<store domain>` (oma.stores.services).

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 from oma.core.outbound import host_matches, operator_api_hosts
+from oma.genstore.client import GENSTORE_SHOP_SUFFIX
 
-GENSTORE_SHOP_SUFFIX = ".genmystore.com"
 # A DNS label: letters, digits and hyphens, 1 to 63 characters, no hyphen at either end.
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
