@@ -173,3 +173,156 @@ class OrderPoll(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} / {self.order}"
+
+
+class ExternalOrder(models.Model):
+    """One order sold on another channel, and OMA's work to bring it into Genstore exactly once.
+
+    Written (state `pending`) before anything is sent to Genstore, keyed by (channel, external order id), so a
+    second delivery, a re-import or a redelivered task finds it and creates nothing. `create_sent_at` is set just
+    before `POST /orders` leaves: a row with it set and no Genstore order id must read back before writing again.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "pending"
+        CREATING = "creating", "creating"
+        CREATED = "created", "created"
+        ADOPTED = "adopted", "adopted (already in Genstore)"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="external_orders")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="external_orders")
+    external_order_id = models.CharField(max_length=128, help_text="The order as the channel names it")
+    source_name = models.CharField(max_length=64, help_text="sourceName written to Genstore (the channel's first)")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    state_reason = models.CharField(max_length=512, blank=True, help_text="Why it waits, failed or was adopted")
+    # What the channel said (the latest input is in `raw`; `content` is what creation used or will use).
+    ordered_at = models.DateTimeField(help_text="The order's time on its channel")
+    currency = models.CharField(max_length=8)
+    email = models.CharField(max_length=254, blank=True)
+    phone = models.CharField(max_length=64, blank=True)
+    customer_name = models.CharField(max_length=255, blank=True)
+    shipping_address = models.JSONField(null=True, blank=True)
+    billing_address = models.JSONField(null=True, blank=True)
+    shipping_price = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    total_tax = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    financial_status = models.CharField(max_length=32, blank=True)
+    note = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    channel_cancelled_at = models.DateTimeField(null=True, blank=True, help_text="cancelledAt from the channel")
+    content = models.JSONField(default=dict, blank=True, help_text="The order as received (ExternalOrderInput)")
+    content_sha256 = models.CharField(max_length=64)
+    # Changes that arrived after the Genstore order was created: recorded and shown, never pushed.
+    later_changes = models.JSONField(default=list, blank=True)
+    # Genstore's side.
+    genstore_order_id = models.CharField(max_length=64, blank=True, db_index=True)
+    order = models.ForeignKey(
+        Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="external_order_rows"
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, help_text="Genstore's own message when it gave one")
+    last_error_status = models.PositiveIntegerField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="A pending create waits until then")
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="When a create task was last enqueued")
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    create_sent_at = models.DateTimeField(null=True, blank=True)
+    created_in_genstore_at = models.DateTimeField(null=True, blank=True)
+    cancel_sent_at = models.DateTimeField(null=True, blank=True)
+    cancelled_in_genstore_at = models.DateTimeField(null=True, blank=True)
+    needs_attention = models.CharField(
+        max_length=512, blank=True, help_text="Something only the merchant can settle (e.g. cancelled after shipping)"
+    )
+    # Where it came from.
+    source_ref = models.CharField(max_length=255, blank=True)
+    order_import = models.ForeignKey(
+        "OrderImport", null=True, blank=True, on_delete=models.SET_NULL, related_name="orders"
+    )
+    delivery = models.ForeignKey(
+        "webhooks.WebhookDelivery", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    raw = models.JSONField(default=dict, blank=True)
+    personal_data_erased_at = models.DateTimeField(null=True, blank=True, editable=False)
+    log = models.JSONField(default=list, blank=True, help_text="The last steps, newest last")
+    received_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "external_order_id"], name="external_order_unique_per_channel"),
+            models.CheckConstraint(
+                condition=~Q(state__in=["created", "adopted"]) | ~Q(genstore_order_id=""),
+                name="external_order_created_has_order_id",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="external_order_due"),
+            models.Index(fields=["store", "state"], name="external_order_store_state"),
+            models.Index(fields=["store", "source_name", "external_order_id"], name="external_order_identity"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_name} order {self.external_order_id} ({self.state})"
+
+    @property
+    def lock_id(self) -> int:
+        """A signed 64-bit number for PostgreSQL's advisory lock (its own range: pushes use sha256 keys)."""
+        return -(1 << 62) + self.pk
+
+
+class ExternalOrderLine(models.Model):
+    """One line of an external order, with the channel's own line id (Amazon's order-item-id)."""
+
+    external_order = models.ForeignKey(ExternalOrder, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField()
+    external_line_id = models.CharField(max_length=128, blank=True)
+    sku = models.CharField(max_length=128)
+    title = models.CharField(max_length=512)
+    variant_title = models.CharField(max_length=512, blank=True)
+    quantity = models.PositiveIntegerField()
+    price = models.DecimalField(max_digits=14, decimal_places=2, help_text="Unit price")
+    tax = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    # The Genstore line item it became, once the order exists (matched by position, then SKU).
+    genstore_line_item_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["external_order", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["external_order", "position"], name="external_order_line_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.sku}"
+
+
+class OrderImport(models.Model):
+    """One uploaded order file (generic CSV, Amazon flat file, eBay CSV) and its report."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="order_imports")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="order_imports")
+    file_name = models.CharField(max_length=255)
+    file_sha256 = models.CharField(max_length=64)
+    file_format = models.CharField(max_length=16, blank=True, help_text="generic, amazon or ebay")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    via = models.CharField(max_length=16, default="command", help_text="admin or command")
+    rows = models.PositiveIntegerField(default=0)
+    orders_new = models.PositiveIntegerField(default=0)
+    orders_known = models.PositiveIntegerField(default=0, help_text="Already received, unchanged")
+    orders_changed = models.PositiveIntegerField(default=0)
+    orders_cancelled = models.PositiveIntegerField(default=0)
+    rejected_rows = models.PositiveIntegerField(default=0)
+    file_error = models.TextField(blank=True, help_text="Set when the file as a whole could not be read")
+    report = models.JSONField(default=dict, blank=True)
+    queued_file = models.BinaryField(null=True, blank=True, editable=False)
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} ({self.started_at:%Y-%m-%d %H:%M})"

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -97,6 +98,94 @@ class ExternalShipmentRecord:
     external_id: str = ""  # the platform's own id for this shipment, when it has one (an update replaces by it)
     source_ref: str = ""  # where it came from, for people: "line 12", "delivery msg_2a…", "shipment 123"
     raw: dict[str, object] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AddressInput:
+    """A postal address as a channel gave it (every part optional: marketplaces hide some)."""
+
+    name: str = ""
+    company: str = ""
+    address1: str = ""
+    address2: str = ""
+    city: str = ""
+    province_code: str = ""
+    zip: str = ""
+    country_code: str = ""  # ISO 3166-1 alpha-2 ("US"); parsers turn country names into codes
+    phone: str = ""
+
+    def as_json(self) -> dict[str, str]:
+        """Our own storage form (snake_case, blanks left out); oma.genstore maps it to Genstore's shape."""
+        return {name: value for name in self.__slots__ if (value := getattr(self, name))}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object] | None) -> AddressInput | None:
+        if not data:
+            return None
+        return cls(**{name: str(data.get(name) or "") for name in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalOrderLineInput:
+    """One line of an external order. `price` is the unit price, whatever the file called it."""
+
+    sku: str
+    title: str
+    quantity: int
+    price: Decimal
+    variant_title: str = ""
+    external_line_id: str = ""  # the channel's own id for the line (Amazon's order-item-id)
+    tax: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalOrderInput:
+    """One order sold on another channel, as a webhook, a file or a poll gave it (already validated)."""
+
+    external_order_id: str  # becomes Genstore's sourceIdentifier
+    created_at: datetime  # the channel's order time (Genstore's processedAt)
+    currency: str  # ISO 4217, upper case
+    lines: tuple[ExternalOrderLineInput, ...]
+    email: str = ""
+    phone: str = ""
+    name: str = ""  # the buyer's name
+    shipping_address: AddressInput | None = None
+    billing_address: AddressInput | None = None
+    shipping_price: Decimal | None = None
+    total_tax: Decimal | None = None
+    financial_status: str = ""  # "" means paid (Genstore's default for a created order); or "pending"
+    cancelled_at: datetime | None = None
+    note: str = ""
+    tags: tuple[str, ...] = ()
+    source_ref: str = ""  # where it came from, for people: "lines 2-4", "delivery msg_2a…"
+    raw: dict[str, object] = field(default_factory=dict, compare=False)
+
+    def content_json(self) -> dict[str, object]:
+        """What the order says, in a stable JSON form (no source_ref, no raw): compared to spot later changes."""
+        return {
+            "externalOrderId": self.external_order_id,
+            "createdAt": self.created_at.isoformat(),
+            "currency": self.currency,
+            "lines": [
+                {
+                    "sku": line.sku, "title": line.title, "variantTitle": line.variant_title,
+                    "quantity": line.quantity, "price": str(line.price), "externalLineId": line.external_line_id,
+                    "tax": None if line.tax is None else str(line.tax),
+                }
+                for line in self.lines
+            ],
+            "email": self.email,
+            "phone": self.phone,
+            "name": self.name,
+            "shippingAddress": self.shipping_address.as_json() if self.shipping_address else None,
+            "billingAddress": self.billing_address.as_json() if self.billing_address else None,
+            "shippingPrice": None if self.shipping_price is None else str(self.shipping_price),
+            "totalTax": None if self.total_tax is None else str(self.total_tax),
+            "financialStatus": self.financial_status,
+            "cancelledAt": self.cancelled_at.isoformat() if self.cancelled_at else None,
+            "note": self.note,
+            "tags": list(self.tags),
+        }
 
 
 @dataclass(frozen=True, slots=True)
