@@ -9,19 +9,21 @@ jitter; never an ambiguous write), with Genstore's numbers and these specifics a
   Retry-After longer than `max_retry_after` is not slept out in a worker: GenstoreRateLimited carries it for the
   caller's countdown. Every 429, 5xx and transport error is counted in `stats` (a sweep copies them).
 * Other 4xx: never retried.
-* Exactly-once: the creates (POST fulfillment, POST webhook) have no idempotency key, so they are retried only
-  when Genstore cannot have acted: on 429 and when the connection was never made. After a read timeout, a dropped
-  connection or a 5xx they raise at once with `ambiguous=True`; the caller reads before it writes again.
-  PUTs (update_tracking, cancel), DELETE and GETs are idempotent and retried.
+* Exactly-once: the creates (POST order, POST fulfillment, POST webhook) have no idempotency key, so they are
+  retried only when Genstore cannot have acted: on 429 and when the connection was never made. After a read
+  timeout, a dropped connection or a 5xx they raise at once with `ambiguous=True`; the caller reads before it writes
+  again (for orders: `orders_by_source`). PUTs (update_tracking, cancel fulfillment), POST cancel order (answered
+  200 unchanged when repeated), DELETE and GETs are idempotent and retried.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import requests
@@ -52,6 +54,8 @@ from oma.genstore.parsing import (
 )
 from oma.genstore.records import (
     FulfillmentRecord,
+    OrderDraft,
+    OrderDraftLine,
     OrderRecord,
     RateLimitState,
     ShopRecord,
@@ -61,7 +65,8 @@ from oma.genstore.records import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["BUCKET_KEY_PREFIX", "FULFILLMENT_CREATE_PATHS", "GENSTORE_API_HOSTS", "MAX_PAGE_SIZE",
-           "RATE_LIMIT_HEADER", "ClientStats", "GenstoreClient", "OrderPage"]
+           "ORDER_CANCEL_REASONS", "ORDER_READ_BACK_MARGIN", "RATE_LIMIT_HEADER", "ClientStats", "GenstoreClient",
+           "OrderPage", "order_create_body"]
 
 ACCESS_TOKEN_HEADER = "X-Genstore-Access-Token"
 RATE_LIMIT_HEADER = "X-Genstore-Shop-Api-Rate-Limit"
@@ -75,6 +80,26 @@ FULFILLMENT_CREATE_PATHS: tuple[str, str] = ("/fulfillments", "/fulfillment")
 # The Redis keys of Genstore's shared buckets: `<prefix>genstore:<store domain>` (oma.stores.services).
 BUCKET_KEY_PREFIX = "oma:genstore:bucket:"
 _NOT_RETRIED = " (not retried: the create may have happened; read before writing again)"
+# Contract Part B "external order identity": after an ambiguous create, read back from the intent time minus 60 s
+# (the intent is recorded before the POST; the margin covers clock skew between OMA and Genstore).
+ORDER_READ_BACK_MARGIN = timedelta(seconds=60)
+# Contract Part B "create order": the financialStatus a created order may ask for (absent: paid).
+ORDER_CREATE_FINANCIAL_STATUSES = frozenset({"paid", "pending"})
+# Contract Part B "cancel order": the reasons POST /orders/{orderId}/cancel takes.
+ORDER_CANCEL_REASONS = frozenset({"customer", "inventory", "declined", "other"})
+# OMA's neutral address keys (records.OrderDraft) -> the Order object's address keys. `name` is also split into
+# firstName / lastName, the keys the docs' samples show.
+ORDER_ADDRESS_KEYS: Mapping[str, str] = {
+    "name": "name",
+    "company": "company",
+    "address1": "address1",
+    "address2": "address2",
+    "city": "city",
+    "province_code": "provinceCode",
+    "zip": "zip",
+    "country_code": "countryCode",
+    "phone": "phone",
+}
 
 
 @dataclass(slots=True)
@@ -125,6 +150,102 @@ def _filters_to_params(filters: Mapping[str, object]) -> dict[str, str]:
     return {_camel(key): _query_value(value) for key, value in filters.items() if value is not None}
 
 
+def _money(value: object, what: str) -> str:
+    """A Decimal (or int) as Genstore's decimal text; floats are refused (binary fractions are not money)."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        raise ValueError(f"{what} must be a Decimal, got {value!r}")
+    amount = Decimal(value)
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"{what} must be a finite amount >= 0, got {value!r}")
+    return format(amount, "f")
+
+
+def _required_text(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _address_body(address: Mapping[str, str], what: str) -> dict[str, str]:
+    """OMA's neutral address -> the Order object's address shape (blank parts left out)."""
+    unknown = sorted(set(address) - set(ORDER_ADDRESS_KEYS))
+    if unknown:
+        raise ValueError(f"{what}: unknown keys {unknown} (expected {sorted(ORDER_ADDRESS_KEYS)})")
+    body = {ORDER_ADDRESS_KEYS[key]: text for key, value in address.items() if (text := str(value or "").strip())}
+    if "name" in body:
+        first, _, last = body["name"].rpartition(" ")
+        body.update({"firstName": first, "lastName": last} if first else {"firstName": last})
+    return body
+
+
+def _order_line_body(line: OrderDraftLine, position: int) -> dict[str, object]:
+    what = f"line {position}"
+    quantity = line.quantity
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+        raise ValueError(f"{what}: quantity must be a positive integer, got {quantity!r}")
+    body: dict[str, object] = {
+        "sku": _required_text(line.sku, f"{what}: sku"),
+        "title": _required_text(line.title, f"{what}: title"),
+        "quantity": quantity,
+        "price": _money(line.price, f"{what}: price"),
+    }
+    if line.variant_title:
+        body["variantTitle"] = line.variant_title
+    if line.requires_shipping is not None:
+        body["requiresShipping"] = bool(line.requires_shipping)
+    return body
+
+
+def order_create_body(draft: OrderDraft) -> dict[str, object]:
+    """The contract's POST /orders body for a draft; ValueError for a draft Genstore would refuse (nothing sent)."""
+    if not draft.line_items:
+        raise ValueError("an order needs at least one line item")
+    order: dict[str, object] = {
+        "sourceName": _required_text(draft.source_name, "source_name"),
+        "sourceIdentifier": _required_text(draft.source_identifier, "source_identifier"),
+        "currency": _required_text(draft.currency, "currency").upper(),
+        "lineItems": [_order_line_body(line, position) for position, line in enumerate(draft.line_items, 1)],
+        **_order_optional_fields(draft),
+        "sendReceipt": False,
+        "inventoryBehaviour": "bypass",
+    }
+    return {"order": order}
+
+
+def _order_optional_fields(draft: OrderDraft) -> dict[str, object]:
+    """The optional part of the create body: only what the draft says (Genstore applies its defaults)."""
+    order: dict[str, object] = {
+        key: value for key, value in (("email", draft.email), ("phone", draft.phone), ("note", draft.note)) if value
+    }
+    if draft.processed_at is not None:
+        order["processedAt"] = _utc_iso(draft.processed_at)
+    if draft.financial_status is not None:
+        if draft.financial_status not in ORDER_CREATE_FINANCIAL_STATUSES:
+            raise ValueError(f"financial_status must be one of {sorted(ORDER_CREATE_FINANCIAL_STATUSES)} or None")
+        order["financialStatus"] = draft.financial_status
+    for key, address in (("shippingAddress", draft.shipping_address), ("billingAddress", draft.billing_address)):
+        if address:
+            order[key] = _address_body(address, key)
+    if draft.shipping_lines:
+        order["shippingLines"] = [
+            {"title": _required_text(title, "shipping line title"), "price": _money(price, "shipping line price")}
+            for title, price in draft.shipping_lines
+        ]
+    if draft.total_tax is not None:
+        order["totalTax"] = _money(draft.total_tax, "total_tax")
+    if tags := _tags_text(draft.tags):
+        order["tags"] = tags
+    return order
+
+
+def _tags_text(tags: Sequence[str]) -> str:
+    """Tags as the contract sends them: one comma-separated string."""
+    cleaned = [tag.strip() for tag in tags if tag.strip()]
+    if any("," in tag for tag in cleaned):
+        raise ValueError(f"tags are sent comma-separated: a tag must not contain a comma, got {cleaned!r}")
+    return ", ".join(cleaned)
+
+
 def _segment(value: str | int) -> str:
     text = str(value).strip()
     if not text:
@@ -170,6 +291,11 @@ def _error_for_status(method: str, path: str, response: requests.Response) -> Ge
     if 400 <= status < 500:
         return GenstoreClientError(message, **kwargs)
     return GenstoreResponseError(message, **kwargs)
+
+
+def _created_key(record: OrderRecord) -> tuple[datetime, str]:
+    """Sorts orders by creation (unknown last), then by orderId."""
+    return (record.created_at or datetime.max.replace(tzinfo=UTC), record.order_id)
 
 
 class GenstoreClient:
@@ -465,6 +591,64 @@ class GenstoreClient:
         path = f"/orders/{_segment(order_id)}"
         data, _ = self._request("GET", path)
         return parse_order(self._unwrap_object(data, "order", "GET", path))
+
+    def create_order(self, draft: OrderDraft) -> OrderRecord:
+        """POST /orders (never retried once it may have reached Genstore: see the module docstring).
+
+        A draft Genstore would refuse raises ValueError before anything is sent; Genstore's own refusal is
+        GenstoreUnprocessable with its `error_text`. A 2xx whose order cannot be read also raises with
+        `ambiguous=True`: the order was created, so the caller reads it back (`orders_by_source`).
+        """
+        body = order_create_body(draft)
+        data, _ = self._request("POST", "/orders", body=body, create=True)
+        try:
+            return parse_order(self._unwrap_object(data, "order", "POST", "/orders"))
+        except GenstoreResponseError as exc:
+            raise GenstoreResponseError(
+                f"{exc} (the order was created; read it back before creating again)",
+                status=exc.status,
+                url=exc.url,
+                ambiguous=True,
+            ) from exc
+
+    def cancel_order(self, order_id: str, *, reason: str = "other") -> OrderRecord:
+        """POST /orders/{orderId}/cancel. Retried like a read: cancelling a cancelled order answers 200 unchanged."""
+        if reason not in ORDER_CANCEL_REASONS:
+            raise ValueError(f"reason must be one of {sorted(ORDER_CANCEL_REASONS)}, got {reason!r}")
+        path = f"/orders/{_segment(order_id)}/cancel"
+        data, _ = self._request("POST", path, body={"reason": reason})
+        return parse_order(self._unwrap_object(data, "order", "POST", path))
+
+    def orders_by_source(
+        self, *, source_name: str, source_identifiers: Collection[str], since: datetime
+    ) -> dict[str, OrderRecord]:
+        """The read-back after an ambiguous create: {sourceIdentifier: order} for the wanted identifiers.
+
+        Genstore has no lookup by (sourceName, sourceIdentifier), so this walks every page of orders updated since
+        `since` minus ORDER_READ_BACK_MARGIN (pass the time the intent was recorded, before the POST) and matches
+        the pair here: sourceName case-insensitively, sourceIdentifier exactly (outer blanks ignored). Should
+        Genstore hold two orders for one pair, the earliest created is returned (and the duplicate logged).
+        """
+        wanted = {str(identifier).strip() for identifier in source_identifiers if str(identifier).strip()}
+        channel = source_name.strip().casefold()
+        found: dict[str, OrderRecord] = {}
+        if not wanted:
+            return found
+        for page in self.iter_order_pages(updated_at_min=since - ORDER_READ_BACK_MARGIN):
+            for record in page.records:
+                identifier = (record.source_identifier or "").strip()
+                if identifier not in wanted or (record.source_name or "").strip().casefold() != channel:
+                    continue
+                earlier = found.get(identifier)
+                if earlier is not None and earlier.order_id != record.order_id:
+                    logger.warning(
+                        "Genstore holds orders %s and %s for %s %s", earlier.order_id, record.order_id,
+                        source_name, identifier,
+                    )
+                    if _created_key(earlier) <= _created_key(record):
+                        continue
+                found[identifier] = record
+        return found
 
     # --- fulfillments -------------------------------------------------------------------------------------------
 

@@ -1,11 +1,13 @@
-"""Typed records the Genstore client returns. Plain dataclasses: no Django, no ORM.
+"""Typed records the Genstore client returns, and the drafts it sends. Plain dataclasses: no Django, no ORM.
 
-Every field except the ids may be None: Genstore filters protected fields and its samples are quirky, so the
-parser leaves a field empty (and notes it in `problems`) rather than dropping the record.
+Every field of a returned record except the ids may be None: Genstore filters protected fields and its samples are
+quirky, so the parser leaves a field empty (and notes it in `problems`) rather than dropping the record.
+A draft (`OrderDraft`) is what a caller asks to create; the client turns it into Genstore's body and checks it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -119,3 +121,40 @@ class WebhookSubscriptionRecord:
 class RateLimitState:
     used: int
     capacity: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDraftLine:
+    """One line of an order to create. `price` is the unit price."""
+
+    sku: str
+    title: str
+    quantity: int
+    price: Decimal
+    variant_title: str | None = None
+    requires_shipping: bool | None = None  # None: Genstore's default (true)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDraft:
+    """An order sold elsewhere, to be created in Genstore (POST /orders) once.
+
+    (`source_name`, `source_identifier`) is the external order's identity: the channel and its own order id.
+    Addresses are OMA's neutral form, keys `name`, `company`, `address1`, `address2`, `city`, `province_code`,
+    `zip`, `country_code`, `phone` (blanks may be left out); the client maps them to Genstore's address shape.
+    """
+
+    source_name: str
+    source_identifier: str
+    currency: str
+    line_items: tuple[OrderDraftLine, ...]
+    email: str | None = None
+    phone: str | None = None
+    processed_at: datetime | None = None  # the channel's order time
+    financial_status: str | None = None  # None: Genstore's default (paid); or "pending"
+    shipping_address: Mapping[str, str] | None = None
+    billing_address: Mapping[str, str] | None = None
+    shipping_lines: tuple[tuple[str, Decimal], ...] = ()  # (title, price)
+    total_tax: Decimal | None = None
+    note: str | None = None
+    tags: tuple[str, ...] = ()

@@ -101,6 +101,11 @@ class SandboxControl:
     def cancel_order(self, handle: str, order_id: str, *, reason: str = "customer") -> dict[str, Any]:
         return self._call("POST", f"{quote(handle)}/orders/{order_id}/cancel", {"reason": reason})["order"]
 
+    def orders_by_source(self, handle: str, *, source_name: str | None = None) -> list[dict[str, Any]]:
+        """The orders created through POST /orders: see GenstoreSandbox.orders_by_source."""
+        query = f"?sourceName={quote(source_name)}" if source_name is not None else ""
+        return self._call("GET", f"{quote(handle)}/orders-by-source{query}")["orders"]
+
     def canonical(self, handle: str, order_id: str) -> dict[str, Any]:
         """The canonical view as JSON: datetimes as ISO text, Decimals as strings, tuples as lists."""
         return self._call("GET", f"{quote(handle)}/orders/{order_id}/canonical")["canonical"]

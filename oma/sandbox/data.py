@@ -189,6 +189,10 @@ class IdScheme:
     def created_fulfillment_id(self, counter: int) -> str:
         return str(7_000_000_000_000 + self._shop_part + counter)
 
+    def created_line_item_id(self, counter: int) -> str:
+        """Lines of orders created through POST /orders: their own range (an order may have any number)."""
+        return str(1_500_000_000_000 + self._shop_part // 10 + counter)
+
 
 # --- catalog ---------------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ apply to (one line item, one fulfillment). `wire_order` applies them and says wh
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
@@ -151,6 +152,7 @@ def wire_order(
         "lineItems": lines,
         "fulfillments": fulfillments,
     }
+    wire.update(_created_fields(order, when, nulls))
     if MISSING_EMAIL in quirks:
         del wire["email"]
     for name in STATIC_QUIRK_PERIODS:
@@ -163,6 +165,19 @@ def wire_order(
         wire["fulfillments"] = fulfillments[0]
         applied.append(SINGLE_FULFILLMENT_OBJECT)
     return wire, tuple(applied)
+
+
+def _created_fields(order: dict[str, Any], when: Callable[[int | None], str | None], nulls: bool) -> dict[str, Any]:
+    """The fields only an order created through POST /orders has, served back as it was sent (else nothing)."""
+    if "processedAt" not in order:
+        return {}
+    return {
+        "processedAt": when(order["processedAt"]),
+        "phone": _nullable(order["phone"], nulls),
+        "shippingAddress": _nullable(order["shippingAddress"], nulls),
+        "billingAddress": _nullable(order["billingAddress"], nulls),
+        "shippingLines": order["shippingLines"],
+    }
 
 
 def wire_fulfillment(fulfillment: dict[str, Any], quirks: frozenset[str] = frozenset()) -> dict[str, Any]:

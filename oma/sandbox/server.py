@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -383,6 +383,17 @@ class GenstoreSandbox:
             self._emit(shop, changes)
             return [str(shop.ids.order_id(change.index)) for change in changes]
 
+    def orders_by_source(self, handle: str, *, source_name: str | None = None) -> list[dict[str, Any]]:
+        """The orders created through POST /orders (of one sourceName, any case, when given), oldest first.
+
+        Each: orderId, name, sourceName, sourceIdentifier, financialStatus, cancelled, cancelReason, currency,
+        email, lineItems [{id, sku, title, variantTitle, quantity, price, fulfillableQuantity}], shippingAddress,
+        billingAddress (the Order object's keys, as sent), totalTax, totalShippingPrice, totalPrice. Generated
+        orders are not listed: this is what a client created (so "one order per external order" can be checked).
+        """
+        with self._lock:
+            return self._shop(handle).orders_by_source(source_name)
+
     def cancel_order(self, handle: str, order_id: str | int, *, reason: str = "customer") -> dict[str, Any]:
         """Cancel an order as the merchant would; fires orders/cancelled. Returns the order (clean JSON)."""
         with self._lock:
@@ -395,8 +406,8 @@ class GenstoreSandbox:
 
     def stats(self, handle: str) -> dict[str, Any]:
         """requests, unauthorized, rate_limited (429s), faults_injected, write_faults_injected, slow_responses,
-        pages_served, orders_served, fulfillments_created/updated/cancelled, orders_changed, webhooks_delivered/
-        failed/suppressed, by_status, by_endpoint."""
+        pages_served, orders_served, fulfillments_created/updated/cancelled, orders_created/cancelled (through the
+        API), orders_changed, webhooks_delivered/failed/suppressed, by_status, by_endpoint."""
         with self._lock:
             return self._shop(handle).stats.as_dict()
 
@@ -640,67 +651,43 @@ class GenstoreSandbox:
         n = len(segments)
         head = segments[0] if segments else ""
 
-        def allow(*methods: str) -> None:
-            if method not in methods:
-                raise ApiError(405, f"Method {method} not allowed here (allowed: {', '.join(methods)})")
-
         if head == "orders":
+            return self._orders_resource(shop, method, prefix, version, segments, query, body, host, changes)
+        if head in ("fulfillments", "fulfillment"):
             if n == 1:
-                allow("GET")
-                return self._list_orders(shop, prefix, version, query, host)
-            if n == 2 and segments[1] == "count":
-                allow("GET")
-                return _json_response(200, {"count": shop.count_matching(_parse_filters(_query(query)))})
-            index = shop.index_for(segments[1])
-            if index is None:
-                raise ApiError(404, f"Order {segments[1]} not found")
-            if n == 2:
-                allow("GET")
-                return Response(200, b'{"order":' + shop.order_bytes(index) + b"}", {})
-            if n == 3 and segments[2] == "fulfillments":
-                allow("GET")
-                quirks = shop.quirks_for(index)
-                return _json_response(
-                    200, {"fulfillments": [wire_fulfillment(f, quirks) for f in shop.order(index)["fulfillments"]]}
-                )
-            if n == 4 and segments[2:] == ["fulfillments", "count"]:
-                allow("GET")
-                return _json_response(200, {"count": len(shop.order(index)["fulfillments"])})
-        elif head in ("fulfillments", "fulfillment"):
-            if n == 1:
-                allow("POST")
+                _allow(method, "POST")
                 fulfillment, change = shop.create_fulfillment(_body(body), self._stamp())
                 changes.append(change)
                 return self._fulfillment_response(shop, 201, fulfillment)
             if n == 2 and head == "fulfillments":
-                allow("GET")
+                _allow(method, "GET")
                 found = shop.find_fulfillment(segments[1])
                 if found is None:
                     raise ApiError(404, f"Fulfillment {segments[1]} not found")
                 return self._fulfillment_response(shop, 200, found[1])
             if n == 3 and head == "fulfillments" and segments[2] == "update_tracking":
-                allow("PUT")
+                _allow(method, "PUT")
                 fulfillment, change = shop.update_tracking(segments[1], _body(body), self._stamp())
                 changes.append(change)
                 return self._fulfillment_response(shop, 200, fulfillment)
             if n == 3 and head == "fulfillments" and segments[2] == "cancel":
-                allow("PUT")
+                _allow(method, "PUT")
                 fulfillment, change = shop.cancel_fulfillment(segments[1], self._stamp())
                 changes.append(change)
                 return self._fulfillment_response(shop, 200, fulfillment)
         elif head == "app" and n >= 2 and segments[1] == "webhooks":
             if n == 2:
-                allow("GET", "POST")
+                _allow(method, "GET", "POST")
                 if method == "GET":
                     return _json_response(200, {"webhooks": [shop.webhook_json(w) for w in shop.webhooks.values()]})
                 return _json_response(
                     201, {"webhook": shop.webhook_json(shop.create_webhook(_body(body), self._stamp()))}
                 )
             if n == 3 and segments[2] == "count":
-                allow("GET")
+                _allow(method, "GET")
                 return _json_response(200, {"count": len(shop.webhooks)})
             if n == 3:
-                allow("GET", "PUT", "DELETE")
+                _allow(method, "GET", "PUT", "DELETE")
                 if method == "GET":
                     return _json_response(200, {"webhook": shop.webhook_json(shop.get_webhook(segments[2]))})
                 if method == "PUT":
@@ -709,11 +696,59 @@ class GenstoreSandbox:
                 shop.delete_webhook(segments[2])
                 return _json_response(200, {})
         elif segments == ["shops", "info"]:
-            allow("GET")
+            _allow(method, "GET")
             return _json_response(200, {"shop": self._shop_info(shop)})
         elif segments == ["oauth2", "access_scopes"]:
-            allow("GET")
+            _allow(method, "GET")
             return _json_response(200, {"accessScopes": "[" + ",".join(GRANTED_SCOPES) + "]"})
+        raise ApiError(404, f"Not Found: /{'/'.join(segments)}")
+
+    def _orders_resource(
+        self,
+        shop: Shop,
+        method: str,
+        prefix: str,
+        version: str,
+        segments: list[str],
+        query: str,
+        body: bytes,
+        host: str | None,
+        changes: list[OrderChange],
+    ) -> Response:
+        """/orders, /orders/count, /orders/{orderId}[/cancel | /fulfillments[/count]]."""
+        n = len(segments)
+
+        if n == 1:
+            _allow(method, "GET", "POST")
+            if method == "POST":
+                change = shop.create_order(_body(body), self._stamp())
+                changes.append(change)
+                return Response(201, b'{"order":' + shop.order_bytes(change.index) + b"}", {})
+            return self._list_orders(shop, prefix, version, query, host)
+        if n == 2 and segments[1] == "count":
+            _allow(method, "GET")
+            return _json_response(200, {"count": shop.count_matching(_parse_filters(_query(query)))})
+        index = shop.index_for(segments[1])
+        if index is None:
+            raise ApiError(404, f"Order {segments[1]} not found")
+        if n == 2:
+            _allow(method, "GET")
+            return Response(200, b'{"order":' + shop.order_bytes(index) + b"}", {})
+        if n == 3 and segments[2] == "cancel":
+            _allow(method, "POST")
+            cancelled = shop.cancel_order(index, _body(body), self._stamp())
+            if cancelled is not None:  # None: it was cancelled already, and nothing changed
+                changes.append(cancelled)
+            return Response(200, b'{"order":' + shop.order_bytes(index) + b"}", {})
+        if n == 3 and segments[2] == "fulfillments":
+            _allow(method, "GET")
+            quirks = shop.quirks_for(index)
+            return _json_response(
+                200, {"fulfillments": [wire_fulfillment(f, quirks) for f in shop.order(index)["fulfillments"]]}
+            )
+        if n == 4 and segments[2:] == ["fulfillments", "count"]:
+            _allow(method, "GET")
+            return _json_response(200, {"count": len(shop.order(index)["fulfillments"])})
         raise ApiError(404, f"Not Found: /{'/'.join(segments)}")
 
     def _fulfillment_response(self, shop: Shop, status: int, fulfillment: dict[str, Any]) -> Response:
@@ -835,12 +870,15 @@ class GenstoreSandbox:
             return _json_response(200, {"order": order})
         if len(segments) == 3 and segments[0] == "orders" and segments[2] == "canonical":
             return _json_response(200, {"canonical": self.canonical(handle, segments[1])})
-        if segments == ["quirks"]:
-            return _json_response(200, {"quirks": self.quirky_order_ids(handle)})
-        if segments == ["stats"]:
-            return _json_response(200, {"stats": self.stats(handle)})
-        if segments == ["webhooks"]:
-            return _json_response(200, {"webhooks": self.webhook_subscriptions(handle)})
+        reads: dict[str, Callable[[], Any]] = {
+            "quirks": lambda: self.quirky_order_ids(handle),
+            "stats": lambda: self.stats(handle),
+            "webhooks": lambda: self.webhook_subscriptions(handle),
+            "orders-by-source": lambda: self.orders_by_source(handle, source_name=params.get("sourceName")),
+        }
+        if len(segments) == 1 and segments[0] in reads:
+            key = "orders" if segments[0] == "orders-by-source" else segments[0]
+            return _json_response(200, {key: reads[segments[0]]()})
         if segments == ["webhooks", "attempts"]:
             attempts = self.webhook_attempts(handle, topic=params.get("topic"))
             return _json_response(200, {"attempts": [a.as_json() for a in attempts]})
@@ -886,6 +924,11 @@ def format_link_header(links: list[tuple[str, str]], page_number: int) -> str:
         parts = [f"<{url}>; rel={rel}" for rel, url in ordered]
     value = ", ".join(parts)
     return f'"{value}"' if variant in ("quoted", "quoted_spaced_next_first") else value
+
+
+def _allow(method: str, *methods: str) -> None:
+    if method not in methods:
+        raise ApiError(405, f"Method {method} not allowed here (allowed: {', '.join(methods)})")
 
 
 def _endpoint_label(segments: list[str]) -> str:

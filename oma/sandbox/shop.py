@@ -21,12 +21,14 @@ from urllib.parse import urlparse
 # The fake accepts the contract's topics and shipmentStatus values, defined once in the client package.
 from oma.genstore.shipment_status import SHIPMENT_STATUSES
 from oma.genstore.topics import WEBHOOK_TOPICS
+from oma.sandbox.created_orders import API_CANCEL_REASONS, build_order, order_request, source_summary
 from oma.sandbox.data import (
     DAY_MS,
     FINANCIAL_STATUSES,
     FULFILLMENT_STATUSES,
     IdScheme,
     OrderSummary,
+    Variant,
     build_catalog,
     cents,
     fulfillment_status_code,
@@ -38,22 +40,17 @@ from oma.sandbox.data import (
     shop_seed_for,
     tracking_for,
 )
+from oma.sandbox.errors import ApiError
 from oma.sandbox.quirks import EMAIL_HIDING_QUIRKS, static_quirks, wire_order
+
+__all__ = ["DEFAULT_CACHE_ORDERS", "LOCAL_WEBHOOK_HOSTS", "WEBHOOK_FAILURE_LIMIT", "ApiError", "OrderChange",
+           "OrderFilter", "Page", "Shop", "ShopStats", "TokenBucket"]
 
 LOCAL_WEBHOOK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Genstore stops sending to a subscription after this many consecutive failed deliveries.
 WEBHOOK_FAILURE_LIMIT = 8
 # Serialized generated orders kept (LRU): ~1.4 KB each. A walk of a bigger shop regenerates what fell out.
 DEFAULT_CACHE_ORDERS = 20_000
-
-
-class ApiError(Exception):
-    """An API answer other than success: the server turns it into `status {"error": message}`."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +147,8 @@ class ShopStats:
     fulfillments_created: int = 0
     fulfillments_updated: int = 0
     fulfillments_cancelled: int = 0
+    orders_created: int = 0  # through POST /orders
+    orders_cancelled: int = 0  # through POST /orders/{orderId}/cancel
     orders_changed: int = 0
     webhooks_delivered: int = 0
     webhooks_failed: int = 0
@@ -229,6 +228,9 @@ class Shop:
 
         self.created_fulfillments: dict[str, int] = {}  # fulfillId -> order index (fulfillments made via the API)
         self._fulfillment_counter = 0
+        self.created_orders: list[int] = []  # indexes of the orders made through POST /orders, in order
+        self._line_counter = 0
+        self._variants_by_sku: dict[str, Variant] | None = None
         self.webhooks: dict[int, dict[str, Any]] = {}
         self._webhook_counter = 8_589_934_000 + self.seed % 1000
         self.mutation_rng = random.Random(self.seed ^ 0x5EED)
@@ -469,17 +471,72 @@ class Shop:
             order = generate_order(
                 ids=self.ids, catalog=self.catalog, index=index, summary=summary, created_ms=stamp, updated_ms=stamp
             )
-            if static_quirks(self.seed, index) & EMAIL_HIDING_QUIRKS:
-                order["email"] = None
-            self.overlay[index] = order
-            self.count += 1
-            if self._financial_codes is not None and self._fulfillment_codes is not None:
-                self._financial_codes.append(FINANCIAL_STATUSES.index(order["financialStatus"]))
-                self._fulfillment_codes.append(0)
-            self.changed(index)
-            topics = ["orders/create"] + (["orders/paid"] if order["financialStatus"] == "paid" else [])
-            changes.append(OrderChange(index, tuple(topics)))
+            changes.append(self._append(order))
         return changes
+
+    def _append(self, order: dict[str, Any]) -> OrderChange:
+        """Add a new open order at the next index (its ids must be that index's); it fires orders/create."""
+        index = self.count
+        if static_quirks(self.seed, index) & EMAIL_HIDING_QUIRKS:
+            order["email"] = None  # a protected field the app may not see
+        self.overlay[index] = order
+        self.count += 1
+        if self._financial_codes is not None and self._fulfillment_codes is not None:
+            self._financial_codes.append(FINANCIAL_STATUSES.index(order["financialStatus"]))
+            self._fulfillment_codes.append(0)
+        self.changed(index)
+        topics = ["orders/create"] + (["orders/paid"] if order["financialStatus"] == "paid" else [])
+        return OrderChange(index, tuple(topics))
+
+    # --- orders created and cancelled through the API ------------------------------------------------------
+
+    def create_order(self, body: Any, stamp: int) -> OrderChange:
+        """POST /orders: check the body, give the order the next index's ids and new line ids, keep it."""
+        request = order_request(body)
+        if self._variants_by_sku is None:
+            physical, digital = self.catalog
+            self._variants_by_sku = {variant.sku: variant for variant in (*physical, *digital)}
+        index = self.count
+        line_ids = []
+        for _ in request.lines:
+            self._line_counter += 1
+            line_ids.append(self.ids.created_line_item_id(self._line_counter))
+        order = build_order(
+            request,
+            order_id=str(self.ids.order_id(index)),
+            genstore_id=self.ids.genstore_id(index),
+            name=f"#{1001 + index}",  # the shop's numbering goes on
+            line_ids=line_ids,
+            variants=self._variants_by_sku,
+            stamp=stamp,
+        )
+        change = self._append(order)
+        self.created_orders.append(index)
+        self.stats.orders_created += 1
+        return change
+
+    def cancel_order(self, index: int, body: Any, stamp: int) -> OrderChange | None:
+        """POST /orders/{orderId}/cancel: None when the order was already cancelled (200, unchanged)."""
+        reason = body.get("reason") if isinstance(body, dict) else None
+        if reason not in API_CANCEL_REASONS:
+            raise ApiError(422, f"reason must be one of: {', '.join(API_CANCEL_REASONS)}")
+        order = self.order(index)
+        if order["cancelledAt"] is not None:
+            return None
+        if order["fulfillmentStatus"] == "fulfilled":
+            raise ApiError(422, "Cannot cancel a fulfilled order")
+        change = self.cancel(index, reason, stamp)
+        self.stats.orders_cancelled += 1
+        return change
+
+    def orders_by_source(self, source_name: str | None = None) -> list[dict[str, Any]]:
+        """The orders created through POST /orders (optionally of one sourceName, any case), oldest first."""
+        wanted = source_name.casefold() if source_name is not None else None
+        return [
+            source_summary(self.overlay[index])
+            for index in self.created_orders
+            if wanted is None or str(self.overlay[index]["sourceName"]).casefold() == wanted
+        ]
 
     def mutate(self, n: int, stamp_source: Any, rng: random.Random) -> list[OrderChange]:
         """Change `n` distinct orders the way merchants and customers do; `stamp_source()` gives each a time."""
