@@ -115,7 +115,7 @@ def decode_csv(data: bytes) -> tuple[str, str]:
                 return data.decode("utf-16"), "utf-16"
             except UnicodeDecodeError as exc:
                 raise CsvFileError(f"the file is not valid UTF-16 text: {exc}") from exc
-        raise CsvFileError("this is not a text file: a tracking CSV must be plain text")
+        raise CsvFileError("this is not a text file: a CSV file must be plain text")
     try:
         return data.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
@@ -129,7 +129,7 @@ def decode_csv(data: bytes) -> tuple[str, str]:
         ) from exc
 
 
-def _canonical_header(name: str) -> str:
+def canonical_header(name: str) -> str:
     return _HEADER_SEPARATORS.sub("_", name.strip().strip('"').lower()).strip("_")
 
 
@@ -141,7 +141,7 @@ def _read_header(text: str) -> tuple[str, list[str]]:
     best: tuple[str, list[str]] | None = None
     for delimiter in _DELIMITERS:
         header = next(csv.reader([first_line], delimiter=delimiter))
-        names = [_HEADER_ALIASES.get(_canonical_header(cell), "") for cell in header]
+        names = [_HEADER_ALIASES.get(canonical_header(cell), "") for cell in header]
         if all(column in names for column in REQUIRED_COLUMNS):
             return delimiter, header
         if best is None or len(header) > len(best[1]):
@@ -149,7 +149,7 @@ def _read_header(text: str) -> tuple[str, list[str]]:
     assert best is not None
     found = ", ".join(repr(cell.strip()) for cell in best[1] if cell.strip()) or "nothing"
     missing = [column for column in REQUIRED_COLUMNS if column not in
-               [_HEADER_ALIASES.get(_canonical_header(cell), "") for cell in best[1]]]
+               [_HEADER_ALIASES.get(canonical_header(cell), "") for cell in best[1]]]
     raise CsvFileError(
         f"the header must name the columns {' and '.join(missing)} (found {found}); "
         f"columns: {', '.join(COLUMNS)}"
@@ -163,7 +163,7 @@ def parse_tracking_csv(data: bytes, *, max_rows: int = 100_000, now: datetime | 
     positions: dict[str, int] = {}
     ignored: list[str] = []
     for index, cell in enumerate(header):
-        column = _HEADER_ALIASES.get(_canonical_header(cell))
+        column = _HEADER_ALIASES.get(canonical_header(cell))
         if column is None:
             if cell.strip():
                 ignored.append(cell.strip())
