@@ -2,18 +2,31 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
+# The venv is rebuilt whenever either lock changes (its stamp is named by both files' checksums).
+LOCKS := requirements.txt requirements-dev.txt
+STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) | cksum | cut -d' ' -f1)
+# `make lock` compiles the .in files for every platform (markers for the rest) against Python 3.11, from PyPI only
+# (never a local mirror's files: the hashes must be PyPI's), ignoring any uv.toml on this machine. Pins already in
+# the locks stay unless the .in ranges exclude them: LOCK_ARGS=--upgrade moves everything to the newest allowed,
+# LOCK_ARGS="--upgrade-package django" one package (README, "Upgrading dependencies").
+LOCK_ARGS ?=
+UV_COMPILE = $(BIN)/uv --no-config pip compile --quiet --generate-hashes --universal --python-version 3.11 \
+	--index-url https://pypi.org/simple --custom-compile-command "make lock" $(LOCK_ARGS)
 
-.PHONY: run test lint typecheck bench venv clean
+.PHONY: run test lint typecheck bench venv lock clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): $(LOCKS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
+
+# The runtime lock first: the dev lock takes its pins from it (-c requirements.txt in requirements-dev.in).
+lock: venv
+	$(UV_COMPILE) requirements.in --output-file requirements.txt
+	$(UV_COMPILE) requirements-dev.in --output-file requirements-dev.txt
 
 run: venv
 	$(BIN)/python -m oma.devrun

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from email.utils import parseaddr
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from oma.ops.logging import logging_config
 
@@ -23,8 +25,6 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-change-me" if DEBUG else "")
 if not SECRET_KEY:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (see .env.example)")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -60,8 +60,17 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "oma.core.tenancy.MerchantPermissionBackend",
 ]
+# Django's password forms, createsuperuser, changepassword and add_merchant_user check new passwords with these.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},  # 8 characters
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 
 MIDDLEWARE = [
+    # First: answers the container's own liveness probe (loopback only) before any Host check (oma.ops.liveness).
+    "oma.ops.liveness.LoopbackLivenessMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # admin static files under gunicorn, no extra server
     "oma.ops.middleware.OpsMiddleware",  # request id and store in the log context; webhook answer counters
@@ -162,6 +171,38 @@ CELERY_BEAT_SCHEDULER = "oma.ops.beat:LeasedDatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
+# Queues per workload: a long task of one kind (a CSV import: up to 55 minutes; a ShipStation poll: 10) never holds
+# the worker slots another kind needs. Production runs a worker per group of queues (README, "The production
+# shape"); `make run` and the test workers consume them all. Every OMA task is routed here by name (beat's entries
+# too, since they are sent by name); tests/ops/test_queues.py fails for a task that is not.
+# `celery` stays the default queue, for anything unrouted (Celery's own tasks), and carries the heartbeat: a
+# deployment with no worker on it shows up on /healthz as a stale worker instead of silently piling tasks up.
+OMA_CELERY_QUEUES: tuple[str, ...] = ("celery", "webhooks", "pushes", "polls", "sweeps", "imports")
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = {name: {"exchange": name, "routing_key": name} for name in OMA_CELERY_QUEUES}
+_TASKS_BY_QUEUE: dict[str, tuple[str, ...]] = {
+    "celery": ("ops.heartbeat",),
+    # Webhook processing and its outbox (which also prunes old deliveries): seconds each, latency matters most.
+    "webhooks": ("webhooks.process_deliveries", "webhooks.dispatch_outbox"),
+    # Writes to Genstore and what queues them: fulfillment pushes, orders created for external channels, and
+    # matching tracking records to orders that just arrived (its outcome is a push).
+    "pushes": (
+        "fulfillment.push_shipment", "fulfillment.push_due", "fulfillment.push_pending",
+        "channels.create_external_orders", "channels.enqueue_external_order_drains", "channels.match_waiting",
+    ),
+    # Reading other systems on a schedule: carriers, ShipStation, and the matching net a channel poll ends with.
+    "polls": ("tracking.poll_due", "channels.poll_all", "channels.poll_channel", "channels.match_waiting_all"),
+    # Long reads and housekeeping: order sweeps and their deferred change hooks, re-syncs, digests, learned
+    # delivery times, re-queueing stalled imports.
+    "sweeps": (
+        "orders.sweep_all_stores", "orders.sweep_store", "orders.changed_run_hooks", "merchant.resync_orders",
+        "merchant.send_alert_digests", "merchant.learn_transit_times", "channels.enqueue_stalled_csv_imports",
+    ),
+    # Files imported by a worker: tracking CSVs (up to 100,000 rows), order files.
+    "imports": ("channels.import_queued_csv", "channels.import_queued_orders"),
+}
+CELERY_TASK_ROUTES = {task: {"queue": queue} for queue, tasks in _TASKS_BY_QUEUE.items() for task in tasks}
+
 # Cache: the tracking page's per-client rate limit. Shared through Redis when there is one.
 CACHES = {
     "default": (
@@ -172,8 +213,29 @@ CACHES = {
 }
 
 # --- Merchant tools: tracking page, alert digests, estimated delivery ---------------------------------
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Email: EMAIL_URL says where mail goes (django-environ: smtp+tls://user:password@host:587, smtp+ssl://...:465,
+# smtp://host:25, consolemail:// (the default, also when empty), filemail:///path, dummymail://); percent-encode
+# `@ : /` in the user and password. EMAIL_BACKEND, when set, replaces only the backend class that EMAIL_URL's scheme
+# names (host, port, login and TLS still come from EMAIL_URL).
+_email = env.email_url_config(env.str("EMAIL_URL", default="") or "consolemail://")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=_email["EMAIL_BACKEND"])
+EMAIL_HOST = _email.get("EMAIL_HOST") or "localhost"
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+EMAIL_PORT = _email.get("EMAIL_PORT") or (465 if EMAIL_USE_SSL else 587 if EMAIL_USE_TLS else 25)
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD") or ""
+if _email.get("EMAIL_FILE_PATH"):
+    EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"]
+# Seconds an SMTP server may take to answer: a hung server fails the digest task, which sends again next run.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="OMA <oma@localhost>")
+# The sender of the error mails to ADMINS.
+SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
+# Who gets a mail for each server error (see LOGGING): comma-separated "Name <address>" or bare addresses.
+ADMINS = [parseaddr(entry) for entry in env.list("ADMINS", default=[])]
+if any("@" not in address for _, address in ADMINS):
+    raise ImproperlyConfigured('ADMINS: comma-separated "Name <address>" or addresses (no commas in names)')
 OMA_PUBLIC_URL = env.str("OMA_PUBLIC_URL", default="")  # e.g. https://oma.example.com, for links in emails
 OMA_TRACK_LOOKUPS_PER_WINDOW = env.int("OMA_TRACK_LOOKUPS_PER_WINDOW", default=10)
 OMA_TRACK_WINDOW_SECONDS = env.int("OMA_TRACK_WINDOW_SECONDS", default=600)
@@ -247,7 +309,10 @@ OMA_SWEEP_PAGE_SIZE = env.int("OMA_SWEEP_PAGE_SIZE", default=250)
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # plain | json (one object per line)
 LOG_FILE = env.str("LOG_FILE", default="")  # also write to this file (reopened after logrotate moves it)
-LOGGING = logging_config(level=LOG_LEVEL, log_format=LOG_FORMAT, log_file=LOG_FILE)
+# With ADMINS set and DEBUG off, each server error (a 500) is also mailed to them, redacted like the logs.
+LOGGING = logging_config(
+    level=LOG_LEVEL, log_format=LOG_FORMAT, log_file=LOG_FILE, mail_admins=bool(ADMINS) and not DEBUG
+)
 OMA_BEAT_LEASE_SECONDS = env.float("OMA_BEAT_LEASE_SECONDS", default=30.0)  # a dead beat's standby waits this long
 OMA_BEAT_STALE_SECONDS = env.float("OMA_BEAT_STALE_SECONDS", default=60.0)  # /healthz: beat's lease renewal
 OMA_WORKER_STALE_SECONDS = env.float("OMA_WORKER_STALE_SECONDS", default=150.0)  # /healthz: the heartbeat task
@@ -257,3 +322,14 @@ OMA_METRICS_PUBLIC = env.bool("OMA_METRICS_PUBLIC", default=False)
 OMA_METRICS_CACHE_SECONDS = env.float("OMA_METRICS_CACHE_SECONDS", default=5.0)
 # The webhook processing lag gauges look at deliveries received in this last window.
 OMA_METRICS_LAG_WINDOW_SECONDS = env.int("OMA_METRICS_LAG_WINDOW_SECONDS", default=600)
+
+# --- Error reporting (optional) -----------------------------------------------------------------------
+# SENTRY_DSN set: errors of the web processes and Celery tasks (and error log lines) go to Sentry, each event
+# passed through the log redaction first (oma.ops.errors). sentry-sdk is only imported then.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)  # 0..1 of requests and tasks traced
+if SENTRY_DSN:
+    from oma.ops.errors import sentry_init  # importing sentry-sdk costs about 0.3 s: only when it reports
+
+    sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE)

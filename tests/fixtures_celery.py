@@ -26,6 +26,7 @@ from typing import IO
 from urllib.parse import quote
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +140,11 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 class CeleryWorker:
-    """`celery -A oma worker` in a subprocess; its log goes to a file that failures print."""
+    """`celery -A oma worker` in a subprocess; its log goes to a file that failures print.
+
+    `queues` (comma-separated) limits it to those queues; by default it consumes every queue, as `make run`'s
+    worker does (settings.OMA_CELERY_QUEUES).
+    """
 
     def __init__(self, *, env: dict[str, str], log_path: Path, concurrency: int = 2, pool: str = "prefork",
                  queues: str | None = None) -> None:
@@ -157,8 +162,7 @@ class CeleryWorker:
             f"--concurrency={self.concurrency}", f"--hostname=test-{uuid.uuid4().hex[:8]}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]
-        if self.queues:
-            command.append(f"--queues={self.queues}")
+        command.append(f"--queues={self.queues or ','.join(settings.OMA_CELERY_QUEUES)}")
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         wait_until(self._ready, timeout=timeout, interval=0.2, what=f"celery worker (log: {self.log_path})")

@@ -1,8 +1,8 @@
 """OMA's shipment status vocabulary: one place for the statuses, substatuses and what each one means downstream.
 
-Twelve statuses follow the consensus of AfterShip, 17TRACK, EasyPost and Shippo (see ../shared/reference/carriers.md
-§0 and §2.6); the substatus says *why* (a delay, a refusal, a loss...). Every carrier module maps its raw codes to a
-(status, substatus) pair and keeps the raw code and text beside it, so a mapping gap never loses information.
+Twelve statuses follow the consensus of AfterShip, 17TRACK, EasyPost and Shippo; the substatus says *why* (a delay,
+a refusal, a loss...). Every carrier module maps its raw codes to a (status, substatus) pair and keeps the raw code
+and text beside it, so a mapping gap never loses information.
 
 Two derived tables live here too, so that polling, pushing and the UI agree:
 - TERMINAL_STATUSES / is_terminal(): when polling stops.

@@ -12,6 +12,7 @@ import time
 import urllib.request
 
 import django
+from django.conf import settings
 
 from oma.devrun import (
     CARRIER_SANDBOX_PORT,
@@ -109,7 +110,9 @@ def main() -> int:
             demo.ensure_demo_carrier_accounts()
             demo.ensure_demo_tracking()
         start("web", PYTHON, "manage.py", "runserver", f"127.0.0.1:{WEB_PORT}", "--noreload")
-        start("worker", PYTHON, "-m", "celery", "-A", "oma", "worker", "-l", "info", "--concurrency", "2")
+        # One worker for every queue (production runs one per workload: settings.OMA_CELERY_QUEUES).
+        start("worker", PYTHON, "-m", "celery", "-A", "oma", "worker", "-l", "info", "--concurrency", "2",
+              "-Q", ",".join(settings.OMA_CELERY_QUEUES))
         start("beat", PYTHON, "-m", "celery", "-A", "oma", "beat", "-l", "info")
         wait_for(f"http://127.0.0.1:{WEB_PORT}/admin/login/")
         say(f"OMA is up: http://127.0.0.1:{WEB_PORT}/admin/  (Ctrl-C stops everything)")

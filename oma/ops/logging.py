@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.mail import mail_admins
 
 from oma.ops.redaction import redact
 
@@ -124,8 +125,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def logging_config(*, level: str = "INFO", log_format: str = "plain", log_file: str = "") -> dict[str, Any]:
-    """The LOGGING dict of settings: console (and an optional file), both through the context/redaction filter."""
+class AdminEmailHandler(logging.Handler):
+    """Mails settings.ADMINS each server error (`django.request`, a 500): the redacted log line and traceback only.
+
+    Django's own AdminEmailHandler would send the request's headers, body and the frames' local variables as they
+    are (webhook bodies carry customers' e-mails and addresses); the context filter has redacted this record's text.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            subject = " ".join(f"{record.levelname}: {record.getMessage()}".split())  # mail_admins adds the prefix
+            mail_admins(subject[:200], self.format(record), fail_silently=True)
+        except Exception:
+            self.handleError(record)
+
+
+def logging_config(
+    *, level: str = "INFO", log_format: str = "plain", log_file: str = "", mail_admins: bool = False
+) -> dict[str, Any]:
+    """The LOGGING dict of settings: console (and an optional file), both through the context/redaction filter;
+    with `mail_admins`, server errors also mailed to settings.ADMINS (AdminEmailHandler)."""
     formatter = "json" if log_format.lower() == "json" else "plain"
     handlers: dict[str, Any] = {
         "console": {"class": "logging.StreamHandler", "formatter": formatter, "filters": ["context"]},
@@ -138,6 +157,13 @@ def logging_config(*, level: str = "INFO", log_format: str = "plain", log_file: 
             "filters": ["context"],
         }
     names = list(handlers)
+    request_handlers: list[str] = []
+    if mail_admins:
+        handlers["mail_admins"] = {
+            "class": "oma.ops.logging.AdminEmailHandler", "level": "ERROR", "formatter": "plain",
+            "filters": ["context"],
+        }
+        request_handlers.append("mail_admins")
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -154,6 +180,7 @@ def logging_config(*, level: str = "INFO", log_format: str = "plain", log_file: 
             # Django's defaults attach their own unfiltered console handler to these: route them through ours.
             "django": {"handlers": [], "level": level, "propagate": True},
             "django.server": {"handlers": [], "level": level, "propagate": True},
+            "django.request": {"handlers": request_handlers, "propagate": True},
             "django.db.backends": {"level": "WARNING"},
         },
     }

@@ -47,6 +47,10 @@ _SIGNATURE_VALUE = re.compile(
     r"(?i)\b([a-z0-9_-]*signature[a-z0-9_-]*)(['\"]?\s*[:=]\s*['\"]?|['\"]?\s*,\s*['\"])"
     r"([^\s'\";&)}\]]+(?:\s+[a-z0-9]{1,8}[,=][^\s'\";&)}\]]+)*)"
 )
+_SECRET_NAME = re.compile(rf"(?i)(?:{_SECRET_NAMES})")
+# A name containing one of these holds a secret too (`EMAIL_HOST_PASSWORD`, `csrftoken`, `OMA_ENCRYPTION_KEYS`).
+_SECRET_NAME_PARTS = ("password", "passwd", "secret", "token", "hmac", "signature", "authorization", "cookie",
+                      "api_key", "apikey", "api-key", "encryption_key", "private_key")
 # Secrets recognisable by their prefix wherever they appear: Standard Webhooks signing secrets.
 _PREFIXED_SECRET = re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]{8,}")
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s/]+)@")
@@ -156,6 +160,13 @@ def _named_value(match: re.Match[str]) -> str:
     if value.startswith("["):  # already a placeholder
         return match.group(0)
     return f"{name}{separator}{scheme or ''}{REDACTED}"
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a value stored under this name is a secret as a whole: a header (`Authorization`,
+    `X-Genstore-Hmac-Sha256`), a field or a variable (`access_token`, `client_secret`, `password`)."""
+    lowered = name.strip().lower()
+    return _SECRET_NAME.fullmatch(lowered) is not None or any(part in lowered for part in _SECRET_NAME_PARTS)
 
 
 def redact(text: str) -> str:

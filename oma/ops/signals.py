@@ -47,6 +47,7 @@ _SECRET_FIELDS: dict[type, list[str]] = {}
 def register_settings_secrets() -> None:
     values: list[object] = [settings.SECRET_KEY, *settings.OMA_ENCRYPTION_KEYS]
     values.append(settings.OMA_METRICS_TOKEN)
+    values.append(settings.EMAIL_HOST_PASSWORD)
     for url in (settings.REDIS_URL, settings.CELERY_BROKER_URL):
         values.append(urlsplit(url).password if url and "://" in url else "")
     for database in settings.DATABASES.values():

@@ -18,6 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from oma.ops.health import run_checks
+from oma.ops.liveness import live_response
 from oma.ops.metrics import metrics_text
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -68,8 +69,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def live(request: HttpRequest) -> JsonResponse:
-    """Liveness for a container orchestrator: the web process answers (restarting it would not fix a database)."""
-    return JsonResponse({"status": "ok"})
+    """The liveness answer for callers other than the container itself (oma.ops.liveness answers loopback)."""
+    return live_response()
 
 
 @never_cache

@@ -36,7 +36,7 @@ def browser() -> Iterator:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("the playwright package (pip install -r requirements.txt)")
+        _unavailable("the playwright package (pip install --require-hashes -r requirements-dev.txt)")
     executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
     # Playwright's sync API keeps an asyncio loop in this thread; the test's own ORM calls are still synchronous.
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")

@@ -2,8 +2,9 @@
 where a customer can follow them.
 
 Where the rules come from (public facts, re-expressed here in our own table):
-- jkeen/tracking_number_data v2.0.0 (MIT licence, https://github.com/jkeen/tracking_number_data): the courier codes,
-  format ids, regular expressions, check-digit parameters and most public tracking URLs. Patterns here are written
+- jkeen/tracking_number_data v2.0.0 (https://github.com/jkeen/tracking_number_data, Copyright (c) 2017 Jeff Keen,
+  MIT licence; its copyright and permission notice are in NOTICE at the repository root): the courier codes, format
+  ids, regular expressions, check-digit parameters and most public tracking URLs. Patterns here are written
   for a number already normalized by `tracking.numbers.normalize()` (upper case, whitespace, hyphens and dots
   removed), so they carry no `\\s*` and no separators (LaserShip's 18-character "...-1" is matched as "...1").
 - UPS: "1Z" numbers (6-character shipper number, 2-character service, 7-character package id, mod 10 check digit
@@ -14,8 +15,8 @@ Where the rules come from (public facts, re-expressed here in our own table):
   mod 10 check digit (weights 3/1).
 - UPU S10 standard (two letters, 8 digits, weighted mod 11 check digit, ISO 3166 issuing country).
 - DPD: ISO/IEC 7064 MOD 37,36 check character.
-- Public tracking pages: ../shared/reference/carriers.md §4 (UPS, FedEx, USPS, DHL, Canada Post, Royal Mail) and the
-  `tracking_url` entries of tracking_number_data for the others.
+- Public tracking pages: each carrier's own public tracking page (UPS, FedEx, USPS, DHL, Canada Post, Royal Mail) and
+  the `tracking_url` entries of tracking_number_data for the others.
 
 `carrier` is the courier code as tracking_number_data names it (ups, fedex, usps, dhl, canada_post, amazon, dpd,
 ontrac, lasership, purolator, s10, yodel, yunexpress, landmark, gofo, speedee, old_dominion, canpar).
