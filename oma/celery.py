@@ -91,6 +91,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": crontab(minute="*/10"),
         "expire_seconds": 9 * 60,
     },
+    "channels: create and cancel external orders in Genstore (drains lost, backoffs ended, workers that died)": {
+        "task": "channels.enqueue_external_order_drains",
+        "schedule": 60,
+        "expire_seconds": 55,
+    },
     "channels: queue again CSV imports whose worker never came or died": {
         "task": "channels.enqueue_stalled_csv_imports",
         "schedule": crontab(minute="*/5"),

@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from celery import current_app
 from django.db import transaction
-from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from oma.channels.connectors.csv import CsvFileError, CsvRow, parse_tracking_csv
+from oma.channels.file_queue import queued_file_claim, queued_file_hold, queued_files_enqueue_stalled
 from oma.channels.matching import OrderLedger, lock_orders, orders_for_external_ids
 from oma.channels.models import Channel, CsvImport, ExternalShipment
 from oma.channels.services import (
@@ -38,8 +37,6 @@ from oma.channels.services import (
     external_shipment_row,
     match_row,
 )
-from oma.core.leases import lease_free, lease_take
-from oma.core.outbox import AnyTask, enqueue_on_commit, publish_each
 from oma.stores.models import Store
 from tracking.numbers import canonical
 from tracking.signals import shipments_changed_batch
@@ -195,6 +192,7 @@ def tracking_csv_import(
     dry_run: bool = False,
     now: datetime | None = None,
     queue_above_rows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CsvImportReport:
     """Import one tracking CSV for a store. Never raises for bad input: the report says what happened.
 
@@ -202,6 +200,7 @@ def tracking_csv_import(
     With `dry_run` every check runs, including against the orders, and nothing is saved. A file with more rows than
     `queue_above_rows` (not a dry run) is checked as a file, stored, and imported by a worker after the commit
     (`csv_import_run_queued`): the report says `queued`, and the CsvImport row gets the results when it has run.
+    `progress(rows done, rows)` is called as batches finish (a command's progress bar).
     """
     now = now or timezone.now()
     report = CsvImportReport(file_name=file_name, dry_run=dry_run)
@@ -238,13 +237,12 @@ def tracking_csv_import(
             )
             report.import_id = csv_import.pk
             if not dry_run and queue_above_rows is not None and len(parsed.rows) > queue_above_rows:
-                csv_import.queued_file = data
-                csv_import.save(update_fields=["queued_file"])
-                enqueue_on_commit(_import_task(), csv_import.pk)  # broker down: queued again when stalled
+                queued_file_hold(csv_import, data, task_name=QUEUED_CSV_TASK)  # broker down: queued again later
                 report.queued = True
                 logger.info("csv import for %s: %s", store.domain, report.summary())
                 return report
-            _import_into(store=store, channel=channel, csv_import=csv_import, rows=parsed.rows, report=report, now=now)
+            _import_into(store=store, channel=channel, csv_import=csv_import, rows=parsed.rows, report=report, now=now,
+                         progress=progress)
             if dry_run:
                 raise _DryRunRollback
     except _DryRunRollback:
@@ -255,11 +253,12 @@ def tracking_csv_import(
 
 def _import_into(
     *, store: Store, channel: Channel, csv_import: CsvImport, rows: Sequence[CsvRow], report: CsvImportReport,
-    now: datetime,
+    now: datetime, progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Import the rows and record the outcome on `csv_import` (the queued file, if any, is let go either way)."""
     try:
-        _import_rows(store=store, channel=channel, csv_import=csv_import, rows=rows, report=report, now=now)
+        _import_rows(store=store, channel=channel, csv_import=csv_import, rows=rows, report=report, now=now,
+                     progress=progress)
     except Exception as exc:
         # Batches before the failure are in (each complete); importing the file again finishes the rest.
         csv_import.file_error = f"stopped by an error: {type(exc).__name__}: {exc}"[:2000]
@@ -279,23 +278,8 @@ def _import_into(
     channel_touch(channel, now=now)
 
 
-def _import_task() -> AnyTask:
-    """The queued-import task, by name: oma.channels.tasks imports this module."""
-    task: AnyTask = current_app.tasks["channels.import_queued_csv"]
-    return task
-
-
-# A claim older than this belongs to an attempt that has ended (the task's hard time limit is 3300 s).
-QUEUED_IMPORT_CLAIM = timedelta(hours=1)
-
-
-def _queued() -> QuerySet[CsvImport]:
-    return CsvImport.objects.filter(finished_at__isnull=True, queued_file__isnull=False)
-
-
-def _unclaimed(now: datetime) -> Q:
-    """The claim is a lease kept as the moment an attempt took it (`claimed_at`), over after QUEUED_IMPORT_CLAIM."""
-    return lease_free(now=now, ttl=QUEUED_IMPORT_CLAIM, until_field=None, taken_field="claimed_at")
+# The task that imports a queued CSV (oma.channels.tasks; the queue itself is oma.channels.file_queue).
+QUEUED_CSV_TASK = "channels.import_queued_csv"
 
 
 def csv_import_run_queued(*, csv_import_id: int, now: datetime | None = None) -> CsvImportReport | None:
@@ -303,11 +287,7 @@ def csv_import_run_queued(*, csv_import_id: int, now: datetime | None = None) ->
     holds it (a task delivered twice), or the row is gone. An attempt lost half-way (a killed worker) is taken
     over once its claim has expired (`csv_imports_enqueue_stalled`); rows it imported count as already imported."""
     now = now or timezone.now()
-    claimed = lease_take(
-        _queued().filter(pk=csv_import_id), ttl=QUEUED_IMPORT_CLAIM, now=now,
-        holder_field=None, until_field=None, taken_field="claimed_at",
-    )
-    if not claimed:
+    if not queued_file_claim(CsvImport, pk=csv_import_id, now=now):
         return None
     csv_import = CsvImport.objects.select_related("store", "channel").get(pk=csv_import_id)
     report = CsvImportReport(file_name=csv_import.file_name, import_id=csv_import.pk,
@@ -331,16 +311,7 @@ def csv_import_run_queued(*, csv_import_id: int, now: datetime | None = None) ->
 def csv_imports_enqueue_stalled(*, now: datetime | None = None) -> int:
     """Queue again the imports whose task never ran (the broker lost it, or was down when the upload committed)
     or whose attempt ended without finishing (a killed worker): a queued file is imported late, never dropped."""
-    now = now or timezone.now()
-    stalled = list(
-        _queued().filter(_unclaimed(now), started_at__lt=now - STALLED_AFTER).values_list("pk", flat=True)
-    )
-    publish_each(_import_task(), [(csv_import_id,) for csv_import_id in stalled])  # broker down: next run
-    return len(stalled)
-
-
-# A queued import no worker has taken after this long is queued again (a worker takes one within seconds).
-STALLED_AFTER = timedelta(minutes=10)
+    return queued_files_enqueue_stalled(CsvImport, task_name=QUEUED_CSV_TASK, now=now or timezone.now())
 
 
 class _Results:
@@ -369,6 +340,7 @@ def _import_rows(
     rows: Sequence[CsvRow],
     report: CsvImportReport,
     now: datetime,
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
     results = _Results()
     for row in rows:
@@ -397,6 +369,8 @@ def _import_rows(
             by_order.setdefault(lookup.order.pk, []).append(row)
 
     _import_waiting(channel=channel, csv_import=csv_import, rows=waiting, keys=keys, results=results)
+    if progress:
+        progress(len(results.by_line), len(rows))
     # Batches of orders, each in its own transaction holding those orders locked: a long file never holds an
     # order for long, and a webhook or poll for the same order waits for one batch at most.
     order_pks = list(by_order)
@@ -406,6 +380,8 @@ def _import_rows(
         with transaction.atomic(), shipments_changed_batch():
             _import_batch(store=store, channel=channel, csv_import=csv_import, rows_by_order=batch, keys=keys,
                           results=results, now=now)
+        if progress:
+            progress(len(results.by_line), len(rows))
     report.results = [results.by_line[row.line] for row in rows]
 
 
@@ -446,8 +422,8 @@ def _import_waiting(
         results.done(
             row,
             WAITING,
-            f"unknown order {row.record.external_order_id!r}: no mirrored order has this orderId or "
-            "sourceIdentifier; kept, and matched automatically if that order arrives",
+            f"unknown order {row.record.external_order_id!r}: no mirrored order has this orderId, "
+            "sourceIdentifier or name; kept, and matched automatically if that order arrives",
         )
         new_rows.append(
             external_shipment_row(channel=channel, record=row.record, key=keys[row.line], csv_import=csv_import)

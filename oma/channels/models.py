@@ -228,6 +228,9 @@ class ExternalOrder(models.Model):
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     create_sent_at = models.DateTimeField(null=True, blank=True)
     created_in_genstore_at = models.DateTimeField(null=True, blank=True)
+    # A cancel is owed (the channel's cancelledAt arrived, or the merchant asked) until the Genstore order is cancelled
+    # or the row is flagged (`needs_attention`): the drain works it like a create.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancel_sent_at = models.DateTimeField(null=True, blank=True)
     cancelled_in_genstore_at = models.DateTimeField(null=True, blank=True)
     needs_attention = models.CharField(
@@ -244,6 +247,8 @@ class ExternalOrder(models.Model):
     raw = models.JSONField(default=dict, blank=True)
     personal_data_erased_at = models.DateTimeField(null=True, blank=True, editable=False)
     log = models.JSONField(default=list, blank=True, help_text="The last steps, newest last")
+    # Who works on the row, where PostgreSQL's advisory lock is not available (SQLite): a lease until then.
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     received_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -268,7 +273,11 @@ class ExternalOrder(models.Model):
     @property
     def lock_id(self) -> int:
         """A signed 64-bit number for PostgreSQL's advisory lock (its own range: pushes use sha256 keys)."""
-        return -(1 << 62) + self.pk
+        return self.lock_id_of(self.pk)
+
+    @staticmethod
+    def lock_id_of(pk: int) -> int:
+        return -(1 << 62) + pk
 
 
 class ExternalOrderLine(models.Model):
@@ -294,6 +303,26 @@ class ExternalOrderLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.quantity} x {self.sku}"
+
+
+class ExternalOrderDrain(models.Model):
+    """The store's drain of external-order work (creates and cancels in Genstore): one at a time, and what the last
+    one did. PostgreSQL holds the drain with an advisory lock (dropped with a killed worker's connection); other
+    databases with the lease here."""
+
+    store = models.OneToOneField(Store, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_outcome = models.CharField(max_length=512, blank=True)
+
+    def __str__(self) -> str:
+        return f"external-order drain of store {self.store_id}"
+
+    @staticmethod
+    def lock_id_of(store_id: int) -> int:
+        """The store's drain lock: below the external orders' range (-2**62 + pk), apart from every row's."""
+        return -(1 << 62) - store_id
 
 
 class OrderImport(models.Model):

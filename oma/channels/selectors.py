@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce
 from oma.channels.connectors import REGISTRY
 from oma.channels.connectors.base import PolledOrder
 from oma.channels.matching import CANCELLED
-from oma.channels.models import Channel, ExternalShipment, OrderPoll
+from oma.channels.models import Channel, ExternalOrder, ExternalShipment, OrderPoll
 from oma.orders.models import LineItem, Order
 from tracking.models import ShipmentLine
 
@@ -95,3 +95,44 @@ def channel_record_counts(channel: Channel) -> dict[str, int]:
     for row in channel.external_shipments.values("state").annotate(n=Count("pk")).order_by():
         counts[row["state"]] = row["n"]
     return counts
+
+
+# --- external orders ------------------------------------------------------------------------------------------
+
+_ORDER = ExternalOrder.State
+EXTERNAL_ORDERS_DUE_PER_QUERY = 100
+
+
+def external_orders_due_q(*, now: datetime) -> Q:
+    """Rows with Genstore work due: pending and due, `creating` with nobody holding it (a killed worker: on
+    PostgreSQL its lock tells, elsewhere its lease ran out), or a cancel owed."""
+    due_now = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    pending = Q(state=_ORDER.PENDING) & due_now
+    abandoned = Q(state=_ORDER.CREATING) & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+    cancel = (
+        Q(state__in=[_ORDER.CREATED, _ORDER.ADOPTED], cancel_requested_at__isnull=False, needs_attention="") & due_now
+    )
+    return pending | abandoned | cancel
+
+
+def external_orders_due(
+    *, store_id: int, now: datetime, after_pk: int = 0, limit: int = EXTERNAL_ORDERS_DUE_PER_QUERY
+) -> list[int]:
+    """The store's due rows, oldest first (from `after_pk` on)."""
+    return list(
+        ExternalOrder.objects.filter(store_id=store_id, pk__gt=after_pk)
+        .filter(external_orders_due_q(now=now))
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def external_order_stores_due(*, now: datetime) -> list[int]:
+    """Active stores with external-order work due (beat queues their drains)."""
+    return list(
+        ExternalOrder.objects.filter(store__is_active=True)
+        .filter(external_orders_due_q(now=now))
+        .order_by("store_id")
+        .values_list("store_id", flat=True)
+        .distinct()
+    )

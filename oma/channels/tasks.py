@@ -10,7 +10,10 @@ from django.utils import timezone
 
 from oma.channels.csv_import import csv_import_run_queued, csv_imports_enqueue_stalled
 from oma.channels.models import Channel
-from oma.channels.selectors import polling_channels
+from oma.channels.order_create import external_orders_drain
+from oma.channels.order_import import QUEUED_ORDERS_TASK, order_import_run_queued, order_imports_enqueue_stalled
+from oma.channels.order_intake import DRAIN_TASK, external_orders_drain_enqueue
+from oma.channels.selectors import external_order_stores_due, polling_channels
 from oma.channels.services import channel_poll, external_shipments_match_all_waiting, external_shipments_match_waiting
 from oma.core.leases import lease_release, lease_take
 from oma.core.outbox import publish, publish_each
@@ -73,6 +76,37 @@ def import_queued_csv(csv_import_id: int) -> str:
     return report.summary() if report is not None else "nothing to do: imported already"
 
 
+@shared_task(name=QUEUED_ORDERS_TASK, ignore_result=True, soft_time_limit=3000, time_limit=3300)
+def import_queued_orders(order_import_id: int) -> str:
+    report = order_import_run_queued(order_import_id=order_import_id)
+    return report.summary() if report is not None else "nothing to do: imported already"
+
+
 @shared_task(name="channels.enqueue_stalled_csv_imports", ignore_result=True, acks_late=False)
 def enqueue_stalled_csv_imports() -> int:
-    return csv_imports_enqueue_stalled()
+    """Beat: queue again the uploaded files (tracking CSVs and order files) whose worker never came or died."""
+    return csv_imports_enqueue_stalled() + order_imports_enqueue_stalled()
+
+
+# A drain that made no progress (its rows held by other workers) is queued again after this long, not at once.
+DRAIN_IDLE_REQUEUE_SECONDS = 10.0
+
+
+@shared_task(name=DRAIN_TASK, ignore_result=True, soft_time_limit=240, time_limit=300)
+def create_external_orders(store_id: int) -> str:
+    """The store's external-order drain: create and cancel in Genstore what is due, within a time budget; queued
+    again while rows are still due. A second copy finds the store's drain held and returns."""
+    result = external_orders_drain(store_id=store_id)
+    if result.more_due:
+        countdown = result.retry_after or (None if result.progressed else DRAIN_IDLE_REQUEUE_SECONDS)
+        external_orders_drain_enqueue(store_id=store_id, countdown=countdown)
+    return result.describe()
+
+
+@shared_task(name="channels.enqueue_external_order_drains", ignore_result=True, acks_late=False)
+def enqueue_external_order_drains() -> int:
+    """Beat, every minute: a drain for every store with external-order work due (lost messages, backoffs that
+    ended, rows a killed worker left)."""
+    store_ids = external_order_stores_due(now=timezone.now())
+    publish_each(create_external_orders, [(store_id,) for store_id in store_ids])
+    return len(store_ids)

@@ -1,13 +1,15 @@
-"""POST /webhooks/channels/<channel-slug>/: a platform pushing shipments, signed the Standard Webhooks way.
+"""POST /webhooks/channels/<channel-slug>/: a platform pushing shipments and orders, signed the Standard Webhooks way.
 
 Checks, in order: body over the cap -> 413; unknown channel, or one that takes no webhooks -> 401; missing
 headers, a timestamp that is not 1 to 12 ASCII digits or is more than 5 minutes away, or no matching signature
 -> 401 (every 401 is the same answer, the reason is only logged: a caller cannot probe which channels exist);
 an authentic delivery for a
 disabled channel -> 403 (the platform retries; nothing is lost while the merchant has it paused); a payload
-that does not have the documented shape -> 400 listing every problem; a webhook-id this channel already sent
-(a replay) -> 401, nothing stored or processed again; otherwise the delivery is stored and 200 answered, and
-its shipments are processed after the commit by the shared webhook worker.
+that does not have the documented shape (its shipments, its order object) -> 400 listing every problem; an order
+for a channel without source names -> 400 (its Genstore order would have no sourceName); a webhook-id this
+channel already sent (a replay) -> 401, nothing stored or processed again; otherwise the delivery is stored and
+200 answered, and its order and shipments are processed after the commit by the shared webhook worker (the same
+order again under a new webhook-id is stored, answered 200, and changes nothing).
 
 Unlike Genstore's, a message id here is signed together with the timestamp and the body, so a captured delivery
 cannot be resent under a new id; the same id again is refused by the delivery log's unique key.
@@ -26,7 +28,13 @@ from django.views.decorators.http import require_POST
 
 from oma.channels.connectors import REGISTRY
 from oma.channels.connectors.base import PayloadError
-from oma.channels.connectors.webhook import SignatureError, parse_payload, signing_secrets, verify
+from oma.channels.connectors.webhook import (
+    SignatureError,
+    parse_order_payload,
+    parse_payload,
+    signing_secrets,
+    verify,
+)
 from oma.channels.inbound import CHANNEL_TOPIC, delivery_webhook_id
 from oma.channels.selectors import channel_for_webhook
 from webhooks.receive import delivery_receive
@@ -68,10 +76,15 @@ def channel_webhook(request: HttpRequest, slug: str) -> HttpResponse:
         return _reject(403, "channel is disabled", request, slug)
     try:
         payload = json.loads(body.decode("utf-8"))
-        parse_payload(payload)
+        parse_payload(payload)  # the shipments and the order object: every problem listed
+        has_order = parse_order_payload(payload) is not None
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         problems = exc.problems if isinstance(exc, PayloadError) else ["body is not UTF-8 JSON"]
         return _reject(400, "invalid payload", request, slug, problems=problems)
+    if has_order and not channel.source_names:
+        # Its orders would have no sourceName in Genstore: refused now, so that the platform keeps the delivery.
+        return _reject(400, "set the channel's source names", request, slug,
+                       problems=["the channel has no source names: an order needs the sourceName it gets in Genstore"])
     try:
         result = delivery_receive(
             store=channel.store,

@@ -1,14 +1,21 @@
 """The demo data `make run` seeds when no real store is configured: an admin user, carrier accounts pointed at the
-carrier sandbox, and tracking numbers imported by CSV. Imported once Django is set up (it imports models)."""
+carrier sandbox, tracking numbers imported by CSV, and an Amazon channel with a small Amazon order file imported
+(the worker then creates those orders in the Genstore sandbox). Imported once Django is set up (it imports models)."""
 
 from __future__ import annotations
 
 import os
 import secrets
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from oma.channels.csv_import import tracking_csv_import
+from oma.channels.models import Channel, OrderImport
+from oma.channels.order_import import external_orders_import
+from oma.channels.services import channel_create
 from oma.devrun import CARRIER_SANDBOX_PORT, DEMO_DOMAIN, DEMO_SHIPMENTS, say
 from oma.stores.models import Store
 from tracking.models import CarrierAccount, Shipment
@@ -73,3 +80,53 @@ def ensure_demo_tracking() -> None:
         rows.append(f"{order_id},{next(numbers[carrier])},{'' if carrier == '17track' else carrier}")
     report = tracking_csv_import(store=store, data="\n".join(rows).encode(), file_name="demo-tracking.csv")
     say(f"demo tracking imported from CSV: {report.as_text().splitlines()[0]}")
+
+
+DEMO_AMAZON_CHANNEL = "Amazon"
+_AMAZON_HEADER = (
+    "order-id", "order-item-id", "purchase-date", "buyer-email", "buyer-name", "sku", "product-name",
+    "quantity-purchased", "currency", "item-price", "item-tax", "shipping-price", "recipient-name", "ship-address-1",
+    "ship-city", "ship-state", "ship-postal-code", "ship-country",
+)
+# (buyer, city, state, zip) and (sku, title, unit price): a few orders of one or two lines.
+_DEMO_BUYERS = (
+    ("Ada Park", "Portland", "OR", "97205"), ("Ben Ortiz", "Austin", "TX", "78701"),
+    ("Chloe Nakamura", "Seattle", "WA", "98101"), ("Dev Raman", "Denver", "CO", "80202"),
+    ("Elena Rossi", "Boston", "MA", "02108"), ("Farid Haddad", "Chicago", "IL", "60601"),
+    ("Grace Liu", "Miami", "FL", "33130"), ("Hugo Martin", "Phoenix", "AZ", "85004"),
+)
+_DEMO_ITEMS = (("MUG-BLUE", "Blue mug", "12.50"), ("TEA-SENCHA", "Sencha tea 100 g", "9.90"),
+               ("POT-CAST", "Cast iron teapot", "39.00"))
+
+
+def demo_amazon_order_file(*, now: datetime | None = None) -> bytes:
+    """A small Amazon order report (tab-separated, Amazon's column names): 8 orders, some with two lines."""
+    moment = now or timezone.now()
+    rows = ["\t".join(_AMAZON_HEADER)]
+    for number, (buyer, city, state, zip_code) in enumerate(_DEMO_BUYERS):
+        order_id = f"114-{3941680 + number:07d}-{8772230 + number * 7:07d}"
+        purchased = (moment - timedelta(hours=6 * (len(_DEMO_BUYERS) - number))).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        lines = _DEMO_ITEMS[number % 3:number % 3 + 1 + number % 2]  # one line, or two
+        for position, (sku, title, price) in enumerate(lines):
+            quantity = 1 + (number + position) % 2
+            total = str(Decimal(price) * quantity)  # Amazon's item-price is the line's total
+            rows.append("\t".join((
+                order_id, f"{52011190000 + number * 10 + position}", purchased, f"demo-buyer-{number}@example.com",
+                buyer, sku, title, str(quantity), "USD", total, "0.00", "4.99" if position == 0 else "0.00", buyer,
+                f"{100 + number} Main St", city, state, zip_code, "US",
+            )))
+    return ("\n".join(rows) + "\n").encode()
+
+
+def ensure_demo_external_orders() -> None:
+    """An "Amazon" channel on the demo store and a small Amazon order file imported into it, once, so the admin
+    shows external orders; the worker creates them in the Genstore sandbox."""
+    store = Store.objects.get(domain=DEMO_DOMAIN)
+    channel = Channel.objects.filter(store=store, name=DEMO_AMAZON_CHANNEL).first()
+    if channel is None:
+        channel = channel_create(store=store, kind="csv", name=DEMO_AMAZON_CHANNEL, source_names=["amazon"])
+    if OrderImport.objects.filter(channel=channel).exists():
+        return
+    report = external_orders_import(store=store, channel=channel, data=demo_amazon_order_file(),
+                                    file_name="demo-amazon-orders.txt", file_format="amazon")
+    say(f"demo Amazon orders imported: {report.as_text().splitlines()[0]}")

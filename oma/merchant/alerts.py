@@ -1,6 +1,8 @@
 """The alert digest: one email a day per store, with the thresholds the merchant set (AlertPolicy), listing new
 delivery exceptions, parcels the carrier never picked up, parcels stuck without a scan, and parcels predicted
-late. Nothing to report, nothing sent. Email goes through Django's EMAIL_BACKEND (the console by default).
+late; for a store that brings external orders, also those Genstore refused to create (failed) and those only the
+merchant can settle (needs attention). Nothing to report, nothing sent. Email goes through Django's EMAIL_BACKEND
+(the console by default).
 
 The day's AlertDigest row is written before sending (unique per store and day): a second run the same day, or
 two beat processes at once, send nothing more; a failed send is retried by later runs, up to MAX_ATTEMPTS.
@@ -19,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from oma.channels.models import ExternalOrder
 from oma.merchant.models import AlertDigest, AlertPolicy
 from oma.merchant.selectors import (
     Thresholds,
@@ -59,6 +62,29 @@ def _line(shipment: Shipment, extra: str) -> str:
     return f"  - {order_label}: {shipment.tracking_number} ({shipment.carrier.upper() or '?'}) {extra}  {link}".rstrip()
 
 
+def _external_line(row: ExternalOrder, extra: str) -> str:
+    link = _admin_url(reverse("admin:channels_externalorder_change", args=[row.pk]))
+    text = " ".join(extra.split())
+    text = text if len(text) <= 200 else text[:200] + "…"
+    return f"  - {row.source_name} order {row.external_order_id} ({row.channel.name}): {text}  {link}"
+
+
+def _external_order_sections(store: Store) -> list[tuple[str, str, int, list[str]]]:
+    """Failed creates and rows that need the merchant, for a store that brings external orders at all."""
+    rows = ExternalOrder.objects.filter(store=store).select_related("channel").order_by("received_at", "pk")
+    if not rows.exists():
+        return []
+    failed = rows.filter(state=ExternalOrder.State.FAILED)
+    attention = rows.exclude(needs_attention="")
+    return [
+        ("external_failed", "External orders Genstore refused to create (fix and retry them in OMA)",
+         failed.count(),
+         [_external_line(row, row.last_error or row.state_reason or "failed") for row in failed[:ROWS_PER_SECTION]]),
+        ("external_attention", "External orders that need you", attention.count(),
+         [_external_line(row, row.needs_attention) for row in attention[:ROWS_PER_SECTION]]),
+    ]
+
+
 def alert_digest_build(*, store: Store, policy: AlertPolicy, since: datetime, now: datetime) -> DigestContent:
     thresholds = {store.pk: Thresholds(policy.not_picked_up_after_days, policy.stuck_after_days,
                                        policy.late_after_days)}
@@ -88,9 +114,10 @@ def alert_digest_build(*, store: Store, policy: AlertPolicy, since: datetime, no
         [_line(s, f"expected by {estimate.latest:%Y-%m-%d} ({estimate.source})")
          for s, estimate in late[:ROWS_PER_SECTION]],
     ))
+    sections.extend(_external_order_sections(store))
     counts = {key: count for key, _title, count, _lines in sections}
     summary = ", ".join(f"{count} {key.replace('_', ' ')}" for key, _t, count, _l in sections if count)
-    lines = [f"Parcels that need attention at {store} ({now:%Y-%m-%d %H:%M} UTC).", ""]
+    lines = [f"What needs attention at {store} ({now:%Y-%m-%d %H:%M} UTC).", ""]
     for _key, title, count, rows in sections:
         if not count:
             continue

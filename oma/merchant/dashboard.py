@@ -1,5 +1,6 @@
 """The merchant dashboard (/admin/dashboard/): orders per unified status and channel, parcels that need
-attention, delivery times per carrier, webhook and sweep health; for the user's stores only.
+attention, external orders per state, delivery times per carrier, webhook and sweep health; for the user's stores
+only.
 
 Every figure is one aggregate query (the late-parcel scan is bounded), so the page costs the same whatever the
 number of orders. Charts are inline SVG rendered here (oma.merchant.charts).
@@ -13,11 +14,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
+from oma.channels.models import ExternalOrder
 from oma.core.tenancy import stores_for
 from oma.merchant.admin_orders import BADGE_COLOURS, unified_label
 from oma.merchant.charts import Bar, bar_chart
@@ -39,6 +42,30 @@ DELIVERY_WINDOW_DAYS = 90
 
 def _orders_url(**params: Any) -> str:
     return reverse("admin:orders_order_changelist") + ("?" + urlencode(params) if params else "")
+
+
+def _external_orders_url(**params: Any) -> str:
+    return reverse("admin:channels_externalorder_changelist") + ("?" + urlencode(params) if params else "")
+
+
+def external_order_figures(*, store_ids: list[int], store_param: dict[str, Any]) -> dict[str, Any]:
+    """External orders per state, and those the merchant must settle, in one aggregate query."""
+    states = list(ExternalOrder.State)
+    counts = ExternalOrder.objects.filter(store_id__in=store_ids).aggregate(
+        **{state.value: Count("pk", filter=Q(state=state.value)) for state in states},
+        needs_attention=Count("pk", filter=~Q(needs_attention="")),
+    )
+    return {
+        "states": [
+            (state.value, state.label, counts[state.value],
+             _external_orders_url(state__exact=state.value, **store_param))
+            for state in states
+        ],
+        "total": sum(counts[state.value] for state in states),
+        "failed": counts[ExternalOrder.State.FAILED.value],
+        "needs_attention": counts["needs_attention"],
+        "needs_attention_url": _external_orders_url(attention="yes", **store_param),
+    }
 
 
 def dashboard_view(request: HttpRequest) -> HttpResponse:
@@ -100,6 +127,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "late_count": len(late),
         "late_capped": len(late) >= 500,
         "health": webhook_health(store_ids=store_ids, now=now),
+        "external_orders": external_order_figures(store_ids=store_ids, store_param=store_param),
         "exceptions_url": _orders_url(exception="carrier", **store_param),
         "stuck_url": _orders_url(stuck_days=min((t.stuck_after_days for t in thresholds.values()), default=5),
                                  **store_param),

@@ -1,12 +1,15 @@
-"""factory-boy factories for the merchant-facing tests (orders, parcels, events)."""
+"""factory-boy factories for the merchant-facing tests (orders, parcels, events), and external orders as a channel
+gives them (the parsed inputs of oma.channels.connectors.base: plain dataclasses)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import factory
 from django.utils import timezone
 
+from oma.channels.connectors.base import AddressInput, ExternalOrderInput, ExternalOrderLineInput
 from oma.orders.models import LineItem, Order
 from oma.stores.models import Store
 from tracking.models import Shipment, TrackingEvent
@@ -74,3 +77,44 @@ class TrackingEventFactory(factory.django.DjangoModelFactory):
     raw_text = "Departed facility"
     location = "Louisville, KY, US"
     key = factory.Sequence(lambda n: f"key{n}")
+
+
+class AddressInputFactory(factory.Factory):
+    class Meta:
+        model = AddressInput
+
+    name = "Ada Buyer"
+    address1 = factory.Sequence(lambda n: f"{n + 1} Harbour Street")
+    city = "Portland"
+    province_code = "OR"
+    zip = "97201"
+    country_code = "US"
+    phone = "+1 503 555 0100"
+
+
+class ExternalOrderLineInputFactory(factory.Factory):
+    class Meta:
+        model = ExternalOrderLineInput
+
+    sku = factory.Sequence(lambda n: f"EXT-SKU-{n}")
+    title = factory.LazyAttribute(lambda line: f"Item {line.sku}")
+    quantity = 1
+    price = Decimal("12.50")
+    external_line_id = factory.Sequence(lambda n: f"{40000000000000 + n}")
+
+
+class ExternalOrderInputFactory(factory.Factory):
+    """An order sold elsewhere (Amazon-like ids), as a webhook or an order file gives it to the intake."""
+
+    class Meta:
+        model = ExternalOrderInput
+
+    external_order_id = factory.Sequence(lambda n: f"114-{n:07d}-{(n * 7919) % 10_000_000:07d}")
+    created_at = factory.LazyFunction(lambda: timezone.now().replace(microsecond=0) - timedelta(hours=2))
+    currency = "USD"
+    lines = factory.LazyFunction(lambda: (ExternalOrderLineInputFactory(), ExternalOrderLineInputFactory(quantity=2)))
+    email = factory.Sequence(lambda n: f"buyer{n}@example.com")
+    name = "Ada Buyer"
+    shipping_address = factory.SubFactory(AddressInputFactory)
+    shipping_price = Decimal("4.99")
+    source_ref = "test"
