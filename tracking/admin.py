@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from oma.core.outbound import FormKnowsUserAdmin, hosts_of, merchant_base_url_error
@@ -132,12 +133,12 @@ class ShipmentAdmin(admin.ModelAdmin):
         updated = queryset.exclude(status__in=TERMINAL_STATUSES).update(
             next_poll_at=timezone.now(), consecutive_failures=0, updated_at=timezone.now()
         )
-        self.message_user(request, f"{updated} shipment(s) will be polled within a minute.")
+        self.message_user(request, f"{updated} shipment{pluralize(updated)} will be polled within a minute.")
 
     @admin.action(description="Stop tracking (never poll again)", permissions=["change"])
     def stop_tracking(self, request: HttpRequest, queryset: QuerySet[Shipment]) -> None:
         updated = queryset.update(next_poll_at=None, updated_at=timezone.now())
-        self.message_user(request, f"{updated} shipment(s) will not be polled again.")
+        self.message_user(request, f"{updated} shipment{pluralize(updated)} will not be polled again.")
 
 
 SECRET_FIELDS = ("client_id", "client_secret", "api_key")
@@ -218,4 +219,4 @@ class CarrierAccountAdmin(FormKnowsUserAdmin, admin.ModelAdmin):
     )
     def clear_backoff(self, request: HttpRequest, queryset: QuerySet[CarrierAccount]) -> None:
         updated = queryset.update(backoff_until=None, consecutive_failures=0, updated_at=timezone.now())
-        self.message_user(request, f"{updated} account(s) cleared.")
+        self.message_user(request, f"{updated} account{pluralize(updated)} cleared.")

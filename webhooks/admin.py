@@ -12,6 +12,7 @@ from django.contrib.auth import get_permission_codename
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import pluralize
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -141,7 +142,7 @@ class WebhookDeliveryAdmin(StoreScopedAdmin):
     def replay(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         count = deliveries_replay(deliveries=queryset)
         skipped = queryset.count() - count
-        message = f"{count} deliveries queued for processing again."
+        message = f"{count} deliver{pluralize(count, 'y,ies')} queued for processing again."
         if skipped:
             message += f" {skipped} skipped (ignored topics, in progress, or erased stores)."
         self.message_user(request, message, messages.SUCCESS if count else messages.WARNING)

@@ -1,8 +1,9 @@
 """Matching a reported shipment to its Genstore order and line items, without ever shipping more than was ordered.
 
-Order: the platform's order id is looked up as Genstore's `sourceIdentifier` first, then as `orderId`. When two
-orders share a sourceIdentifier (two channels reusing ids), the channel's `source_names` break the tie; a tie
-they cannot break is refused rather than guessed.
+Order: the platform's order id is looked up as Genstore's `sourceIdentifier` first, then as `orderId`, then as the
+order's name (`#1001` or `1001`: what merchants and ShipStation export; admin search finds orders the same way).
+When two orders share a sourceIdentifier (two channels reusing ids) or a name, the channel's `source_names` break
+the tie; a tie they cannot break is refused rather than guessed.
 
 Items: a record names lines by line item id or SKU, with or without a quantity; no lines means everything still
 left to ship. What is left of a line is its quantity minus
@@ -46,7 +47,7 @@ class OrderLookup:
     problem: str = ""  # set when several orders fit and nothing says which
 
 
-def _pick(candidates: list[Order], source_names: Sequence[str], external_id: str) -> OrderLookup:
+def _pick(candidates: list[Order], source_names: Sequence[str], external_id: str, *, field: str) -> OrderLookup:
     if len(candidates) == 1:
         return OrderLookup(order=candidates[0])
     preferred = [order for order in candidates if order.source_name in set(source_names)]
@@ -55,37 +56,78 @@ def _pick(candidates: list[Order], source_names: Sequence[str], external_id: str
     names = ", ".join(sorted(order.order_id for order in (preferred or candidates)))
     return OrderLookup(
         problem=(
-            f"orders {names} all have sourceIdentifier {external_id!r}: set the channel's source names "
+            f"orders {names} all have {field} {external_id!r}: set the channel's source names "
             "to say which sales channel it covers"
         )
     )
 
 
+def order_name_forms(external_id: str) -> set[str]:
+    """The order names an external id may stand for: `#1001` and `1001` both mean the order named `#1001` (or, in a
+    store that names orders without the sign, `1001`)."""
+    bare = external_id.strip().lstrip("#").strip()
+    return {f"#{bare}", bare} if bare else set()
+
+
 def orders_for_external_ids(
     *, store: Store, external_ids: Iterable[str], source_names: Sequence[str] = ()
 ) -> dict[str, OrderLookup]:
-    """For each external id that fits a mirrored order: that order (or why it is ambiguous). Two queries."""
+    """For each external id that fits a mirrored order: that order (or why it is ambiguous). At most three
+    queries: sourceIdentifier, then orderId for the rest, then the order name for what is still left."""
     wanted = {external_id for external_id in external_ids if external_id}
     if not wanted:
         return {}
     by_source: dict[str, list[Order]] = defaultdict(list)
     for order in Order.objects.filter(store=store, source_identifier__in=wanted).order_by("pk"):
         by_source[order.source_identifier].append(order)
-    found = {external_id: _pick(orders, source_names, external_id) for external_id, orders in by_source.items()}
+    found = {
+        external_id: _pick(orders, source_names, external_id, field="sourceIdentifier")
+        for external_id, orders in by_source.items()
+    }
     rest = wanted - set(found)
     if rest:
         for order in Order.objects.filter(store=store, order_id__in=rest):
             found[order.order_id] = OrderLookup(order=order)
+    rest = wanted - set(found)
+    if rest:
+        found.update(_orders_by_name(store=store, external_ids=rest, source_names=source_names))
     return found
 
 
+def _orders_by_name(*, store: Store, external_ids: set[str], source_names: Sequence[str]) -> dict[str, OrderLookup]:
+    forms = {external_id: order_name_forms(external_id) for external_id in external_ids}
+    names = set().union(*forms.values())
+    if not names:
+        return {}
+    by_name: dict[str, list[Order]] = defaultdict(list)
+    for order in Order.objects.filter(store=store, name__in=names).order_by("pk"):
+        by_name[order.name].append(order)
+    found: dict[str, OrderLookup] = {}
+    for external_id, its_forms in forms.items():
+        candidates = [order for name in sorted(its_forms) for order in by_name.get(name, [])]
+        if candidates:
+            found[external_id] = _pick(candidates, source_names, external_id, field="the name")
+    return found
+
+
+# What waiting_keys_for reads of an order: load at least these (`.only(*ORDER_KEY_FIELDS)`).
+ORDER_KEY_FIELDS = ("pk", "order_id", "source_identifier", "name")
+
+
 def waiting_keys_for(orders: Iterable[Order]) -> set[str]:
-    """The external ids under which records may be waiting for these orders."""
+    """The external ids under which records may be waiting for these orders: orderId, sourceIdentifier, and the
+    name with and without '#'. Orders loaded without their name get it in one query, not one each."""
+    orders = list(orders)
+    unloaded = {order.pk for order in orders if "name" in order.get_deferred_fields()}
+    names = dict(Order.objects.filter(pk__in=unloaded).values_list("pk", "name")) if unloaded else {}
+    names.update((order.pk, order.name) for order in orders if order.pk not in unloaded)
     keys: set[str] = set()
     for order in orders:
         keys.add(order.order_id)
         if order.source_identifier:
             keys.add(order.source_identifier)
+        if names.get(order.pk):
+            keys |= order_name_forms(names[order.pk])
     return keys
 
 

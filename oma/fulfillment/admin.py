@@ -15,6 +15,7 @@ from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -112,7 +113,7 @@ class FulfillmentPushAdmin(admin.ModelAdmin):
     @admin.action(description="Push again now (re-checks Genstore)", permissions=["push"])
     def push_again(self, request: HttpRequest, queryset: QuerySet[FulfillmentPush]) -> None:
         queued = push_retry(push_ids=list(queryset.values_list("pk", flat=True)))
-        self.message_user(request, f"{queued} push(es) queued.", messages.SUCCESS)
+        self.message_user(request, f"{queued} push{pluralize(queued, 'es')} queued.", messages.SUCCESS)
 
     def get_urls(self) -> list:
         view = self.admin_site.admin_view(self.reconcile_view)
@@ -141,7 +142,8 @@ class FulfillmentPushAdmin(admin.ModelAdmin):
         if request.method == "POST" and report is not None and chosen is not None:
             queued = reconcile_fix_enqueue(disagreements=report.fixable)
             self.message_user(
-                request, f"{queued} push(es) queued for {chosen}; reload in a minute to see what is left.",
+                request,
+                f"{queued} push{pluralize(queued, 'es')} queued for {chosen}; reload in a minute to see what is left.",
                 messages.SUCCESS,
             )
             return HttpResponseRedirect(f"{reverse('admin:fulfillment_reconcile')}?store={chosen.pk}")

@@ -75,6 +75,7 @@ class FulfillmentPush(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name_plural = "fulfillment pushes"
         ordering = ["-updated_at", "-id"]
         indexes = [
             models.Index(fields=["state", "next_attempt_at"], name="fpush_due"),

@@ -24,6 +24,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.template.defaultfilters import pluralize
 from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
@@ -418,13 +419,13 @@ class OrderAdmin(admin.ModelAdmin):
             enqueue_on_commit(resync_orders, store_id, pks)
         total = sum(len(pks) for pks in by_store.values())
         if total:
-            messages.info(request, f"{total} order(s) will be read again from Genstore in a moment.")
+            messages.info(request, f"{total} order{pluralize(total)} will be read again from Genstore in a moment.")
 
     @admin.action(description="Poll the carriers now", permissions=["change"])
     def poll_carriers_now(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         rows = self._capped(request, queryset)
         count = orders_poll_now(order_pks=[pk for pk, _ in rows], store_ids=sorted({s for _, s in rows}))
-        messages.info(request, f"{count} shipment(s) will be polled within a minute." if count
+        messages.info(request, f"{count} shipment{pluralize(count)} will be polled within a minute." if count
                       else "No shipment still travelling among these orders.")
 
     @admin.action(description="Push tracking to Genstore now", permissions=["change"])
@@ -435,7 +436,7 @@ class OrderAdmin(admin.ModelAdmin):
             .values_list("pk", flat=True)
         )
         count = shipments_push_enqueue(shipment_ids=shipment_ids, force=True)
-        messages.info(request, f"{count} shipment(s) queued for a push to Genstore." if count
+        messages.info(request, f"{count} shipment{pluralize(count)} queued for a push to Genstore." if count
                       else "These orders have no shipments to push.")
 
     @admin.action(description="Replay the last webhook of each order", permissions=["change"])
@@ -453,8 +454,9 @@ class OrderAdmin(admin.ModelAdmin):
         ):
             latest[(store_id, resource_id)] = pk
         count = deliveries_replay(deliveries=WebhookDelivery.objects.filter(pk__in=latest.values()))
-        messages.info(request, f"{count} webhook deliveries queued for processing again "
-                               f"({len(rows) - len(latest)} order(s) had none).")
+        missing = len(rows) - len(latest)
+        messages.info(request, f"{count} webhook deliver{pluralize(count, 'y,ies')} queued for processing again "
+                               f"({missing} order{pluralize(missing)} had none).")
 
     @admin.action(description="Export to CSV", permissions=["view"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Order]) -> StreamingHttpResponse:

@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
@@ -54,7 +55,7 @@ def _start_sweeps(request: HttpRequest, queryset: QuerySet[Store], kind: str, la
     stores = list(queryset.filter(is_active=True))
     for store in stores:
         enqueue_backfill(store, kind)
-    messages.info(request, f"{label} sweep started for {len(stores)} store(s).")
+    messages.info(request, f"{label} sweep started for {len(stores)} store{pluralize(len(stores))}.")
 
 
 class StoreConnectForm(forms.Form):

@@ -122,6 +122,8 @@ class TransitTimeStat(models.Model):
     computed_at = models.DateTimeField()
 
     class Meta:
+        verbose_name = "transit time"
+        verbose_name_plural = "transit times"
         ordering = ["store", "carrier", "destination"]
         constraints = [
             models.UniqueConstraint(fields=["store", "carrier", "destination"], name="transit_stat_unique_lane")

@@ -46,6 +46,8 @@ class Order(models.Model):
         # uses): every index is written for each of the hundred thousand orders a sweep may insert.
         indexes = [
             models.Index(fields=["store", "source_identifier"], name="order_store_source_ident"),
+            # Tracking rows keyed by the order's name (#1001: what merchants and ShipStation export) find it here.
+            models.Index(fields=["store", "name"], name="order_store_name"),
             models.Index(fields=["store", "-genstore_updated_at"], name="order_store_updated"),
             models.Index(fields=["source_name"], name="order_source_name"),
             models.Index(fields=["unified_status"], name="order_unified_status"),
@@ -102,6 +104,7 @@ class GenstoreFulfillment(models.Model):
     last_synced_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "Genstore fulfillment"
         ordering = ["order", "genstore_created_at", "id"]
         constraints = [
             models.UniqueConstraint(fields=["store", "fulfill_id"], name="genstore_fulfillment_unique_per_store")

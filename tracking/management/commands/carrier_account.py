@@ -1,15 +1,24 @@
-"""Carrier accounts: `carrier_account add|list|deactivate`."""
+"""Carrier accounts: `carrier_account add|list|deactivate`.
+
+Secrets: an OAuth carrier's client secret comes from --client-secret or OMA_CARRIER_CLIENT_SECRET, an API key from
+--api-key or OMA_CARRIER_API_KEY; `-` reads the value from standard input, and on a terminal a missing one is asked
+for without echo. Given on the command line they work too, but other users of the machine can read them there.
+"""
 
 from __future__ import annotations
 
 from typing import cast
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
-from oma.stores.models import Store
+from oma.core.cli import PipeSafeCommand, secret_help, secret_option
+from oma.stores.cli import store_for_cli
 from tracking.models import CarrierAccount, CarrierCode
-from tracking.services import CarrierAccountInvalid, carrier_account_add
+from tracking.services import OAUTH_CARRIERS, CarrierAccountInvalid, carrier_account_add
+
+CLIENT_SECRET_ENV = "OMA_CARRIER_CLIENT_SECRET"
+API_KEY_ENV = "OMA_CARRIER_API_KEY"
 
 
 def parse_rate_limit(value: str) -> tuple[int, float]:
@@ -24,7 +33,7 @@ def parse_rate_limit(value: str) -> tuple[int, float]:
     return requests, seconds
 
 
-class Command(BaseCommand):
+class Command(PipeSafeCommand):
     help = "Manage carrier tracking API accounts (per store, or shared by all stores when --store is left out)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -32,8 +41,11 @@ class Command(BaseCommand):
         add = commands.add_parser("add", help="add an account; prints its id (replaces the active one it overlaps)")
         add.add_argument("--carrier", required=True, choices=CarrierCode.values)
         add.add_argument("--client-id", default="", help="OAuth client id (UPS, FedEx, USPS)")
-        add.add_argument("--client-secret", default="", help="OAuth client secret (UPS, FedEx, USPS)")
-        add.add_argument("--api-key", default="", help="API key (DHL, 17TRACK)")
+        add.add_argument(
+            "--client-secret", default=None,
+            help=secret_help("OAuth client secret (UPS, FedEx, USPS)", CLIENT_SECRET_ENV),
+        )
+        add.add_argument("--api-key", default=None, help=secret_help("API key (DHL, 17TRACK)", API_KEY_ENV))
         add.add_argument(
             "--base-url", default="", help="stands where the carrier's host would, e.g. https://onlinetools.ups.com"
         )
@@ -62,19 +74,25 @@ class Command(BaseCommand):
             self.stdout.write(f"carrier account {options['account_id']} deactivated")
 
     def _add(self, options: dict) -> None:
-        store = None
-        if options["store"]:
-            store = Store.objects.filter(domain=options["store"]).first()
-            if store is None:
-                raise CommandError(f"no store {options['store']!r} (connect it first: manage.py connect_store)")
+        store = store_for_cli(options["store"]) if options["store"] else None
         rate_limit = parse_rate_limit(options["rate_limit"]) if options["rate_limit"] else None
+        oauth = options["carrier"] in OAUTH_CARRIERS
+        # Only the secret the carrier uses is read (or asked for); one given for the other kind is still refused.
+        client_secret = api_key = ""
+        if oauth or options["client_secret"]:
+            client_secret = secret_option(options["client_secret"], option="--client-secret", env=CLIENT_SECRET_ENV,
+                                          label=f"{options['carrier']} client secret", required=oauth,
+                                          stdin=self.stdin)
+        if not oauth or options["api_key"]:
+            api_key = secret_option(options["api_key"], option="--api-key", env=API_KEY_ENV,
+                                    label=f"{options['carrier']} API key", required=not oauth, stdin=self.stdin)
         try:
             account = carrier_account_add(
                 carrier=options["carrier"],
                 store=store,
                 client_id=options["client_id"],
-                client_secret=options["client_secret"],
-                api_key=options["api_key"],
+                client_secret=client_secret,
+                api_key=api_key,
                 base_url=options["base_url"],
                 label=options["label"],
                 rate_limit=rate_limit,

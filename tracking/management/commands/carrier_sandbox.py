@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -33,8 +34,8 @@ class Command(BaseCommand):
         parser.add_argument("--token-ttl", type=float, default=3600.0, help="OAuth token lifetime in seconds")
         parser.add_argument("--examples", type=int, default=3, help="print this many sample numbers per carrier")
 
-    def handle(self, *args: object, **options: object) -> None:
-        limits: dict[str, Limit] = {}
+    def handle(self, *args: Any, **options: Any) -> None:
+        limits: dict[str, Limit | tuple[int, float]] = {}
         for item in options["rate_limit"]:
             try:
                 carrier, spec = item.split("=", 1)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
+from oma.core.cli import PipeSafeCommand
 from tracking.detection import detect
 from tracking.numbers import normalize
 
 
-class Command(BaseCommand):
+class Command(PipeSafeCommand):
     help = (
         "Print one JSON line per number: {number, candidates: [{carrier, format, valid, trackingUrl}]}, best "
         "candidate first (valid check digit first, then the --priority carriers)."
@@ -24,9 +26,9 @@ class Command(BaseCommand):
             help="comma-separated courier codes the store prefers when a number fits several (e.g. purolator,fedex)",
         )
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         priority = [code.strip().lower() for code in str(options["priority"]).split(",") if code.strip()]
-        for number in options["numbers"]:  # type: ignore[union-attr]
+        for number in options["numbers"]:
             candidates = detect(normalize(str(number)), priority=priority)
             line = {
                 "number": str(number),

@@ -6,8 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from oma.core.cli import PipeSafeCommand
 from tracking.carriers.registry import CARRIERS, UnknownCarrier, get_spec
 from tracking.carriers.serialize import results_to_json
 
@@ -41,7 +42,7 @@ def _numbers_in(carrier: str, raw: object) -> list[str]:
     return found
 
 
-class Command(BaseCommand):
+class Command(PipeSafeCommand):
     help = (
         "Parse a recorded carrier response (the JSON body as the carrier sent it) and print the normalized result: "
         "{trackingNumber, status, substatus, events, estimatedDelivery, deliveredAt}, or a list when the response "

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from oma.stores.models import Store
+from oma.core.cli import PipeSafeCommand
+from oma.stores.cli import store_for_cli
 from tracking.polling import poll_due_shipments
 
 
-class Command(BaseCommand):
+class Command(PipeSafeCommand):
     help = "Poll the carriers for every due shipment (of one store with --store) now; ends with a summary line."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -21,12 +23,10 @@ class Command(BaseCommand):
             help="stop claiming new work after this many seconds (default TRACKING_POLL_TIME_BUDGET_SECONDS)",
         )
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         store = None
         if options["store"]:
-            store = Store.objects.filter(domain=options["store"]).first()
-            if store is None:
-                raise CommandError(f"no store {options['store']!r}")
+            store = store_for_cli(str(options["store"]))
             if not store.is_active:
                 raise CommandError(f"store {store.domain} is inactive: its shipments are not polled")
         if int(options["verbosity"]) < 2:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from oma.stores.models import Store
+from oma.core.cli import PipeSafeCommand
+from oma.stores.cli import store_for_cli
 from tracking.carriers.base import TrackingResult
 from tracking.carriers.serialize import format_moment, results_to_json
 from tracking.carriers.transport import CarrierError
 from tracking.polling import NoCarrierAccount, lookup_tracking
 
 
-class Command(BaseCommand):
+class Command(PipeSafeCommand):
     help = (
         "Look a tracking number up now through the configured carrier account and print its timeline "
         "(--json: the same JSON as parse_tracking). Nothing is stored."
@@ -26,11 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the normalized result as JSON")
 
     def handle(self, *args: object, **options: object) -> None:
-        store = None
-        if options["store"]:
-            store = Store.objects.filter(domain=options["store"]).first()
-            if store is None:
-                raise CommandError(f"no store {options['store']!r}")
+        store = store_for_cli(str(options["store"])) if options["store"] else None
         try:
             lookup = lookup_tracking(
                 tracking_number=str(options["number"]), carrier=str(options["carrier"]) or None, store=store

@@ -1,11 +1,14 @@
+"""`dispatch_webhooks [--max-batches N]`: run the webhook outbox once, now."""
+
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
+from oma.core.cli import PipeSafeCommand
 from webhooks.dispatch import deliveries_dispatch_due
 
 
-class Command(BaseCommand):
+class Command(PipeSafeCommand):
     help = (
         "Run the webhook outbox once (what beat does every minute): re-enqueue deliveries whose dispatch is due. "
         "Useful right after a broker outage."

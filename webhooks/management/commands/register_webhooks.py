@@ -1,15 +1,18 @@
+"""`register_webhooks --store D --address URL`: subscribe URL to every topic OMA handles (only the missing ones)."""
+
 from __future__ import annotations
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from oma.core.cli import PipeSafeCommand
 from oma.genstore.errors import GenstoreError
-from oma.stores.models import Store
-from oma.stores.subscriptions import webhook_subscriptions_register
+from oma.stores.cli import genstore_reachable, store_for_cli
+from oma.stores.subscriptions import subscription_address_error, webhook_subscriptions_register
 
 
-class Command(BaseCommand):
+class Command(PipeSafeCommand):
     help = "Subscribe ADDRESS to every Genstore topic OMA handles, creating only the missing subscriptions."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -17,12 +20,14 @@ class Command(BaseCommand):
         parser.add_argument("--address", required=True, metavar="URL", help="https://.../webhooks/genstore/")
 
     def handle(self, *args: object, **options: object) -> None:
-        domain = str(options["store"]).strip().lower()
-        store = Store.objects.filter(domain=domain).first()
-        if store is None:
-            raise CommandError(f"no store {domain!r}; connect it first (connect_store)")
+        store = store_for_cli(str(options["store"]))
+        address = str(options["address"])
+        problem = subscription_address_error(address)
+        if problem:
+            raise CommandError(problem)
+        genstore_reachable(store)
         try:
-            result = webhook_subscriptions_register(store=store, address=str(options["address"]))
+            result = webhook_subscriptions_register(store=store, address=address)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         except GenstoreError as exc:

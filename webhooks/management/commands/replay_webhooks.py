@@ -1,29 +1,17 @@
+"""`replay_webhooks [--store D] [--state S|any] [--since 6h|ISO] [--dry-run]`: process stored deliveries again."""
+
 from __future__ import annotations
 
-from datetime import datetime
+from django.core.management.base import CommandParser
+from django.template.defaultfilters import pluralize
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
-
-from oma.stores.models import Store
+from oma.core.cli import SINCE_HELP, PipeSafeCommand, parse_since
+from oma.stores.cli import store_for_cli
 from webhooks.models import WebhookDelivery
 from webhooks.replay import deliveries_for_replay, deliveries_replay
 
 
-def _parse_since(text: str) -> datetime:
-    moment = parse_datetime(text)
-    if moment is None:
-        day = parse_date(text)
-        if day is None:
-            raise CommandError(f"--since must be an ISO date or date-time (got {text!r})")
-        moment = datetime(day.year, day.month, day.day, tzinfo=timezone.get_default_timezone())
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, timezone.get_default_timezone())
-    return moment
-
-
-class Command(BaseCommand):
+class Command(PipeSafeCommand):
     help = "Process stored webhook deliveries again (by default every failed one)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -34,21 +22,17 @@ class Command(BaseCommand):
             choices=[*WebhookDelivery.State.values, "any"],
             help="only deliveries in this state (default: failed; 'any' for all)",
         )
-        parser.add_argument("--since", metavar="ISO", help="only deliveries received at or after this time")
+        parser.add_argument("--since", metavar="WHEN", help=f"only deliveries received at or after: {SINCE_HELP}")
         parser.add_argument("--dry-run", action="store_true", help="count what would be replayed")
 
     def handle(self, *args: object, **options: object) -> None:
-        store = None
-        if options["store"]:
-            domain = str(options["store"]).strip().lower()
-            store = Store.objects.filter(domain=domain).first()
-            if store is None:
-                raise CommandError(f"no store {domain!r}")
+        since = parse_since(str(options["since"])) if options["since"] else None
+        store = store_for_cli(str(options["store"])) if options["store"] else None
         state = None if options["state"] == "any" else str(options["state"])
-        since = _parse_since(str(options["since"])) if options["since"] else None
         deliveries = deliveries_for_replay(store=store, state=state, since=since)
         if options["dry_run"]:
-            self.stdout.write(f"{deliveries.count()} deliveries match")
+            matching = deliveries.count()
+            self.stdout.write(f"{matching} deliver{pluralize(matching, 'y matches,ies match')}")
             return
         count = deliveries_replay(deliveries=deliveries)
-        self.stdout.write(f"{count} deliveries queued for processing again")
+        self.stdout.write(f"{count} deliver{pluralize(count, 'y,ies')} queued for processing again")

@@ -16,7 +16,7 @@ from oma.channels.models import Channel
 from oma.channels.sandbox.server import DemoOrder, ShipStationSandbox, seed_demo
 from oma.channels.selectors import external_order_id_for
 from oma.orders.models import Order
-from oma.stores.models import Store
+from oma.stores.cli import store_for_cli
 
 
 class Command(BaseCommand):
@@ -37,12 +37,13 @@ class Command(BaseCommand):
             rate_limit, window = int(requests_text), float(seconds_text)
         except ValueError as exc:
             raise CommandError("--rate-limit looks like 40/60 (requests per seconds)") from exc
+        store = store_for_cli(options["from_store"]) if options["from_store"] else None  # before the port is taken
         sandbox = ShipStationSandbox(
             api_key=options["api_key"], api_secret=options["api_secret"], rate_limit=rate_limit,
             rate_window_seconds=window, host=options["host"], port=options["port"],
         )
-        if options["from_store"]:
-            counts = seed_demo(sandbox, self._orders_of(options["from_store"], options["max_orders"]))
+        if store is not None:
+            counts = seed_demo(sandbox, self._orders_of(store.domain, options["max_orders"]))
             self.stdout.write(
                 f"seeded {counts['shipments']} shipments ({counts['voided']} voided) for {counts['orders']} orders"
             )
@@ -55,9 +56,7 @@ class Command(BaseCommand):
             sandbox.stop()
 
     def _orders_of(self, domain: str, limit: int) -> list[DemoOrder]:
-        store = Store.objects.filter(domain=domain.strip().lower()).first()
-        if store is None:
-            raise CommandError(f"no store with domain {domain!r}")
+        store = store_for_cli(domain)
         channel = Channel.objects.filter(store=store, kind="shipstation").first() or Channel(store=store)
         orders = (
             Order.objects.filter(store=store, cancelled_at__isnull=True)

@@ -12,12 +12,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import close_old_connections, connections
 
+from oma.core.cli import PipeSafeCommand
 from oma.fulfillment.services.push import PushOutcome, PushResult, pushes_pending, shipment_push
 from oma.fulfillment.services.unified_status import orders_unified_status_refresh
 from oma.genstore.client import GenstoreClient
+from oma.stores.cli import genstore_reachable, store_for_cli
 from oma.stores.models import Store
 from oma.stores.services import genstore_client_for
 from tracking.models import Shipment
@@ -132,7 +134,7 @@ def _each_in_threads(ids: Sequence[int], one: Callable[[int], None], *, workers:
             future.result()
 
 
-class Command(BaseCommand):
+class Command(PipeSafeCommand):
     help = (
         "Push to Genstore, now and in the foreground, every shipment whose fulfillment is owed (never pushed, "
         "changed since, retry due, or abandoned by a stopped worker). Ends with one summary line."
@@ -147,16 +149,15 @@ class Command(BaseCommand):
         parser.add_argument("--verbose-failures", action="store_true", help="list every failed push, not 20")
 
     def handle(self, *args: object, **options: object) -> None:
-        store = None
-        if options["store"]:
-            store = Store.objects.filter(domain=str(options["store"]).strip().lower()).first()
-            if store is None:
-                raise CommandError(f"no store {options['store']!r}; connect it with connect_store first")
-            if not store.is_active:
-                raise CommandError(f"{store.domain} is inactive: nothing is pushed for it")
         workers = int(str(options["workers"]))
         if workers < 1:
             raise CommandError("--workers must be at least 1")
+        store = None
+        if options["store"]:
+            store = store_for_cli(str(options["store"]))
+            if not store.is_active:
+                raise CommandError(f"{store.domain} is inactive: nothing is pushed for it")
+            genstore_reachable(store)  # one line now rather than every push retrying against a dead address
         summary = pushes_run(store=store, workers=workers)
         shown = summary.problems if options["verbose_failures"] else summary.problems[:20]
         for problem in shown:

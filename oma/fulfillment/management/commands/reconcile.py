@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
+from oma.core.cli import PipeSafeCommand
 from oma.fulfillment.reconciliation import Finding, ReconcileReport, reconcile_fix, store_reconcile
-from oma.stores.models import Store
+from oma.stores.cli import genstore_reachable, store_for_cli
 
 
-class Command(BaseCommand):
+class Command(PipeSafeCommand):
     help = (
         "List where OMA, the carrier and Genstore disagree for a store: shipments with no Genstore fulfillment, "
         "delivered at the carrier but not in Genstore, Genstore fulfillments with numbers OMA does not know, "
@@ -28,9 +29,9 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=50, help="rows shown per kind in text output (default 50)")
 
     def handle(self, *args: object, **options: object) -> None:
-        store = Store.objects.filter(domain=str(options["store"]).strip().lower()).first()
-        if store is None:
-            raise CommandError(f"no store {options['store']!r}; connect it with connect_store first")
+        store = store_for_cli(str(options["store"]))
+        if options["fix"] or not options["no_refresh"]:
+            genstore_reachable(store)
         report = store_reconcile(store=store, refresh=not options["no_refresh"])
         fix = None
         after = None

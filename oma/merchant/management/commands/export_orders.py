@@ -1,13 +1,19 @@
+"""`export_orders --store D [--format jsonl|csv]`: every mirrored order of a store on standard output.
+
+Made to be piped: `export_orders ... | head -1` ends quietly with status 0.
+"""
+
 from __future__ import annotations
 
 import csv
 import json
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
+from oma.core.cli import PipeSafeCommand
 from oma.core.csv_cells import safe_cell
 from oma.merchant.exports import orders_export_rows
-from oma.stores.services import StoreNotFound, store_get_by_domain
+from oma.stores.cli import store_for_cli
 
 CSV_COLUMNS = [
     "orderId",
@@ -22,7 +28,7 @@ CSV_COLUMNS = [
 ]
 
 
-class Command(BaseCommand):
+class Command(PipeSafeCommand):
     help = "Write one record per mirrored order to stdout (JSON lines or CSV; nested fields as JSON in CSV)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -30,10 +36,7 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
 
     def handle(self, *args: object, **options: object) -> None:
-        try:
-            store = store_get_by_domain(domain=str(options["store"]))
-        except StoreNotFound as exc:
-            raise CommandError(str(exc)) from None
+        store = store_for_cli(str(options["store"]))
         rows = orders_export_rows(store=store)
         if options["format"] == "jsonl":
             for row in rows:
