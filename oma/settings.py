@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "webhooks",
     "oma.channels",
     "oma.merchant",
+    "oma.notifications",
+    "oma.events",
     "oma.ops",
 ]
 
@@ -189,6 +191,8 @@ _TASKS_BY_QUEUE: dict[str, tuple[str, ...]] = {
     "pushes": (
         "fulfillment.push_shipment", "fulfillment.push_due", "fulfillment.push_pending",
         "channels.create_external_orders", "channels.enqueue_external_order_drains", "channels.match_waiting",
+        # Messages to customers and other tools: short HTTP or SMTP calls, each with a timeout.
+        "notifications.send_due", "notifications.enqueue_due", "events.deliver_due", "events.enqueue_due",
     ),
     # Reading other systems on a schedule: carriers, ShipStation, and the matching net a channel poll ends with.
     "polls": ("tracking.poll_due", "channels.poll_all", "channels.poll_channel", "channels.match_waiting_all"),
