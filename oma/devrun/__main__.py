@@ -109,6 +109,7 @@ def main() -> int:
             manage("sync_orders", "--store", DEMO_DOMAIN, "--full")
             demo.ensure_demo_carrier_accounts()
             demo.ensure_demo_tracking()
+            demo.ensure_demo_external_orders()
         start("web", PYTHON, "manage.py", "runserver", f"127.0.0.1:{WEB_PORT}", "--noreload")
         # One worker for every queue (production runs one per workload: settings.OMA_CELERY_QUEUES).
         start("worker", PYTHON, "-m", "celery", "-A", "oma", "worker", "-l", "info", "--concurrency", "2",
