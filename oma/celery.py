@@ -59,6 +59,16 @@ def _use_django_logging(loglevel: int | str | None = None, logfile: str | None =
 
 # name -> task, schedule (a crontab or a number of seconds), kwargs, and how long a missed run stays useful.
 BEAT_SCHEDULE: dict[str, dict] = {
+    "notifications: send customer emails still due (lost messages, retries whose time has come)": {
+        "task": "notifications.enqueue_due",
+        "schedule": 60,
+        "expire_seconds": 55,
+    },
+    "events: send due event deliveries; find alerts and shipment/order changes no signal announced": {
+        "task": "events.enqueue_due",
+        "schedule": 60,
+        "expire_seconds": 55,
+    },
     "orders: incremental sweep of every active store": {
         "task": "orders.sweep_all_stores",
         "schedule": crontab(minute="*/15"),
@@ -96,7 +106,7 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 60,
         "expire_seconds": 55,
     },
-    "channels: queue again CSV imports whose worker never came or died": {
+    "channels: queue again uploaded tracking and order files whose worker never came or died": {
         "task": "channels.enqueue_stalled_csv_imports",
         "schedule": crontab(minute="*/5"),
         "expire_seconds": 4 * 60,

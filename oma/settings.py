@@ -218,9 +218,9 @@ CACHES = {
 
 # --- Merchant tools: tracking page, alert digests, estimated delivery ---------------------------------
 # Email: EMAIL_URL says where mail goes (django-environ: smtp+tls://user:password@host:587, smtp+ssl://...:465,
-# smtp://host:25, consolemail:// (the default, also when empty), filemail:///path, dummymail://); percent-encode
-# `@ : /` in the user and password. EMAIL_BACKEND, when set, replaces only the backend class that EMAIL_URL's scheme
-# names (host, port, login and TLS still come from EMAIL_URL).
+# smtp://host:25, consolemail:// (the default, also when empty), filemail:////absolute/path (four slashes),
+# dummymail://); percent-encode `@ : /` in the user and password. EMAIL_BACKEND, when set, replaces only the
+# backend class that EMAIL_URL's scheme names (host, port, login and TLS still come from EMAIL_URL).
 _email = env.email_url_config(env.str("EMAIL_URL", default="") or "consolemail://")
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=_email["EMAIL_BACKEND"])
 EMAIL_HOST = _email.get("EMAIL_HOST") or "localhost"

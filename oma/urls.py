@@ -8,4 +8,5 @@ urlpatterns = [
     path("", include("oma.ops.urls")),  # /healthz, /healthz/live, /metrics
     path("admin/", admin.site.urls),
     path("track/", include("oma.merchant.urls")),
+    path("notifications/", include("oma.notifications.urls")),  # /notifications/unsubscribe/<token>/
 ]

@@ -1,8 +1,14 @@
 """The alert digest: one email a day per store, with the thresholds the merchant set (AlertPolicy), listing new
 delivery exceptions, parcels the carrier never picked up, parcels stuck without a scan, and parcels predicted
 late; for a store that brings external orders, also those Genstore refused to create (failed) and those only the
-merchant can settle (needs attention). Nothing to report, nothing sent. Email goes through Django's EMAIL_BACKEND
-(the console by default).
+merchant can settle (needs attention). Then what stopped working and only the merchant can fix, each section shown
+only when it has rows: fulfillments Genstore refused (failed pushes), tracking records still waiting for their order
+a day after they came, channels whose platform refuses OMA's credentials, and the store's carrier accounts that keep
+failing. Nothing to report, nothing sent. Email goes through Django's EMAIL_BACKEND (the console by default).
+
+The queries behind those last sections (`failed_pushes`, `failed_external_orders`, `unmatched_external_shipments`,
+`channels_failing_auth`, `failing_carrier_accounts`) are the one definition of each failure: oma.events raises its
+`alert.*` events from the same ones, as they happen.
 
 The day's AlertDigest row is written before sending (unique per store and day): a second run the same day, or
 two beat processes at once, send nothing more; a failed send is retried by later runs, up to MAX_ATTEMPTS.
@@ -12,16 +18,20 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
+from django.db.models import F, Model, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
-from oma.channels.models import ExternalOrder
+from oma.channels.models import Channel, ExternalOrder, ExternalShipment
+from oma.fulfillment.models import FulfillmentPush
 from oma.merchant.models import AlertDigest, AlertPolicy
 from oma.merchant.selectors import (
     Thresholds,
@@ -31,12 +41,64 @@ from oma.merchant.selectors import (
     stuck_shipments,
 )
 from oma.stores.models import Store
-from tracking.models import Shipment
+from tracking.models import CarrierAccount, Shipment
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 ROWS_PER_SECTION = 25
+# A tracking record may wait this long for its order (a webhook or sweep brings it) before it is news.
+UNMATCHED_NEWS_AFTER = timedelta(days=1)
+# One failed poll is an outage blip that the next success clears; this many in a row is an account to look at.
+CARRIER_ACCOUNT_FAILURES_TO_REPORT = 3
+# oma.channels.services.channel_poll pauses a channel for an hour when the platform refuses its credentials (and for
+# other errors only a person can fix), five minutes for transient ones: a pause this long means "fix the channel".
+CHANNEL_AUTH_PAUSE = timedelta(minutes=55)
+
+
+# --- what stopped working (also read by oma.events for the alert.* events) -----------------------------------
+
+
+def _in_stores(rows: QuerySet, store_ids: Collection[int] | None) -> QuerySet:
+    return rows if store_ids is None else rows.filter(store_id__in=list(store_ids))
+
+
+def failed_pushes(*, store_ids: Collection[int] | None = None) -> QuerySet[FulfillmentPush]:
+    """Fulfillments Genstore refused (422, the token refused...): not retried until the shipment or order changes."""
+    return _in_stores(FulfillmentPush.objects.filter(state=FulfillmentPush.State.FAILED), store_ids)
+
+
+def failed_external_orders(*, store_ids: Collection[int] | None = None) -> QuerySet[ExternalOrder]:
+    """Orders of other channels Genstore refused to create."""
+    return _in_stores(ExternalOrder.objects.filter(state=ExternalOrder.State.FAILED), store_ids)
+
+
+def unmatched_external_shipments(
+    *, now: datetime, store_ids: Collection[int] | None = None
+) -> QuerySet[ExternalShipment]:
+    """Tracking records a channel reported that are still waiting for their order a day later."""
+    rows = ExternalShipment.objects.filter(
+        state=ExternalShipment.State.UNMATCHED, received_at__lte=now - UNMATCHED_NEWS_AFTER
+    )
+    return _in_stores(rows, store_ids)
+
+
+def channels_failing_auth(*, store_ids: Collection[int] | None = None) -> QuerySet[Channel]:
+    """Enabled channels whose last poll failed with an error only a person can fix (refused credentials): the poll
+    recorded the error and paused the channel for about an hour (see CHANNEL_AUTH_PAUSE)."""
+    rows = Channel.objects.filter(is_enabled=True, last_polled_at__isnull=False).exclude(last_error="").filter(
+        poll_paused_until__gte=F("last_polled_at") + CHANNEL_AUTH_PAUSE
+    )
+    return _in_stores(rows, store_ids)
+
+
+def failing_carrier_accounts(*, store_ids: Collection[int] | None = None) -> QuerySet[CarrierAccount]:
+    """A store's own active carrier accounts that failed several polls in a row (credentials, outage); the shared
+    accounts (no store) are the operator's."""
+    rows = CarrierAccount.objects.filter(
+        is_active=True, store__isnull=False, consecutive_failures__gte=CARRIER_ACCOUNT_FAILURES_TO_REPORT
+    ).exclude(last_error="")
+    return _in_stores(rows, store_ids)
 
 
 @dataclass
@@ -69,12 +131,65 @@ def _external_line(row: ExternalOrder, extra: str) -> str:
     return f"  - {row.source_name} order {row.external_order_id} ({row.channel.name}): {text}  {link}"
 
 
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _admin_link(obj: Model) -> str:
+    meta = obj._meta
+    return _admin_url(reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk]))
+
+
+def _push_line(push: FulfillmentPush) -> str:
+    order = push.order
+    number = push.tracking_number or push.source_tracking_number or "?"
+    reason = _short(push.state_reason or push.last_error or "failed")
+    return f"  - {order.name or '#' + order.order_id}: {number} {reason}  {_admin_link(push)}"
+
+
+def _unmatched_line(record: ExternalShipment) -> str:
+    return (f"  - {record.tracking_number} for order {record.external_order_id} ({record.channel.name}), "
+            f"received {record.received_at:%Y-%m-%d}  {_admin_link(record)}")
+
+
+def _channel_line(channel: Channel) -> str:
+    return f"  - {channel.name} ({channel.kind}): {_short(channel.last_error)}  {_admin_link(channel)}"
+
+
+def _carrier_account_line(account: CarrierAccount) -> str:
+    return (f"  - {account}: {account.consecutive_failures} failures in a row, {_short(account.last_error)}  "
+            f"{_admin_link(account)}")
+
+
+def _operations_sections(store: Store, now: datetime) -> list[tuple[str, str, int, list[str]]]:
+    """What stopped working and needs the merchant; a section is listed (and counted) only when it has rows."""
+    ids = [store.pk]
+    candidates: list[tuple[str, str, QuerySet, Callable[[Any], str]]] = [
+        ("failed_pushes", "Fulfillments Genstore refused (fix the cause, then retry the push in OMA)",
+         failed_pushes(store_ids=ids).select_related("order").order_by("updated_at", "pk"), _push_line),
+        ("unmatched_records", "Tracking records still waiting for their order after a day",
+         unmatched_external_shipments(now=now, store_ids=ids).select_related("channel").order_by("received_at", "pk"),
+         _unmatched_line),
+        ("channels_failing", "Channels whose platform refuses OMA's credentials (polls paused)",
+         channels_failing_auth(store_ids=ids).order_by("name", "pk"), _channel_line),
+        ("carrier_accounts_failing", "Carrier accounts failing (their parcels get no new scans)",
+         failing_carrier_accounts(store_ids=ids).order_by("carrier", "pk"), _carrier_account_line),
+    ]
+    sections = []
+    for key, title, rows, line in candidates:
+        count = rows.count()
+        if count:
+            sections.append((key, title, count, [line(row) for row in rows[:ROWS_PER_SECTION]]))
+    return sections
+
+
 def _external_order_sections(store: Store) -> list[tuple[str, str, int, list[str]]]:
     """Failed creates and rows that need the merchant, for a store that brings external orders at all."""
     rows = ExternalOrder.objects.filter(store=store).select_related("channel").order_by("received_at", "pk")
     if not rows.exists():
         return []
-    failed = rows.filter(state=ExternalOrder.State.FAILED)
+    failed = failed_external_orders(store_ids=[store.pk]).select_related("channel").order_by("received_at", "pk")
     attention = rows.exclude(needs_attention="")
     return [
         ("external_failed", "External orders Genstore refused to create (fix and retry them in OMA)",
@@ -115,6 +230,7 @@ def alert_digest_build(*, store: Store, policy: AlertPolicy, since: datetime, no
          for s, estimate in late[:ROWS_PER_SECTION]],
     ))
     sections.extend(_external_order_sections(store))
+    sections.extend(_operations_sections(store, now))
     counts = {key: count for key, _title, count, _lines in sections}
     summary = ", ".join(f"{count} {key.replace('_', ' ')}" for key, _t, count, _l in sections if count)
     lines = [f"What needs attention at {store} ({now:%Y-%m-%d %H:%M} UTC).", ""]
