@@ -11,7 +11,6 @@ delivery that carried shipments, an order, or both.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,7 +19,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from oma.channels.models import ExternalOrder, ExternalShipment
-from oma.orders.compliance import CHANNEL_REPORT_KEYS, EXTERNAL_SHIPMENT_KEYS, AllowList, ParcelsRedacted, keep_allowed
+from oma.orders.compliance import (
+    CHANNEL_REPORT_KEYS,
+    EXTERNAL_SHIPMENT_KEYS,
+    AllowList,
+    ParcelsRedacted,
+    allow,
+    keep_allowed,
+)
 from oma.orders.models import Order
 from oma.stores.models import Store
 from tracking.redaction import shipments_redact
@@ -84,30 +90,19 @@ def _change_without_personal_data(change: object) -> object:
 
 # --- the stored channel delivery's body ---------------------------------------------------------------------------
 
-_KEY_NORMALISER = re.compile(r"[_\-\s]")
-
-
-def _allow(*plain: str, **nested: AllowList) -> dict[str, AllowList | None]:
-    """An allow-list in keep_allowed's form (keys compared without case, "_" or "-")."""
-    def normal(key: str) -> str:
-        return _KEY_NORMALISER.sub("", key).lower()
-
-    return {**{normal(key): None for key in plain}, **{normal(key): keys for key, keys in nested.items()}}
-
-
 # What an order object in a channel delivery keeps: what the order is, never who bought it or where it goes (the
 # country aside).
-EXTERNAL_ORDER_KEYS = _allow(
+EXTERNAL_ORDER_KEYS = allow(
     "createdAt", "currency", "shippingPrice", "totalTax", "financialStatus", "cancelledAt", "tags",
-    lineItems=_allow("sku", "title", "variantTitle", "quantity", "price", "lineItemId"),
-    shippingAddress=_allow("countryCode", "country"),
+    lineItems=allow("sku", "title", "variantTitle", "quantity", "price", "lineItemId"),
+    shippingAddress=allow("countryCode", "country"),
 )
 CHANNEL_DELIVERY_KEYS: dict[str, AllowList | None] = {
     **CHANNEL_REPORT_KEYS,
-    **_allow(
+    **allow(
         order=EXTERNAL_ORDER_KEYS,
         # a Standard Webhooks envelope
-        data=_allow("externalOrderId", shipments=EXTERNAL_SHIPMENT_KEYS, order=EXTERNAL_ORDER_KEYS),
+        data=allow("externalOrderId", shipments=EXTERNAL_SHIPMENT_KEYS, order=EXTERNAL_ORDER_KEYS),
     ),
 }
 

@@ -293,7 +293,7 @@ def csv_import_run_queued(*, csv_import_id: int, now: datetime | None = None) ->
     report = CsvImportReport(file_name=csv_import.file_name, import_id=csv_import.pk,
                              channel_name=csv_import.channel.name)
     try:
-        parsed = parse_tracking_csv(bytes(csv_import.queued_file), max_rows=MAX_ROWS, now=now)
+        parsed = parse_tracking_csv(bytes(csv_import.queued_file or b""), max_rows=MAX_ROWS, now=now)
     except CsvFileError as exc:  # it parsed before it was queued; a later version of the parser may disagree
         report.file_error = csv_import.file_error = str(exc)
         csv_import.finished_at = timezone.now()

@@ -24,14 +24,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from oma.channels.connectors.base import LineRef
+from oma.genstore.fulfillment_status import DEAD_FULFILLMENT_STATUSES
 from oma.orders.models import GenstoreFulfillment, LineItem, Order
 from oma.stores.models import Store
 from tracking.models import ShipmentLine
 from tracking.numbers import normalize
 
 CANCELLED = "cancelled"  # tracking.vocabulary.Status.CANCELLED: a voided label; its items are free again
-# Genstore fulfillment statuses that hold no items (genstore-contract.md, the Fulfillment object).
-VOID_FULFILLMENT_STATUSES = frozenset({"cancelled", "error", "failure"})
 
 
 class MatchProblem(Exception):
@@ -194,7 +193,7 @@ class OrderLedger:
         fulfilled: dict[int, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
         for order_id, number, items in (
             GenstoreFulfillment.objects.filter(order_id__in=pks)
-            .exclude(status__in=VOID_FULFILLMENT_STATUSES)
+            .exclude(status__in=DEAD_FULFILLMENT_STATUSES)
             .values_list("order_id", "tracking_number", "line_items")
         ):
             for item in items if isinstance(items, list) else ():

@@ -155,6 +155,8 @@ class CsvImport(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        verbose_name = "CSV import"  # Django's default reads "csv import"
+        verbose_name_plural = "CSV imports"
 
     def __str__(self) -> str:
         return f"{self.file_name} ({self.started_at:%Y-%m-%d %H:%M})"

@@ -132,29 +132,6 @@ def channel_orders_problem(channel: Channel) -> str | None:
     return None
 
 
-def channel_by_ref(*, ref: str, store_domain: str | None = None) -> Channel:
-    """The channel a command names: by slug, or (within the store `store_domain`) by name or slug. ChannelInvalid,
-    listing the slugs there are, when there is none."""
-    ref = ref.strip()
-    channels = Channel.objects.select_related("store")
-    if store_domain:
-        store_domain = store_domain.strip().lower()
-        if not Store.objects.filter(domain=store_domain).exists():
-            raise ChannelInvalid(f"unknown store {store_domain!r} (see: channel list)")
-        channels = channels.filter(store__domain=store_domain)
-        found = channels.filter(slug=ref).first() or channels.filter(name=ref).first()
-    else:
-        found = channels.filter(slug=ref).first()
-    if found is not None:
-        return found
-    known = list(channels.order_by("slug").values_list("slug", flat=True)[:50])
-    where = f" in store {store_domain}" if store_domain else ""
-    if not known:
-        raise ChannelInvalid(f"unknown channel {ref!r}{where}: there are no channels yet (create one with: channel "
-                             "add --store D --kind csv --name Amazon --source-names amazon)")
-    raise ChannelInvalid(f"unknown channel {ref!r}{where}; known channels: {', '.join(known)}")
-
-
 def external_orders_import(
     *,
     store: Store,

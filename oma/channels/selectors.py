@@ -1,4 +1,5 @@
-"""Channel reads: which orders a polling channel should ask about, and what waits or was rejected."""
+"""Channel reads: the channel a command names, which orders a polling channel should ask about, and what waits or
+was rejected."""
 
 from __future__ import annotations
 
@@ -13,11 +14,41 @@ from oma.channels.connectors.base import PolledOrder
 from oma.channels.matching import CANCELLED
 from oma.channels.models import Channel, ExternalOrder, ExternalShipment, OrderPoll
 from oma.orders.models import LineItem, Order
+from oma.stores.cli import unknown_store_message
+from oma.stores.domains import store_domain_normalize
+from oma.stores.models import Store
 from tracking.models import ShipmentLine
 
 
 def channel_for_webhook(slug: str) -> Channel | None:
     return Channel.objects.select_related("store").filter(slug=slug).first()
+
+
+class ChannelNotFound(LookupError):
+    """No channel (or no store) by the name a command gave; the message lists what there is."""
+
+
+def channel_by_ref(*, ref: str, store_domain: str | None = None) -> Channel:
+    """The channel a command names: by slug, or (within the store `store_domain`) by name or slug. ChannelNotFound,
+    listing the slugs there are, when there is none."""
+    ref = ref.strip()
+    channels = Channel.objects.select_related("store")
+    if store_domain:
+        store_domain = store_domain_normalize(store_domain)  # as typed or pasted, as every --store is read
+        if not Store.objects.filter(domain=store_domain).exists():
+            raise ChannelNotFound(unknown_store_message(store_domain))
+        channels = channels.filter(store__domain=store_domain)
+        found = channels.filter(slug=ref).first() or channels.filter(name=ref).first()
+    else:
+        found = channels.filter(slug=ref).first()
+    if found is not None:
+        return found
+    known = list(channels.order_by("slug").values_list("slug", flat=True)[:50])
+    where = f" in store {store_domain}" if store_domain else ""
+    if not known:
+        raise ChannelNotFound(f"unknown channel {ref!r}{where}: there are no channels yet (create one with: channel "
+                              "add --store D --kind csv --name Amazon --source-names amazon)")
+    raise ChannelNotFound(f"unknown channel {ref!r}{where}; known channels: {', '.join(known)}")
 
 
 def polling_channels() -> QuerySet[Channel]:

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 from celery import current_app
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, Func, OuterRef, Q, Value
+from django.db.models.functions import Concat, Trim
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -34,6 +35,7 @@ from oma.channels.connectors.base import (
 from oma.channels.connectors.webhook import generate_secret
 from oma.channels.matching import (
     CANCELLED,
+    ORDER_KEY_FIELDS,
     MatchProblem,
     OrderLedger,
     OrderLookup,
@@ -71,7 +73,9 @@ def _unique_slug(store: Store, name: str) -> str:
 
 
 def _clean_source_names(source_names: Sequence[str]) -> list[str]:
-    return sorted({name.strip() for name in source_names if name and name.strip()})
+    """Stripped, without blanks or repeats, in the merchant's order: the first one is the sourceName the channel's
+    external orders are created under in Genstore (order_intake.channel_source_name)."""
+    return list(dict.fromkeys(name.strip() for name in source_names if name and name.strip()))
 
 
 def channel_create(
@@ -164,6 +168,7 @@ def channel_touch(channel: Channel, *, now: datetime) -> None:
 
 def dedupe_key(record: ExternalShipmentRecord) -> str:
     """Same report -> same key. A platform shipment id identifies itself (an update of it is the same record)."""
+    material: list[object]
     if record.external_id:
         material = ["id", record.external_id]
     else:
@@ -516,7 +521,7 @@ def external_shipment_rematch(*, record_id: int, include_rejected: bool = False)
 def external_shipments_match_waiting(*, store: Store, order_ids: Sequence[int]) -> ReceiveSummary:
     """Orders arrived or changed: match the records that were waiting for them, oldest first."""
     summary = ReceiveSummary()
-    orders = Order.objects.filter(store=store, pk__in=list(order_ids)).only("pk", "order_id", "source_identifier")
+    orders = Order.objects.filter(store=store, pk__in=list(order_ids)).only(*ORDER_KEY_FIELDS)
     keys = waiting_keys_for(orders)
     if not keys:
         return summary
@@ -534,12 +539,21 @@ def external_shipments_match_waiting(*, store: Store, order_ids: Sequence[int]) 
 
 
 def external_shipments_match_all_waiting(*, store: Store | None = None, limit: int = 5000) -> ReceiveSummary:
-    """Safety net behind the order hook: match waiting records whose order exists by now (a missed hook)."""
+    """Safety net behind the order hook: match waiting records whose order exists by now (a missed hook), found
+    the ways matching finds it: sourceIdentifier, orderId, or the order's name with or without '#'."""
     summary = ReceiveSummary()
+    by_name = Q(name=OuterRef("bare_order_name")) | Q(name=Concat(Value("#"), OuterRef("bare_order_name")))
     order_exists = Order.objects.filter(store_id=OuterRef("store_id")).filter(
-        Q(source_identifier=OuterRef("external_order_id")) | Q(order_id=OuterRef("external_order_id"))
+        Q(source_identifier=OuterRef("external_order_id"))
+        | Q(order_id=OuterRef("external_order_id"))
+        | (by_name & ~Q(name=""))
     )
-    waiting = ExternalShipment.objects.filter(state=State.UNMATCHED).filter(Exists(order_exists))
+    waiting = (
+        ExternalShipment.objects.filter(state=State.UNMATCHED)
+        # matching.order_name_forms in SQL: '#1001' and '1001' both stand for the order named '#1001' (or '1001').
+        .annotate(bare_order_name=Trim(Func(Trim("external_order_id"), Value("#"), function="LTRIM")))
+        .filter(Exists(order_exists))
+    )
     if store is not None:
         waiting = waiting.filter(store=store)
     for record_id in waiting.order_by("pk").values_list("pk", flat=True)[:limit]:
@@ -554,9 +568,7 @@ def on_orders_changed(sender: object, *, store: Store, order_ids: list[int], **k
     the order mirror: a failure is logged and handed to a task (the beat safety net catches the rest).
     """
     try:
-        keys = waiting_keys_for(
-            Order.objects.filter(store=store, pk__in=order_ids).only("pk", "order_id", "source_identifier")
-        )
+        keys = waiting_keys_for(Order.objects.filter(store=store, pk__in=order_ids).only(*ORDER_KEY_FIELDS))
         if not keys or not ExternalShipment.objects.filter(
             store=store, state=State.UNMATCHED, external_order_id__in=keys
         ).exists():
@@ -635,7 +647,7 @@ def channel_poll(
 
     try:
         for polled, records in connector.fetch_shipments(
-            channel, due, stats=result.stats, deadline=deadline, **options  # type: ignore[call-arg]
+            channel, due, stats=result.stats, deadline=deadline, **options
         ):
             order = orders[polled.order_pk]
             summary = external_shipments_receive(

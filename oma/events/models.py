@@ -130,6 +130,7 @@ class EventWatch(models.Model):
     baseline_at = models.DateTimeField()
 
     class Meta:
+        verbose_name_plural = "event watches"
         constraints = [models.UniqueConstraint(fields=["store", "kind"], name="event_watch_once")]
 
     def __str__(self) -> str:

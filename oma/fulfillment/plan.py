@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from oma.fulfillment.pushed_status import shipment_status_for
-from oma.fulfillment.status import DEAD_FULFILLMENT_STATUSES
 from oma.genstore.carriers import tracking_company_for
+from oma.genstore.fulfillment_status import DEAD_FULFILLMENT_STATUSES
 from oma.genstore.records import FulfillmentRecord
 from oma.genstore.shipment_status import SHIPMENT_STATUS_RANK
 from oma.orders.models import LineItem, Order

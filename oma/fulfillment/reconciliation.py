@@ -31,9 +31,9 @@ from oma.fulfillment.models import FulfillmentPush
 from oma.fulfillment.plan import NEVER_PUSHED_FINANCIAL_STATUSES
 from oma.fulfillment.services.push import PushOutcome, PushResult, shipment_push
 from oma.fulfillment.services.unified_status import store_unified_status_refresh
-from oma.fulfillment.status import DEAD_FULFILLMENT_STATUSES
 from oma.fulfillment.tasks import shipments_push_enqueue
 from oma.genstore.client import GenstoreClient
+from oma.genstore.fulfillment_status import DEAD_FULFILLMENT_STATUSES
 from oma.orders.models import GenstoreFulfillment, Order, SyncRun
 from oma.orders.services import orders_sweep
 from oma.stores.models import Store

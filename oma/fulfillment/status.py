@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from django.db import models
 
 from oma.fulfillment.pushed_status import GENSTORE_SHIPMENT_STATUS_AS_TRACKING
+from oma.genstore.fulfillment_status import DEAD_FULFILLMENT_STATUSES  # also imported from here (services/push.py)
 from tracking.numbers import normalize
 from tracking.vocabulary import Status
 
@@ -67,9 +68,6 @@ class UnifiedStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
     REFUNDED = "refunded", "Refunded"
 
-
-# Genstore fulfillment statuses that mean "this fulfillment no longer stands".
-DEAD_FULFILLMENT_STATUSES: frozenset[str] = frozenset({"cancelled", "error", "failure"})
 
 AWAITING_PAYMENT_FINANCIAL_STATUSES: frozenset[str] = frozenset({"pending", "partially_paid"})
 ISSUE_STATUSES: frozenset[str] = frozenset(

@@ -5,6 +5,7 @@ In oma.merchant because it reads two apps that do not know each other: the order
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Prefetch
@@ -51,11 +52,16 @@ def _shipment_prefetch() -> list[Prefetch]:
     ]
 
 
-def orders_export_rows(*, store: Store, chunk_size: int = 500) -> Iterator[dict[str, Any]]:
-    """One plain dict per order, in orderId order, in bounded memory (chunks with prefetches)."""
+def orders_export_rows(
+    *, store: Store, updated_since: datetime | None = None, chunk_size: int = 500
+) -> Iterator[dict[str, Any]]:
+    """One plain dict per order, in orderId order, in bounded memory (chunks with prefetches); with
+    `updated_since`, only the orders Genstore last updated at or after it."""
+    orders = Order.objects.filter(store=store)
+    if updated_since is not None:
+        orders = orders.filter(genstore_updated_at__gte=updated_since)
     queryset = (
-        Order.objects.filter(store=store)
-        .order_by("order_id")
+        orders.order_by("order_id")
         .prefetch_related(
             Prefetch("line_items", queryset=LineItem.objects.order_by("pk"), to_attr="prefetched_lines"),
             *_shipment_prefetch(),

@@ -62,23 +62,24 @@ def _normal(key: str) -> str:
     return _KEY_NORMALISER.sub("", key).lower()
 
 
-def _allow(*plain: str, **nested: AllowList) -> dict[str, AllowList | None]:
+def allow(*plain: str, **nested: AllowList) -> dict[str, AllowList | None]:
+    """An allow-list for keep_allowed: `plain` keys keep plain values, each `nested` key the objects it allows."""
     return {**{_normal(key): None for key in plain}, **{_normal(key): keys for key, keys in nested.items()}}
 
 
-LINE_ITEM_KEYS = _allow(
+LINE_ITEM_KEYS = allow(
     "id", "lineItemId", "productId", "variantId", "sku", "title", "name", "variantTitle", "vendor", "quantity",
     "fulfillableQuantity", "fulfillmentStatus", "requiresShipping", "price", "grams", "taxable", "totalDiscount",
     "giftCard",
 )
-FULFILLMENT_KEYS = _allow(
+FULFILLMENT_KEYS = allow(
     "fulfillId", "fulfillmentId", "id", "orderId", "status", "shipmentStatus", "trackingNumber", "trackingCompany",
     "trackingUrl", "trackingNumbers", "trackingUrls", "service", "locationId", "notifyCustomer", "createdAt",
     "createTime", "updatedAt", "updateTime",
-    trackingInfo=_allow("number", "company", "url", "trackingNumber", "trackingCompany", "trackingUrl"),
-    lineItems=_allow("id", "lineItemId", "quantity"),
+    trackingInfo=allow("number", "company", "url", "trackingNumber", "trackingCompany", "trackingUrl"),
+    lineItems=allow("id", "lineItemId", "quantity"),
 )
-ORDER_KEYS = _allow(
+ORDER_KEYS = allow(
     "orderId", "id", "name", "orderName", "orderNumber", "number", "sourceName", "sourceIdentifier",
     "financialStatus", "fulfillmentStatus", "cancelledAt", "cancelTime", "cancelledTime", "cancelReason",
     "createdAt", "createTime", "updatedAt", "updateTime", "processedAt", "closedAt", "totalPrice",
@@ -87,33 +88,33 @@ ORDER_KEYS = _allow(
     lineItems=LINE_ITEM_KEYS,
     fulfillments=FULFILLMENT_KEYS,
     # The country alone: delivery estimates learn transit times per destination country (oma.merchant.estimates).
-    shippingAddress=_allow("country", "countryCode"),
+    shippingAddress=allow("country", "countryCode"),
 )
-REFUND_KEYS = _allow(
+REFUND_KEYS = allow(
     "refundId", "id", "orderId", "amount", "refundPrice", "totalRefundPrice", "currency", "shopCurrency",
     "rightsType", "status", "createdAt", "createTime", "updatedAt", "updateTime",
-    lineItems=_allow(
+    lineItems=allow(
         "id", "lineItemId", "quantity", "subtotal", "totalTax", "rightsReasonType", "locationId",
-        lineItem=_allow("productId", "variantId", "sku", "title"),
+        lineItem=allow("productId", "variantId", "sku", "title"),
     ),
 )
 # A shipment as a sales channel reported it (webhook channels, ShipStation): what matching and people read.
-EXTERNAL_SHIPMENT_KEYS = _allow(
+EXTERNAL_SHIPMENT_KEYS = allow(
     "trackingNumber", "carrier", "shippedAt", "status", "id", "externalId", "shipmentId", "orderId", "orderNumber",
     "carrierCode", "serviceCode", "shipDate", "voidDate", "voided",
-    lineItems=_allow("sku", "lineItemId", "quantity"),
+    lineItems=allow("sku", "lineItemId", "quantity"),
 )
 # Stored webhook bodies, by topic. Compliance requests keep the shop and the orders they name (the customer goes).
-_CUSTOMER_REQUEST_KEYS = _allow("shopId", "shopDomain", "ordersToRedact", "ordersRequested", dataRequest=_allow("id"))
+_CUSTOMER_REQUEST_KEYS = allow("shopId", "shopDomain", "ordersToRedact", "ordersRequested", dataRequest=allow("id"))
 # A channel's shipment report (channels/shipments, registered by the channels app with body_allow_list_register).
-CHANNEL_REPORT_KEYS = _allow(
+CHANNEL_REPORT_KEYS = allow(
     "externalOrderId", "type", "timestamp",
     shipments=EXTERNAL_SHIPMENT_KEYS,
-    data=_allow("externalOrderId", shipments=EXTERNAL_SHIPMENT_KEYS),  # a Standard Webhooks envelope
+    data=allow("externalOrderId", shipments=EXTERNAL_SHIPMENT_KEYS),  # a Standard Webhooks envelope
 )
 _BODY_KEYS: dict[str, AllowList] = {
-    **{topic: _allow(order=ORDER_KEYS) for topic in ORDER_TOPICS},
-    REFUNDS_CREATE: _allow(refund=REFUND_KEYS),
+    **{topic: allow(order=ORDER_KEYS) for topic in ORDER_TOPICS},
+    REFUNDS_CREATE: allow(refund=REFUND_KEYS),
     CUSTOMERS_REDACT: _CUSTOMER_REQUEST_KEYS,
     CUSTOMERS_DATA_REQUEST: _CUSTOMER_REQUEST_KEYS,
 }
@@ -237,9 +238,11 @@ class ParcelsRedacted:
         )
 
 
-# Sent by customer_redact inside its transaction, with the store and the pks of the orders whose customer was
-# erased: the apps above that keep data about those orders' parcels (who signed, scan texts, channel reports) erase
-# it and answer with a ParcelsRedacted (receivers connected in their AppConfig.ready; oma.channels.compliance).
+# Sent by customer_redact inside its transaction, with the store, the pks of the orders whose customer was erased
+# (`order_pks`), the orderIds Genstore named (`order_ids`, mirrored or not) and the customer object (`customer`: its
+# id and email): the apps above that keep data about those orders or that customer (who signed for the parcels,
+# scan texts, channel reports, external orders bought with the same email) erase it and answer with a
+# ParcelsRedacted (receivers connected in their AppConfig.ready; oma.channels.compliance).
 customer_redacted = Signal()
 
 
@@ -279,7 +282,10 @@ def customer_redact(*, store: Store, customer: Mapping[str, Any], order_ids: Seq
         Refund.objects.bulk_update(refunds, ["raw"])
         answers: list[object] = [
             answer
-            for _, answer in customer_redacted.send(sender=Order, store=store, order_pks=[order.pk for order in orders])
+            for _, answer in customer_redacted.send(
+                sender=Order, store=store, order_pks=[order.pk for order in orders], order_ids=order_ids,
+                customer=customer,
+            )
         ]
         parcels = ParcelsRedacted.total(answer for answer in answers if isinstance(answer, ParcelsRedacted))
     logger.info(

@@ -61,8 +61,8 @@ def test_updates_add_stores_and_keep_the_password_unless_given():
 
 def test_unknown_store_or_missing_password_is_an_error():
     StoreFactory(domain="one.genmystore.com")
-    with pytest.raises(CommandError, match="no connected store"):
-        _run("--username", "cy", "--password", "x-pass", "--store", "nope.genmystore.com")
+    with pytest.raises(CommandError, match="unknown store"):
+        _run("--username", "cy", "--password", "amber-kettle-cy", "--store", "nope.genmystore.com")
     with pytest.raises(CommandError, match="password"):
         _run("--username", "cy", "--store", "one.genmystore.com")
     assert not get_user_model().objects.filter(username="cy").exists()
@@ -70,7 +70,7 @@ def test_unknown_store_or_missing_password_is_an_error():
 
 def test_merchant_permissions_cover_store_models_only():
     store = StoreFactory()
-    _run("--username", "dee", "--password", "pw-dee", "--store", store.domain)
+    _run("--username", "dee", "--password", "amber-kettle-dee", "--store", store.domain)
     user = get_user_model().objects.get(username="dee")
     assert user.has_perm("orders.view_order") and user.has_perm("tracking.change_shipment")
     assert user.has_perm("stores.change_store")
@@ -101,8 +101,8 @@ def test_shared_carrier_accounts_are_for_the_operator_only(client):
     store = StoreFactory()
     own = CarrierAccount.objects.create(carrier="ups", store=store, label="own account")
     shared = CarrierAccount.objects.create(carrier="fedex", store=None, label="shared account")
-    _run("--username", "eve", "--password", "pw-eve", "--store", store.domain)
-    client.login(username="eve", password="pw-eve")
+    _run("--username", "eve", "--password", "amber-kettle-eve", "--store", store.domain)
+    client.login(username="eve", password="amber-kettle-eve")
     listed = client.get(reverse("admin:tracking_carrieraccount_changelist")).context["cl"].result_list
     assert [account.pk for account in listed] == [own.pk]
     assert client.get(reverse("admin:tracking_carrieraccount_change", args=[shared.pk])).status_code == 302
@@ -116,7 +116,7 @@ def test_a_path_declared_on_the_admin_wins_over_introspection():
     from oma.merchant.models import TransitTimeStat
 
     store = StoreFactory()
-    _run("--username", "fay", "--password", "pw-fay", "--store", store.domain)
+    _run("--username", "fay", "--password", "amber-kettle-fay", "--store", store.domain)
     user = get_user_model().objects.get(username="fay")
     assert effective_store_path(TransitTimeStat) == "store" and user.has_perm("merchant.view_transittimestat")
 

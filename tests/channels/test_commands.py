@@ -26,7 +26,7 @@ def test_add_webhook_prints_slug_path_and_a_standard_webhooks_secret(store):
                      "--source-names", "instagram, facebook")
     assert created["slug"] == "shop1-instagram-shop"
     assert created["webhookPath"] == "/webhooks/channels/shop1-instagram-shop/"
-    assert created["sourceNames"] == ["facebook", "instagram"]
+    assert created["sourceNames"] == ["instagram", "facebook"]  # as typed: the first is the sourceName orders get
     assert created["secret"].startswith("whsec_")
     assert len(base64.b64decode(created["secret"].removeprefix("whsec_"), validate=True)) == 32
     channel = Channel.objects.get(slug=created["slug"])
@@ -52,7 +52,8 @@ def test_add_csv_has_no_secret_and_names_are_unique_per_store(store):
     ("args", "message"),
     [
         (["--kind", "webhook", "--name", "X", "--api-key", "k", "--api-secret", "s"], "takes no API key"),
-        (["--kind", "shipstation", "--name", "X", "--api-key", "k"], "give both --api-key and --api-secret"),
+        (["--kind", "shipstation", "--name", "X", "--api-key", "k"],
+         "a ShipStation channel needs --api-key and --api-secret"),
         (["--kind", "shipstation", "--name", "X", "--api-key", "k", "--api-secret", "s", "--base-url", "ftp://x"],
          "base URL must be an http"),
     ],
@@ -64,7 +65,7 @@ def test_add_refuses_settings_that_cannot_work(store, args, message):
 
 
 def test_unknown_store_and_kind(store):
-    with pytest.raises(CommandError, match="no store with domain"):
+    with pytest.raises(CommandError, match="unknown store"):
         run("add", "--store", "nope.genmystore.com", "--kind", "csv", "--name", "X")
     with pytest.raises(CommandError, match="invalid choice"):
         run("add", "--store", store.domain, "--kind", "amazon", "--name", "X")

@@ -16,6 +16,7 @@ from django.db.models import Sum
 
 from oma.channels.csv_import import tracking_csv_import
 from oma.channels.models import Channel, CsvImport, ExternalShipment
+from oma.core.cli import EXIT_REJECTS
 from oma.orders.models import LineItem
 from tests.channels.conftest import order_record, sync_orders
 from tracking.models import Shipment, ShipmentLine
@@ -260,16 +261,21 @@ def test_command_prints_the_report_and_fails_only_on_an_unreadable_file(store, t
     path = tmp_path / "t.csv"
     path.write_bytes(to_csv([row("8001", "PARCEL000300"), row("8001", "")]))
     out = io.StringIO()
-    call_command("import_tracking", str(path), "--store", store.domain, stdout=out)
+    call_command("import_tracking", str(path), "--store", store.domain, "--allow-rejects", stdout=out)
     text = out.getvalue()
     assert "1 shipments created" in text and "line 3: rejected: tracking_number is empty (required)" in text
     assert Channel.objects.get(store=store).kind == "csv"
     assert CsvImport.objects.get().via == "command"
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="1 of 2 rows rejected") as rejected:  # without --allow-rejects: exit 3
+        call_command("import_tracking", str(path), "--store", store.domain, stdout=out)
+    assert rejected.value.returncode == EXIT_REJECTS
+    assert "line 3: rejected: tracking_number is empty (required)" in out.getvalue()
 
     path.write_bytes(b"nothing useful\n")
     with pytest.raises(CommandError, match="must name the columns"):
         call_command("import_tracking", str(path), "--store", store.domain, stdout=io.StringIO())
-    with pytest.raises(CommandError, match="no store"):
+    with pytest.raises(CommandError, match="unknown store"):
         call_command("import_tracking", str(path), "--store", "nope.genmystore.com")
     path.write_bytes(to_csv([row("8001", "PARCEL000301")]))
     with pytest.raises(CommandError, match="no channel named 'Amazon'"):

@@ -5,6 +5,8 @@ later changes recorded, and tracking for an external order pushed as a fulfillme
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test import TestCase
 from django.utils import timezone
@@ -116,6 +119,20 @@ def test_created_once_with_source_lines_prices_and_address_then_nothing_more(san
     assert again.result == CreateResult.UNCHANGED and again.requests == 0
     assert sum(drained.outcomes.values()) == 0 and not drained.more_due
     assert sandbox.stats("shop1")["orders_created"] == 1
+
+
+def test_the_first_source_name_typed_is_the_source_name_written_to_genstore(sandbox, store, client):
+    out = io.StringIO()
+    call_command("channel", "add", "--store", store.domain, "--kind", "csv", "--name", "Marketplaces",
+                 "--source-names", "walmart, amazon,walmart", stdout=out)
+    channel = Channel.objects.get(slug=json.loads(out.getvalue())["slug"])
+    assert channel.source_names == ["walmart", "amazon"]  # as typed, not sorted; repeats dropped
+    order = ExternalOrderInputFactory()
+    [row] = receive(channel, order)
+    assert row.source_name == "walmart"
+    assert external_order_create(external_order_id=row.pk, client=client).result == CreateResult.CREATED
+    [genstore] = created_in(sandbox, order.external_order_id)
+    assert genstore["sourceName"] == "walmart"
 
 
 def test_an_order_already_in_the_mirror_is_adopted_without_a_request_and_two_are_refused(sandbox, store, channel,

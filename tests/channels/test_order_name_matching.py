@@ -14,7 +14,7 @@ from oma.channels.connectors.webhook import sign
 from oma.channels.csv_import import tracking_csv_import
 from oma.channels.matching import orders_for_external_ids
 from oma.channels.models import ExternalShipment
-from oma.channels.services import channel_create
+from oma.channels.services import channel_create, external_shipments_match_all_waiting
 from oma.genstore.records import OrderRecord
 from oma.stores.models import Store
 from tests.channels.conftest import order_record, sync_orders
@@ -77,6 +77,19 @@ def test_a_row_waiting_under_a_name_matches_when_the_order_arrives(store, django
         sync_orders(store, [named("5550005", "#1005")])
     assert ExternalShipment.objects.get().state == ExternalShipment.State.MATCHED
     assert shipped_orders() == {"PARCEL0000021": "5550005"}
+
+
+def test_the_safety_net_matches_rows_waiting_under_a_name_when_the_hook_was_missed(store):
+    report = import_csv(store, "1006,PARCEL0000041", "#1007,PARCEL0000042", "#1008,PARCEL0000043",
+                        "1009,PARCEL0000044")
+    assert [result.outcome for result in report.results] == ["waiting"] * 4
+    sync_orders(store, [named("5550006", "#1006"), named("5550007", "1007"), named("5550008", "#1008"),
+                        named("5550010", "")])  # inside the test's transaction: orders_changed's hook never runs
+    assert shipped_orders() == {}
+    assert external_shipments_match_all_waiting().describe() == "3 created"
+    assert shipped_orders() == {"PARCEL0000041": "5550006", "PARCEL0000042": "5550007",
+                                "PARCEL0000043": "5550008"}
+    assert ExternalShipment.objects.get(state=ExternalShipment.State.UNMATCHED).external_order_id == "1009"
 
 
 @pytest.mark.postgres

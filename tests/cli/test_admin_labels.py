@@ -21,3 +21,8 @@ def test_no_plural_label_is_a_naive_s():
 
 def test_the_fulfillment_push_list_is_called_fulfillment_pushes():
     assert apps.get_model("fulfillment", "FulfillmentPush")._meta.verbose_name_plural == "fulfillment pushes"
+
+
+def test_the_tracking_file_uploads_are_called_csv_imports():
+    meta = apps.get_model("channels", "CsvImport")._meta
+    assert (meta.verbose_name, meta.verbose_name_plural) == ("CSV import", "CSV imports")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,8 +10,10 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from oma.core import cli
+from oma.merchant.exports import orders_export_rows
 from oma.orders.management.commands import sync_orders
 from oma.stores.models import Store
+from tests.admin.factories import OrderFactory
 from tests.cli.conftest import run
 from webhooks.models import WebhookDelivery
 from webhooks.receive import delivery_receive
@@ -58,4 +61,26 @@ def test_replay_webhooks_takes_6h():
     assert run("replay_webhooks", "--since", "6h", "--dry-run").out.strip() == "1 delivery matches"
     assert run("replay_webhooks", "--since", "1d", "--dry-run").out.strip() == "2 deliveries match"
     refused = run("replay_webhooks", "--since", "6 hours", "--dry-run")
+    assert refused.status == 1 and "how long ago" in refused.error
+
+
+@pytest.mark.django_db
+def test_export_orders_since_writes_only_the_orders_updated_since_then():
+    store = Store.objects.create(domain="shop1.genmystore.com", access_token="t", client_secret="s")
+    now = timezone.now()
+    for order_id, age in (("1001", timedelta(hours=1)), ("1002", timedelta(days=3)), ("1003", timedelta(hours=30))):
+        OrderFactory(store=store, order_id=order_id, genstore_updated_at=now - age)
+    OrderFactory(store=store, order_id="1004", genstore_updated_at=None)  # never said: not "updated since"
+
+    def exported(*args: str) -> list[str]:
+        ran = run("export_orders", "--store", store.domain, *args)
+        assert ran.status == 0, ran.error
+        return [json.loads(line)["orderId"] for line in ran.out.splitlines()]
+
+    assert exported("--since", "2d") == ["1001", "1003"]
+    assert exported("--since", (now - timedelta(hours=2)).isoformat()) == ["1001"]
+    assert exported() == ["1001", "1002", "1003", "1004"]
+    assert [row["orderId"] for row in orders_export_rows(store=store, updated_since=now - timedelta(days=4))] == [
+        "1001", "1002", "1003"]
+    refused = run("export_orders", "--store", store.domain, "--since", "last week")
     assert refused.status == 1 and "how long ago" in refused.error

@@ -48,7 +48,7 @@ def test_push_fulfillments_pushes_everything_owed_with_parallel_workers(sandbox,
 
 @pytest.mark.django_db
 def test_push_fulfillments_refuses_unknown_or_inactive_stores(store):
-    with pytest.raises(CommandError, match="no store"):
+    with pytest.raises(CommandError, match="unknown store"):
         call_command("push_fulfillments", "--store", "nope.genmystore.com")
     store.is_active = False
     store.save()

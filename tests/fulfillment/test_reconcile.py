@@ -153,7 +153,7 @@ def test_reconcile_command_text_json_and_fix(sandbox, store, scene):
 def test_reconcile_command_refuses_an_unknown_store(db):
     from django.core.management.base import CommandError
 
-    with pytest.raises(CommandError, match=r"no store 'nope\.genmystore\.com'"):
+    with pytest.raises(CommandError, match=r"unknown store 'nope\.genmystore\.com'"):
         call_command("reconcile", "--store", "nope.genmystore.com")
 
 

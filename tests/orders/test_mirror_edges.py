@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from oma.celery import app as celery_app
 from oma.genstore.records import FulfillmentRecord, LineItemRecord, OrderRecord
 from oma.orders import services
 from oma.orders.models import GenstoreFulfillment, LineItem, Order, SyncRun
@@ -229,10 +230,15 @@ def recorded_hook(monkeypatch) -> list[int]:
 def test_a_sweep_with_deferred_hooks_enqueues_one_task_a_page_instead_of_running_them(
     genstore_sandbox, redis_client, recorded_hook
 ):
+    queue = settings.CELERY_TASK_ROUTES["orders.changed_run_hooks"]["queue"]
+    # The queue exists, as a worker consuming it declares it: redis_client emptied the broker, bindings included, and
+    # a producer that declared the queue before in this process would not declare it again (its message then lost).
+    with celery_app.connection_for_write() as broker:
+        celery_app.amqp.queues[queue](broker.default_channel).declare()
     store = connect(genstore_sandbox, rate_limit=(1000, 1000.0))
     assert orders_sweep(store=store, kind=SyncRun.Kind.FULL, defer_hooks=True).created == 300
     assert recorded_hook == []
-    assert redis_client.llen("celery") == 2  # one orders.changed_run_hooks task per page, in the broker
+    assert redis_client.llen(queue) == 2  # one orders.changed_run_hooks task per page, in its workload's queue
 
 
 @pytest.mark.django_db(transaction=True)

@@ -53,7 +53,7 @@ def test_an_unknown_store_is_named_with_the_stores_there_are():
 
 @pytest.mark.django_db
 def test_export_of_an_unknown_store_names_the_stores_there_are():
-    with pytest.raises(CommandError, match="no store is connected yet"):
+    with pytest.raises(CommandError, match="no stores yet: connect one with connect_store"):
         call_command("export_orders", store="nope.genmystore.com")
     Store.objects.create(domain="known.genmystore.com", access_token="t", client_secret="s")
     with pytest.raises(CommandError, match=r"known stores: known\.genmystore\.com"):

@@ -55,7 +55,7 @@ def test_replay_action_processes_the_selected_deliveries_again(
         response = admin_client.post(
             URL, {"action": "replay", "_selected_action": [failed.pk, ignored.pk]}, follow=True
         )
-    assert "1 deliveries queued for processing again. 1 skipped" in response.content.decode()
+    assert "1 delivery queued for processing again. 1 skipped" in response.content.decode()
     failed.refresh_from_db()
     assert (failed.state, failed.replay_count, failed.outcome) == (State.PROCESSED, 1, "order 1002 created")
     assert WebhookDelivery.objects.get(webhook_id="wh-c").state == State.IGNORED

@@ -56,7 +56,7 @@ def test_register_webhooks_adds_only_what_a_partial_setup_lacks(sandbox, sandbox
 def test_register_webhooks_refuses_plain_http_and_unknown_stores(sandbox_store):
     with pytest.raises(CommandError, match="https"):
         _run("register_webhooks", "--store", sandbox_store.domain, "--address", "http://oma.example.com/hook")
-    with pytest.raises(CommandError, match="no store"):
+    with pytest.raises(CommandError, match="unknown store"):
         _run("register_webhooks", "--store", "nobody.genmystore.com", "--address", ADDRESS)
 
 
@@ -86,10 +86,10 @@ def test_replay_webhooks_selects_by_store_state_and_time(store, other_store, eag
     since = (now - timedelta(days=1)).isoformat()
 
     dry_run = _run("replay_webhooks", "--store", store.domain, "--since", since, "--dry-run")
-    assert dry_run.strip() == "1 deliveries match"
+    assert dry_run.strip() == "1 delivery matches"
     with django_capture_on_commit_callbacks(execute=True):
         output = _run("replay_webhooks", "--store", store.domain, "--since", since)
-    assert output.strip() == "1 deliveries queued for processing again"
+    assert output.strip() == "1 delivery queued for processing again"
     states = dict(WebhookDelivery.objects.values_list("pk", "state"))
     assert states == {old_failed.pk: State.FAILED, new_failed.pk: State.PROCESSED,
                       processed.pk: State.PROCESSED, other_failed.pk: State.FAILED}

@@ -7,8 +7,12 @@ import json
 import pytest
 from django.contrib.auth.models import Permission, User
 
+from oma.channels.models import ExternalOrder
+from oma.channels.order_intake import external_orders_receive
+from oma.channels.services import channel_create
 from oma.orders.models import LineItem, Order, Refund
 from oma.stores.models import Store, StoreMembership
+from tests.admin.factories import ExternalOrderInputFactory
 from tests.webhooks.payloads import CUSTOMER_EMAIL, OTHER_SECRET, OTHER_SHOP, SHOP, encode, order_json
 from webhooks.models import CustomerDataExport, WebhookDelivery
 
@@ -53,6 +57,25 @@ def test_customers_redact_erases_personal_data_on_the_listed_orders_only(store, 
         if erased:
             assert CUSTOMER_EMAIL not in stored.body and "Jane" not in stored.body
     assert OTHER_EMAIL in WebhookDelivery.objects.get(resource_id="1003").body
+
+
+def test_customers_redact_erases_an_external_order_matched_only_by_the_customers_email(store, three_orders, deliver):
+    channel = channel_create(store=store, kind="csv", name="Amazon", source_names=["amazon"])
+    bought = external_orders_receive(channel=channel, orders=[
+        ExternalOrderInputFactory(email=CUSTOMER_EMAIL.upper()),  # never created in Genstore: no orderId names it
+        ExternalOrderInputFactory(email=OTHER_EMAIL),
+    ])
+    mine, theirs = ExternalOrder.objects.filter(pk__in=bought.new_ids).order_by("pk")
+
+    delivery = deliver(_redact_payload(["1001"]), topic="customers/redact")
+
+    delivery.refresh_from_db()
+    assert delivery.state == State.PROCESSED, delivery.last_error
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert mine.personal_data_erased_at is not None and (mine.email, mine.customer_name) == ("", "")
+    assert CUSTOMER_EMAIL not in json.dumps(mine.content).lower()
+    assert theirs.personal_data_erased_at is None and theirs.email == OTHER_EMAIL
 
 
 def test_customer_data_request_produces_an_export_downloadable_in_admin(store, three_orders, deliver, admin_client):

@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 import redis
+from django.conf import settings
 
 from oma.stores.models import Store
 from tests.fixtures_celery import subprocess_env, wait_until
@@ -23,9 +24,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 def _published_ids(client: redis.Redis) -> list[list[int]]:
-    """The delivery ids of each processing message waiting in the broker's default queue."""
+    """The delivery ids of each processing message waiting in the broker, in the webhook workload's queue."""
     messages = []
-    for raw in client.lrange("celery", 0, -1):
+    for raw in client.lrange(settings.CELERY_TASK_ROUTES["webhooks.process_deliveries"]["queue"], 0, -1):
         message = json.loads(raw)
         assert message["headers"]["task"] == "webhooks.process_deliveries"
         args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))

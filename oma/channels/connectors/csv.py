@@ -1,7 +1,8 @@
 """CSV files of tracking numbers: reading the file and checking each row on its own.
 
 Columns (header names are matched case-insensitively; common spellings are accepted):
-  order            required: the Genstore orderId or the channel's order id (Genstore's sourceIdentifier)
+  order            required: the Genstore orderId, the order's name (#1001 or 1001) or the channel's order id
+                   (Genstore's sourceIdentifier)
   tracking_number  required
   carrier          optional: a code (ups, fedex, usps, dhl, ...) or a carrier's name; blank: detected
   sku | line_item_id  optional: which item the row ships; blank: every item still left to ship

@@ -314,8 +314,8 @@ class ShipStationConnector(Connector):
     def client_for(self, channel: Channel, *, stats: PollStats | None = None, **options: Any) -> ShipStationClient:
         return ShipStationClient(
             base_url=channel.base_url or DEFAULT_BASE_URL,
-            api_key=channel.api_key,
-            api_secret=channel.api_secret,
+            api_key=channel.api_key or "",
+            api_secret=channel.api_secret or "",
             stats=stats,
             **options,
         )

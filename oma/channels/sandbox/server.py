@@ -83,7 +83,7 @@ class ShipStationSandbox:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host if isinstance(host, str) else host.decode()}:{port}"
 
     def start(self) -> ShipStationSandbox:
         self._thread = threading.Thread(target=self._server.serve_forever, name="shipstation-sandbox", daemon=True)

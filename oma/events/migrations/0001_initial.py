@@ -79,6 +79,9 @@ class Migration(migrations.Migration):
                 ('baseline_at', models.DateTimeField()),
                 ('store', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='stores.store')),
             ],
+            options={
+                'verbose_name_plural': 'event watches',
+            },
         ),
         migrations.CreateModel(
             name='OpenAlert',

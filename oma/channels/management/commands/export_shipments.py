@@ -13,8 +13,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from oma.channels.marketplace_export import FORMATS, amazon_confirmation_lines, amazon_confirmation_rows
-from oma.channels.order_import import channel_by_ref
-from oma.channels.services import ChannelInvalid
+from oma.channels.selectors import ChannelNotFound, channel_by_ref
 from oma.core.cli import SINCE_HELP, PipeSafeCommand, parse_since
 
 
@@ -36,7 +35,7 @@ class Command(PipeSafeCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             channel = channel_by_ref(ref=options["channel"], store_domain=options["store"])
-        except ChannelInvalid as exc:
+        except ChannelNotFound as exc:
             raise CommandError(str(exc)) from None
         since = parse_since(options["since"]) if options["since"] else None
         lines = amazon_confirmation_lines(amazon_confirmation_rows(channel=channel, since=since))

@@ -16,8 +16,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from oma.channels.connectors.order_files import FORMATS
-from oma.channels.order_import import OrderImportReport, channel_by_ref, external_orders_import
-from oma.channels.services import ChannelInvalid
+from oma.channels.order_import import OrderImportReport, external_orders_import
+from oma.channels.selectors import ChannelNotFound, channel_by_ref
 from oma.core.cli import EXIT_REJECTS, PipeSafeCommand, tty_progress
 
 
@@ -44,7 +44,7 @@ class Command(PipeSafeCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             channel = channel_by_ref(ref=options["channel"], store_domain=options["store"])
-        except ChannelInvalid as exc:
+        except ChannelNotFound as exc:
             raise CommandError(str(exc)) from None
         path = options["file"]
         try:

@@ -1,4 +1,5 @@
-"""`export_orders --store D [--format jsonl|csv]`: every mirrored order of a store on standard output.
+"""`export_orders --store D [--format jsonl|csv] [--since 2d|ISO]`: the mirrored orders of a store on standard
+output (with --since, only those Genstore updated since then).
 
 Made to be piped: `export_orders ... | head -1` ends quietly with status 0.
 """
@@ -10,7 +11,7 @@ import json
 
 from django.core.management.base import CommandParser
 
-from oma.core.cli import PipeSafeCommand
+from oma.core.cli import SINCE_HELP, PipeSafeCommand, parse_since
 from oma.core.csv_cells import safe_cell
 from oma.merchant.exports import orders_export_rows
 from oma.stores.cli import store_for_cli
@@ -34,10 +35,14 @@ class Command(PipeSafeCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--store", required=True, help="store domain, e.g. shop1.genmystore.com")
         parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+        parser.add_argument(
+            "--since", metavar="WHEN", help=f"only orders Genstore updated at or after: {SINCE_HELP}"
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         store = store_for_cli(str(options["store"]))
-        rows = orders_export_rows(store=store)
+        since = parse_since(str(options["since"])) if options["since"] else None
+        rows = orders_export_rows(store=store, updated_since=since)
         if options["format"] == "jsonl":
             for row in rows:
                 self.stdout.write(json.dumps(row, separators=(",", ":")))
