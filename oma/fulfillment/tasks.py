@@ -1,23 +1,41 @@
 """Thin Celery tasks for fulfillment pushes: ids in, one service call, a retry decision; and the one way pushes
 are queued (`shipments_push_enqueue`: the intent row first, the task after commit, through oma.core.outbox).
 
-Both tasks are safe to run twice: the push row's lock and its read-before-create make a duplicate a no-op.
+Pushes are queued per store, not per shipment: an import or a sweep that owes N pushes queues one
+`fulfillment.push_due` for the store, which drains what the store owes at its bucket's pace
+(`store_pushes_drain`) and queues itself again while work remains. A store whose drain is queued and has not
+finished gets no second one (`Store.push_drain_queued_at`): the queue holds at most a message or two per store,
+however many pushes are owed, and webhook processing never waits behind a flood of them. Forced pushes (admin,
+reconciliation) keep a task per shipment (`fulfillment.push_shipment`).
+
+Every task is safe to run twice: the push row's lock and its read-before-create make a duplicate push a no-op, and
+a second drain of a store finds the first one's lease and returns.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from celery import Task, shared_task
 from celery.exceptions import MaxRetriesExceededError
+from django.db.models import Q
 from django.utils import timezone
 
-from oma.core.outbox import enqueue_each_on_commit
+from oma.core.leases import lease_take
+from oma.core.outbox import after_commit, enqueue_each_on_commit, publish_each
 from oma.fulfillment.models import FulfillmentPush
-from oma.fulfillment.services.push import REQUEUE_AFTER, PushResult, State, pushes_pending, shipment_push
+from oma.fulfillment.services.push import (
+    REQUEUE_AFTER,
+    PushResult,
+    State,
+    pushes_pending,
+    pushes_untried,
+    shipment_push,
+    store_pushes_drain,
+)
 from oma.fulfillment.services.unified_status import orders_unified_status_backfill
 from oma.genstore.client import GenstoreClient
 from oma.stores.models import Store
@@ -59,22 +77,52 @@ def push_shipment(self: Task[..., str], shipment_id: int, force: bool = False) -
     return outcome.result
 
 
+@shared_task(name="fulfillment.push_due", ignore_result=True)
+def push_due(store_id: int) -> int:
+    """Drain one store's owed pushes for a while (store_pushes_drain); queue the drain again while work remains."""
+    store = Store.objects.filter(pk=store_id).first()
+    if store is None:
+        return 0
+    try:
+        outcome = store_pushes_drain(store=store, client=_client_for(store) if store.is_active else None)
+    except Exception:
+        Store.objects.filter(pk=store_id).update(push_drain_queued_at=None)  # the next push queues a drain again
+        raise
+    if outcome.busy:  # the running drain sees whatever this one was queued for (it looks again when it ends)
+        return 0
+    # From here a new push queues a new drain; what came in before this line is seen by the look below.
+    Store.objects.filter(pk=store_id).update(push_drain_queued_at=None)
+    if store.is_active and (outcome.more or pushes_untried(store=store, tried=outcome.tried)):
+        drains_enqueue(store_ids=[store_id])
+    if outcome.pushed:
+        logger.info("push drain of %s: %d pushes (%s)%s", store.domain, outcome.pushed, dict(outcome.results),
+                    "; more to come" if outcome.more else "")
+    return outcome.pushed
+
+
 @shared_task(name="fulfillment.push_pending", ignore_result=True, acks_late=False)
 def push_pending(limit: int = 2000, requeue_after_seconds: float | None = None) -> int:
-    """Beat, every minute: queue every push still owed (lost triggers, retries due, workers that died).
-    `requeue_after_seconds` (default 120): how long a queued push is left to its own task before queued again."""
+    """Beat, every minute: queue a drain for every store that still owes pushes (lost triggers, retries due,
+    workers that died); the number of shipments owed. `requeue_after_seconds` (default 120): how long a queued push
+    is left to its drain before queued again."""
     requeue_after = REQUEUE_AFTER if requeue_after_seconds is None else timedelta(seconds=requeue_after_seconds)
     # Orders mirrored before this app existed (or while a hook failed) have no unified status yet.
     orders_unified_status_backfill(limit=5000)
-    return shipments_push_enqueue(shipment_ids=pushes_pending(limit=limit, requeue_after=requeue_after))
+    # A drain queued before (and lost with a broker, or killed with its worker) does not hold this one back.
+    return _pushes_enqueue(pushes_pending(limit=limit, requeue_after=requeue_after), even_if_queued=True)
 
 
 # --- queueing -----------------------------------------------------------------------------------------------
 
 
 def shipments_push_enqueue(*, shipment_ids: Sequence[int], force: bool = False) -> int:
-    """Record the intent for these shipments and queue one push task each, after the transaction commits.
-    `force`: the tasks re-check Genstore even where nothing changed (admin and reconciliation fixes)."""
+    """Record the intent for these shipments and queue their stores' drains, after the transaction commits.
+    `force`: one task per shipment instead, re-checking Genstore even where nothing changed (admin and
+    reconciliation fixes)."""
+    return _pushes_enqueue(shipment_ids, force=force)
+
+
+def _pushes_enqueue(shipment_ids: Sequence[int], *, force: bool = False, even_if_queued: bool = False) -> int:
     if not shipment_ids:
         return 0
     rows = list(
@@ -98,15 +146,52 @@ def shipments_push_enqueue(*, shipment_ids: Sequence[int], force: bool = False) 
     ids = [pk for pk, *_ in rows]
     # `queued_at` is the outbox's stamp: the beat (pushes_pending) leaves a push queued this recently to its task.
     FulfillmentPush.objects.filter(shipment_id__in=ids, state=State.PENDING).update(queued_at=timezone.now())
-    def not_queued(calls: list[tuple[object, ...]]) -> None:  # the broker is down: due again for the next beat
-        FulfillmentPush.objects.filter(shipment_id__in=[call[0] for call in calls], state=State.PENDING).update(
+    if force:
+        def not_queued(calls: list[tuple[object, ...]]) -> None:  # the broker is down: due again for the next beat
+            FulfillmentPush.objects.filter(shipment_id__in=[call[0] for call in calls], state=State.PENDING).update(
+                queued_at=None
+            )
+
+        enqueue_each_on_commit(push_shipment, [(pk,) for pk in ids], kwargs={"force": True}, on_broker_down=not_queued)
+        return len(ids)
+
+    def drains_not_queued(store_ids: list[int]) -> None:  # the broker is down: due again for the next beat
+        FulfillmentPush.objects.filter(shipment_id__in=ids, store_id__in=store_ids, state=State.PENDING).update(
             queued_at=None
         )
 
-    enqueue_each_on_commit(
-        push_shipment, [(pk,) for pk in ids], kwargs={"force": True} if force else None, on_broker_down=not_queued
-    )
+    drains_enqueue(store_ids=[store_id for _, store_id, *_ in rows], even_if_queued=even_if_queued,
+                   on_broker_down=drains_not_queued)
     return len(ids)
+
+
+def drains_enqueue(
+    *,
+    store_ids: Sequence[int],
+    even_if_queued: bool = False,
+    on_broker_down: Callable[[list[int]], object] | None = None,
+) -> None:
+    """Queue one `push_due` per store once the current transaction commits, except for a store whose drain is
+    queued already and has not finished (it will see these pushes: it looks again when it ends, after clearing its
+    stamp), unless `even_if_queued` (the beat). A stamp older than REQUEUE_AFTER is taken for a lost message."""
+    wanted = sorted(set(store_ids))
+    if not wanted:
+        return
+
+    def send() -> None:
+        taken = sorted(int(pk) for pk in lease_take(
+            Store.objects.filter(pk__in=wanted, is_active=True), ttl=REQUEUE_AFTER, holder_field=None,
+            until_field=None, taken_field="push_drain_queued_at", also_free=Q(pk__isnull=False) if even_if_queued
+            else None,
+        ))
+        unsent = publish_each(push_due, [(pk,) for pk in taken])  # the tail the broker did not take
+        rest = taken[len(taken) - len(unsent):]
+        if rest:
+            Store.objects.filter(pk__in=rest).update(push_drain_queued_at=None)
+            if on_broker_down is not None:
+                on_broker_down(rest)
+
+    after_commit(send)
 
 
 def push_retry(*, push_ids: Sequence[int]) -> int:

@@ -5,6 +5,8 @@ Plain Python (no Django): the services build a client per store and translate re
 Retries are oma.core.retry's one policy (429, 5xx, timeouts and connection errors; Retry-After honoured; full
 jitter; never an ambiguous write), with Genstore's numbers and these specifics around the shared loop:
 
+* The bucket: a store's own figures when pinned; else learned from its `X-Genstore-Shop-Api-Rate-Limit` answers
+  (oma.genstore.bucket, oma.core.ratelimit), starting from the contract's 40 at 2/s.
 * 429: the shared bucket is penalized for as long as we wait, so that the other workers hold back too. A
   Retry-After longer than `max_retry_after` is not slept out in a worker: GenstoreRateLimited carries it for the
   caller's countdown. Every 429, 5xx and transport error is counted in `stats` (a sweep copies them).
@@ -31,6 +33,7 @@ import requests
 from oma.core.outbound import OutboundRefused, outbound_session, safe_error_text
 from oma.core.ratelimit import RateLimiter, RateLimiterTimeout
 from oma.core.retry import Failure, GaveUp, RetryPolicy, rate_limit_retry_after, send_with_retries
+from oma.genstore.bucket import GENSTORE_BUCKET
 from oma.genstore.errors import (
     ErrorFields,
     GenstoreAuthError,
@@ -309,8 +312,8 @@ class GenstoreClient:
         access_token: str,
         limiter: RateLimiter,
         limiter_key: str,
-        bucket_capacity: int,
-        bucket_refill_per_second: float,
+        bucket_capacity: int | None = None,
+        bucket_refill_per_second: float | None = None,
         connect_timeout: float = 5,
         read_timeout: float = 30,
         max_retries: int = 8,
@@ -332,8 +335,15 @@ class GenstoreClient:
         self._api_root = f"{self.base_url}/api/{self.api_version}"
         self._limiter = limiter
         self.limiter_key = limiter_key
-        self.bucket_capacity = bucket_capacity
-        self.bucket_refill_per_second = bucket_refill_per_second
+        # A bucket given (both figures) is pinned: used as it is. Without one the bucket is learned from the store's
+        # answers (oma.genstore.bucket), starting from the contract's figures, shared by every client of the key.
+        if (bucket_capacity is None) != (bucket_refill_per_second is None):
+            raise ValueError("pin the bucket with both a capacity and a refill, or neither (learn it)")
+        self.bucket_learning = GENSTORE_BUCKET if bucket_capacity is None else None
+        self.bucket_capacity = GENSTORE_BUCKET.start_capacity if bucket_capacity is None else bucket_capacity
+        self.bucket_refill_per_second = (
+            GENSTORE_BUCKET.start_refill if bucket_refill_per_second is None else bucket_refill_per_second
+        )
         self.timeout = (connect_timeout, read_timeout)
         self.max_retries = max(0, max_retries)
         self.backoff_base = backoff_base
@@ -380,6 +390,15 @@ class GenstoreClient:
             max_retry_after=self.max_retry_after,
         )
 
+    @property
+    def bucket_pinned(self) -> bool:
+        return self.bucket_learning is None
+
+    def bucket_figures(self) -> tuple[int, float]:
+        """The (capacity, refill per second) this client paces by now: pinned, learned, or the starting ones."""
+        learned = None if self.bucket_learning is None else self._limiter.learned(self.limiter_key)
+        return learned or (self.bucket_capacity, self.bucket_refill_per_second)
+
     def _take_token(self, method: str, path: str) -> None:
         try:
             waited = self._limiter.acquire(
@@ -387,6 +406,7 @@ class GenstoreClient:
                 capacity=self.bucket_capacity,
                 refill_per_second=self.bucket_refill_per_second,
                 timeout=self.limiter_timeout,
+                learned=self.bucket_learning is not None,
             )
         except RateLimiterTimeout as exc:
             raise GenstoreRateLimited(
@@ -400,7 +420,17 @@ class GenstoreClient:
         state = parse_rate_limit_header(response.headers.get(RATE_LIMIT_HEADER))
         if state is not None:
             self.rate_limit = state
-            self._limiter.observe(self.limiter_key, used=state.used, capacity=state.capacity)
+        if self.bucket_learning is None:
+            if state is not None:
+                self._limiter.observe(self.limiter_key, used=state.used, capacity=state.capacity)
+        elif state is None:
+            self._limiter.settle(self.limiter_key)  # answered, but without the bucket's count
+        else:
+            # A 429 took no token; every other answer did (the sandbox and the docs count them alike).
+            self._limiter.observe(
+                self.limiter_key, used=state.used, capacity=state.capacity, consumed=response.status_code != 429,
+                learning=self.bucket_learning,
+            )
 
     def _request(
         self,
@@ -447,6 +477,8 @@ class GenstoreClient:
     def _count_failure(self, failure: Failure) -> None:
         if failure.response is None:
             self.stats.transport_errors += 1
+            if self.bucket_learning is not None:
+                self._limiter.settle(self.limiter_key)  # its token's request is over, without an answer
         elif failure.response.status_code == 429:
             self.stats.rate_limited += 1
             # Everyone sharing the bucket holds back, not only this worker.

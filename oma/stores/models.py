@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from oma.core.crypto import EncryptedTextField
 from oma.stores.domains import store_api_base_url
@@ -21,8 +22,14 @@ class Store(models.Model):
     previous_client_secret = EncryptedTextField(
         blank=True, default="", help_text="Still accepted on webhooks while a secret rotation completes."
     )
-    rate_limit_capacity = models.PositiveIntegerField(default=40)
-    rate_limit_refill_per_second = models.FloatField(default=2.0)
+    # Genstore's bucket for this store. Both blank (the default): learned from the store's answers, shared by every
+    # worker (oma.genstore.bucket). Both set: pinned to these figures, nothing learned.
+    rate_limit_capacity = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Pins the Genstore bucket (with the refill); blank: learned from Genstore"
+    )
+    rate_limit_refill_per_second = models.FloatField(
+        null=True, blank=True, help_text="Tokens a second (with the capacity); blank: learned from Genstore"
+    )
     is_active = models.BooleanField(default=True, help_text="Inactive stores are not swept, polled or pushed.")
     scopes = models.JSONField(default=list, blank=True)
     genstore_shop_id = models.CharField(max_length=64, blank=True)
@@ -35,11 +42,25 @@ class Store(models.Model):
     # One sweep per store at a time: a lease in the database, taken with a conditional UPDATE.
     sweep_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     sweep_lease_token = models.CharField(max_length=64, blank=True, editable=False)
+    # The store's fulfillment push drain (oma.fulfillment): when one was last queued (no second is queued before it
+    # starts), and the lease of the one running (one drain per store at a time).
+    push_drain_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    push_drain_until = models.DateTimeField(null=True, blank=True, editable=False)
+    push_drain_token = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["domain"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rate_limit_capacity__isnull=True, rate_limit_refill_per_second__isnull=True)
+                | Q(rate_limit_capacity__gte=1, rate_limit_refill_per_second__gt=0),
+                name="store_rate_limit_pinned_whole",
+                violation_error_message="Pin the rate limit with both a capacity and a refill above 0, or leave both "
+                "blank to learn them from Genstore.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name or self.domain
@@ -55,8 +76,14 @@ class Store(models.Model):
         return (self.api_base_url or store_api_base_url(self.domain)).rstrip("/")
 
     @property
+    def rate_limit_pinned(self) -> bool:
+        return self.rate_limit_capacity is not None and self.rate_limit_refill_per_second is not None
+
+    @property
     def rate_limit_label(self) -> str:
-        return f"{self.rate_limit_capacity}/{self.rate_limit_refill_per_second:g}"
+        if self.rate_limit_capacity is None or self.rate_limit_refill_per_second is None:
+            return "learned"
+        return f"{self.rate_limit_capacity}/{self.rate_limit_refill_per_second:g} (pinned)"
 
 
 class StoreMembership(models.Model):

@@ -15,6 +15,7 @@ from django.utils import timezone
 from oma.core.leases import lease_release, lease_renew, lease_take
 from oma.core.ratelimit import RateLimiter, rate_limiter_for
 from oma.core.redis import get_redis
+from oma.genstore.bucket import GENSTORE_BUCKET
 from oma.genstore.client import BUCKET_KEY_PREFIX, GenstoreClient
 from oma.genstore.errors import GenstoreClientError
 from oma.stores.domains import (
@@ -34,6 +35,34 @@ def genstore_limiter() -> RateLimiter:
     return rate_limiter_for(get_redis(), key_prefix=BUCKET_KEY_PREFIX)
 
 
+def genstore_limiter_key(store: Store) -> str:
+    """The store's bucket in the limiter (one per store domain, whoever calls)."""
+    return f"genstore:{store.domain}"
+
+
+@dataclass(frozen=True)
+class GenstoreBucket:
+    """The Genstore bucket OMA paces a store by now: `source` is "pinned" (the store's figures), "learned" (from
+    its answers, oma.genstore.bucket) or "starting" (nothing learned yet: the contract's figures)."""
+
+    capacity: int
+    refill_per_second: float
+    source: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.capacity}/{self.refill_per_second:g} ({self.source})"
+
+
+def genstore_bucket(store: Store) -> GenstoreBucket:
+    if store.rate_limit_capacity is not None and store.rate_limit_refill_per_second is not None:
+        return GenstoreBucket(store.rate_limit_capacity, store.rate_limit_refill_per_second, "pinned")
+    learned = genstore_limiter().learned(genstore_limiter_key(store))
+    if learned is not None:
+        return GenstoreBucket(learned[0], learned[1], "learned")
+    return GenstoreBucket(GENSTORE_BUCKET.start_capacity, GENSTORE_BUCKET.start_refill, "starting")
+
+
 def genstore_client_for(store: Store) -> GenstoreClient:
     """A client for this store (one HTTP session: close it, or use it as a context manager, when done).
     GenstoreClientError, before anything is sent, for a store whose domain OMA does not connect."""
@@ -46,7 +75,8 @@ def genstore_client_for(store: Store) -> GenstoreClient:
         api_version=store.api_version,
         access_token=store.access_token,
         limiter=genstore_limiter(),
-        limiter_key=f"genstore:{store.domain}",
+        limiter_key=genstore_limiter_key(store),
+        # Both None unless the store pins its bucket: then the client learns it.
         bucket_capacity=store.rate_limit_capacity,
         bucket_refill_per_second=store.rate_limit_refill_per_second,
         connect_timeout=settings.GENSTORE_CONNECT_TIMEOUT,
@@ -59,7 +89,8 @@ def genstore_client_for(store: Store) -> GenstoreClient:
 
 def genstore_client_key(store: Store) -> tuple[int, str, str]:
     """What a client from genstore_client_for depends on: a cache keyed by it builds a new client for a changed
-    store (token, URL, limits: updated_at) and for a create path learned by another client."""
+    store (token, URL, a pinned bucket: updated_at) and for a create path learned by another client (a learned
+    bucket lives in the limiter, shared: no new client needed)."""
     return store.pk, store.updated_at.isoformat() if store.updated_at else "", store.fulfillment_create_path
 
 

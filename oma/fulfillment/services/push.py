@@ -20,23 +20,38 @@ reconciliation all call it. Its steps:
 6. **Refusals.** A 400/422 (or 401/403/404) marks the push failed with Genstore's message, for the merchant to see;
    it is tried again only when the shipment or the order changes, or someone asks. Transient trouble (429, 5xx,
    timeouts) leaves it pending with a backoff.
+
+What is owed (`pushes_pending`) is pushed by the store's drain (`store_pushes_drain`, run by the
+`fulfillment.push_due` task): oldest first, a few pushes side by side, at the pace of the store's bucket, one drain
+per store at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from oma.core.leases import advisory_lock, advisory_lock_is_free, lease_free, lease_take
+from oma.core.leases import (
+    advisory_lock,
+    advisory_lock_is_free,
+    lease_free,
+    lease_release,
+    lease_renew,
+    lease_take,
+)
 from oma.core.outbox import after_commit
 from oma.core.retry import RetryPolicy
 from oma.fulfillment.models import LOG_LIMIT, FulfillmentPush
@@ -634,3 +649,158 @@ def _abandoned(pushes: QuerySet[FulfillmentPush], *, now: datetime, limit: int) 
         push.shipment_id for push in pushes_in_progress
         if push.shipment_id is not None and advisory_lock_is_free(push.lock_id)
     ]
+
+
+# --- draining a store's owed pushes -----------------------------------------------------------------------------
+
+# A drain works through its store's owed pushes for this long, then queues itself again: other stores' drains get
+# the worker in between, and no drain comes near Celery's time limit.
+DRAIN_BUDGET = timedelta(seconds=60)
+# The drain's lease on its store row, renewed before each push: a worker killed mid-drain holds its store this long.
+DRAIN_LEASE = timedelta(seconds=30)
+# Owed pushes looked up at a time (oldest first); the orders' unified statuses are refreshed once per batch.
+DRAIN_BATCH = 100
+# Pushes a drain runs side by side (threads of its worker, each with its own Genstore client and database
+# connection): a push mostly waits (for Genstore, for the database), and one push after the other cannot keep up
+# with a bucket of 400 at 40/s. The store's bucket paces them all.
+DRAIN_LANES = 4
+
+
+@dataclass(slots=True)
+class DrainOutcome:
+    busy: bool = False  # another drain holds the store: this one did nothing
+    more: bool = False  # it stopped with owed pushes it did not try (its budget ran out)
+    tried: set[int] = field(default_factory=set)  # shipment ids pushed (whatever the result)
+    results: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def pushed(self) -> int:
+        return len(self.tried)
+
+
+def store_pushes_drain(
+    *,
+    store: Store,
+    client: GenstoreClient | None = None,
+    budget: timedelta = DRAIN_BUDGET,
+    batch: int = DRAIN_BATCH,
+    lanes: int = DRAIN_LANES,
+) -> DrainOutcome:
+    """Push what the store owes (`pushes_pending`, oldest first), `lanes` pushes side by side at the pace of the
+    store's bucket (each client waits for its tokens), for up to `budget`. One drain per store at a time: a lease
+    on the store row; a second drain finds it taken and returns `busy` at once. Each shipment is tried once per
+    drain: one still owed afterwards (another worker held it, or Genstore asked us to wait) is the next drain's.
+
+    One lane only inside a transaction (threads would not see its writes: a test, a caller's atomic block) and off
+    PostgreSQL (SQLite takes one writer at a time)."""
+    outcome = DrainOutcome()
+    rows = Store.objects.filter(pk=store.pk, is_active=True)
+    token = uuid.uuid4().hex
+    if not lease_take(rows, holder=token, ttl=DRAIN_LEASE, holder_field="push_drain_token",
+                      until_field="push_drain_until"):
+        outcome.busy = rows.exists()
+        return outcome
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        lanes = 1
+
+    def still_ours() -> bool:
+        return bool(lease_renew(rows, holder=token, ttl=DRAIN_LEASE, holder_field="push_drain_token",
+                                until_field="push_drain_until"))
+
+    run = _DrainRun(store=store, outcome=outcome, deadline=time.monotonic() + budget.total_seconds(),
+                    renew=still_ours)
+    try:
+        while True:
+            owed = pushes_pending(store=store, limit=batch + len(outcome.tried), include_queued=True)
+            ids = [pk for pk in owed if pk not in outcome.tried][:batch]
+            if not ids or not run.batch(ids, client=client, lanes=lanes):
+                return outcome
+    finally:
+        lease_release(rows, holder=token, holder_field="push_drain_token", until_field="push_drain_until")
+
+
+@dataclass
+class _DrainRun:
+    """One drain's state, shared by its lanes."""
+
+    store: Store
+    outcome: DrainOutcome
+    deadline: float
+    renew: Callable[[], bool]
+    stopped: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def batch(self, ids: list[int], *, client: GenstoreClient | None, lanes: int) -> bool:
+        """Push these shipments; False when the drain must stop (budget spent, lease lost). The shipments of one
+        order go to the same lane, one after the other: two pushes of one order at once would lock its rows in
+        opposite orders."""
+        order_of = dict(Shipment.objects.filter(pk__in=ids).values_list("pk", "order_id"))
+        by_order: dict[int | None, list[int]] = {}
+        for shipment_id in ids:
+            by_order.setdefault(order_of.get(shipment_id), []).append(shipment_id)
+        todo = iter(list(by_order.values()))
+        later: set[int] = set()  # the orders whose unified status to refresh, once, at the end
+        errors: list[BaseException] = []
+        threads = [
+            threading.Thread(target=self._own_lane, args=(todo, later, errors), name=f"push-drain-{lane}")
+            for lane in range(1, min(lanes, len(by_order)))
+        ]
+        try:
+            for thread in threads:
+                thread.start()
+            self._lane(todo, later, client)
+        finally:
+            for thread in threads:
+                thread.join()
+            if later:
+                orders_unified_status_refresh(order_ids=sorted(later))
+        if errors:
+            raise errors[0]
+        return not self.stopped.is_set()
+
+    def _own_lane(self, todo: Iterator[list[int]], later: set[int], errors: list[BaseException]) -> None:
+        """A lane in its own thread: its own Genstore client and (Django's, per thread) database connection."""
+        client = _client_for(self.store)
+        try:
+            self._lane(todo, later, client)
+        except BaseException as exc:  # handed to the drain's thread, which raises it
+            errors.append(exc)
+            self.stopped.set()
+        finally:
+            client.close()
+            connections.close_all()  # this thread's connections only
+
+    def _lane(self, todo: Iterator[list[int]], later: set[int], client: GenstoreClient | None) -> None:
+        while not self.stopped.is_set():
+            with self.lock:
+                shipment_ids = next(todo, None)
+            if shipment_ids is None:
+                return
+            for shipment_id in shipment_ids:
+                if not self._may_go_on():
+                    return
+                self._push(shipment_id, later, client)
+
+    def _may_go_on(self) -> bool:
+        if time.monotonic() >= self.deadline:
+            self.outcome.more = True
+            self.stopped.set()
+        elif not self.renew():  # the lease ran out (a push waited that long) and another drain took the store
+            self.stopped.set()
+        return not self.stopped.is_set()
+
+    def _push(self, shipment_id: int, later: set[int], client: GenstoreClient | None) -> None:
+        try:
+            result = str(shipment_push(shipment_id=shipment_id, client=client, status_refresh_later=later).result)
+        except Exception:  # one push's trouble (a deadlock, our bug) never stops the others; its row is due again
+            logger.exception("push of shipment %s failed; a later drain tries it again", shipment_id)
+            result = "error"
+        with self.lock:
+            self.outcome.tried.add(shipment_id)
+            self.outcome.results[result] += 1
+
+
+def pushes_untried(*, store: Store, tried: set[int]) -> bool:
+    """Whether the store owes a push that a drain which tried `tried` did not try (it came after its last look)."""
+    owed = pushes_pending(store=store, limit=len(tried) + 1, include_queued=True)
+    return any(pk not in tried for pk in owed)
