@@ -632,8 +632,10 @@ class GenstoreClient:
         `ambiguous=True`: the order was created, so the caller reads it back (`orders_by_source`).
         """
         body = order_create_body(draft)
-        data, _ = self._request("POST", "/orders", body=body, create=True)
         try:
+            # Inside the try: a 2xx whose body is not JSON at all (a proxy's page, a cut-off answer) is just as
+            # ambiguous as one whose order cannot be parsed.
+            data, _ = self._request("POST", "/orders", body=body, create=True)
             return parse_order(self._unwrap_object(data, "order", "POST", "/orders"))
         except GenstoreResponseError as exc:
             raise GenstoreResponseError(

@@ -239,6 +239,15 @@ def test_a_2xx_without_a_usable_order_is_ambiguous(server, scripted_client):
     assert len(server.seen(f"POST {API}/orders")) == 1
 
 
+def test_a_2xx_whose_body_is_not_json_is_ambiguous_too(server, scripted_client):
+    # A proxy's HTML page or a cut-off answer after Genstore created the order: read back, never "refused".
+    server.script(f"POST {API}/orders", Reply(201, raw=b"<html>created</html>"))
+    with pytest.raises(GenstoreResponseError) as info:
+        scripted_client.create_order(draft())
+    assert info.value.ambiguous is True
+    assert len(server.seen(f"POST {API}/orders")) == 1
+
+
 # --- cancel ---------------------------------------------------------------------------------------------------------
 
 
