@@ -1,12 +1,15 @@
 """External orders into Genstore: creates through the real drain at the bucket's pace, and the intake's floor.
 
-    python -m bench.external_orders [--orders 1000] [--bucket 400/40] [--intake-orders 10000]
+    python -m bench.external_orders [--orders 1000] [--bucket 400/40] [--drains 4] [--intake-orders 10000]
 
 Creates: the Genstore sandbox runs in its own process, its shop's bucket set to `--bucket` (`set_rate_limit`: 429
 when empty), and the store pins the same bucket. `--orders` external orders are received first (not timed), then
-`external_orders_drain`, the service the Celery task `channels.create_external_orders` calls, runs until nothing is
-due (a drain that stops for a 429 waits Genstore's Retry-After and goes on, as the re-queued task would). Both
-buckets start full: Genstore's is replaced just before the run, and OMA's shared Redis bucket key is deleted.
+`--drains` drains run at once (default OMA_EXTERNAL_ORDER_DRAINS), as the pushes worker's processes run the Celery
+task `channels.create_external_orders` for each slot: one forked process per slot, each calling
+`external_orders_drain` for its share until nothing of it is due (a drain that stops for a 429 waits Genstore's
+Retry-After and goes on, as the re-queued task would), on its own database connection, all sharing the store's
+Redis bucket. Both buckets start full: Genstore's is replaced just before the run, and OMA's shared Redis bucket key
+is deleted.
 
 The theoretical minimum: Genstore accepts at most capacity + refill x t requests in t seconds, so the N requests it
 accepted during the run (one POST /orders per order when nothing fails) need at least
@@ -27,12 +30,14 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import multiprocessing
 import os
 import socket
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -72,8 +77,10 @@ class CreateRun:
     elapsed: float = 0.0
     accepted: int = 0  # requests Genstore accepted during the run
     rate_limited: int = 0
-    drains: int = 0
-    cpu_seconds: float = 0.0  # this process's CPU over the run: the drain's own work
+    drains_at_once: int = 1
+    drains: int = 0  # drain calls, all slots together
+    cpu_seconds: float = 0.0  # the drain processes' CPU over the run: the drains' own work
+    per_drain: list[DrainRun] | None = None
     outcomes: Counter[str] | None = None
     duplicates: int = 0
     missing: int = 0
@@ -85,6 +92,17 @@ class CreateRun:
     @property
     def ratio(self) -> float:
         return self.elapsed / self.minimum if self.minimum else 0.0
+
+
+@dataclass
+class DrainRun:
+    """What one slot's process did (sent back to the bench's process)."""
+
+    slot: int
+    calls: int = 0
+    elapsed: float = 0.0
+    cpu_seconds: float = 0.0
+    outcomes: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -101,6 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=1000, help="external orders to create in Genstore")
     parser.add_argument("--bucket", type=parse_bucket, default=parse_bucket("400/40"), help="capacity/refill")
+    parser.add_argument("--drains", type=int, default=0, help="drains at once (0: OMA_EXTERNAL_ORDER_DRAINS)")
     parser.add_argument("--intake-orders", type=int, default=10_000, help="orders in the intake's file")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13", help="the shared bucket's Redis ('' for none)")
     args = parser.parse_args()
@@ -115,23 +134,36 @@ def main() -> None:
     from django.db import connection
 
     capacity, refill = args.bucket
-    create = CreateRun(orders=args.orders, capacity=capacity, refill=refill)
+    # why: Django is configured only now (setup_django)
+    from oma.channels.order_intake import external_order_drains
+
+    create = CreateRun(orders=args.orders, capacity=capacity, refill=refill,
+                       drains_at_once=args.drains or external_order_drains())
     with SandboxProcess(orders=1, seed=1, shops=(HANDLE,), rate_limit="off") as sandbox:
         create_run(sandbox, create)
     intake = intake_run(args.intake_orders)
     connection.close()
 
     print(f"database: {vendor}; shared bucket: {'Redis' if settings.REDIS_URL else 'per process'}")
-    print(f"creates: {create.orders} orders, {create.drains} drain calls, outcomes {dict(create.outcomes or {})}, "
-          f"{create.accepted} requests accepted, {create.rate_limited} answered 429, {create.missing} missing")
+    print(f"creates: {create.orders} orders, {create.drains_at_once} drains at once, {create.drains} drain calls, "
+          f"outcomes {dict(create.outcomes or {})}, {create.accepted} requests accepted, {create.rate_limited} "
+          f"answered 429, {create.missing} missing")
+    for drain in create.per_drain or []:
+        done = drain.outcomes.total()
+        print(f"  drain {drain.slot}: {done} rows in {drain.elapsed:.1f} s ({done / drain.elapsed:.1f}/s), "
+              f"{drain.calls} calls, CPU {1000 * drain.cpu_seconds / max(1, done):.1f} ms a row, "
+              f"{dict(drain.outcomes)}")
     label = f"{capacity}/{refill:g}"
+    figure(f"{create.orders} creates: drains at once", float(create.drains_at_once), "",
+           "OMA_EXTERNAL_ORDER_DRAINS")
     figure(f"{create.orders} creates, bucket {label}: elapsed", create.elapsed, "s")
     figure(f"{create.orders} creates, bucket {label}: theoretical minimum", create.minimum, "s",
            "(requests accepted - capacity) / refill")
     figure(f"{create.orders} creates, bucket {label}: elapsed / minimum", create.ratio, "x", "<= 1.15")
     figure(f"{create.orders} creates: creates a second", create.orders / create.elapsed, "orders/s")
-    # A drain creates one order at a time: its own CPU per create bounds its pace, whatever the bucket allows.
-    figure(f"{create.orders} creates: drain CPU per create", 1000 * create.cpu_seconds / create.orders, "ms")
+    # A drain creates one order at a time: its round trips and its own CPU bound its pace; several share the bucket.
+    figure(f"{create.orders} creates: drain CPU per create (all drains)", 1000 * create.cpu_seconds / create.orders,
+           "ms")
     figure(f"{create.orders} creates: 429s", float(create.rate_limited), "", "0")
     figure(f"{create.orders} creates: duplicate Genstore orders", float(create.duplicates), "", "0")
 
@@ -174,7 +206,8 @@ def external_orders(count: int, *, prefix: str) -> list[ExternalOrderInput]:
 
 def create_run(sandbox: SandboxProcess, run: CreateRun) -> None:
     # why: after django.setup()
-    from oma.channels.order_create import external_orders_drain
+    from django.db import connection
+
     from oma.channels.order_intake import external_orders_receive
     from oma.channels.services import channel_create
     from oma.core.redis import get_redis
@@ -201,23 +234,47 @@ def create_run(sandbox: SandboxProcess, run: CreateRun) -> None:
     control.set_rate_limit(run.capacity, run.refill, handle=HANDLE)
     control.reset_stats(HANDLE)
 
-    outcomes: Counter[str] = Counter()
-    started, cpu_started = time.monotonic(), time.process_time()
-    while True:
-        result = external_orders_drain(store_id=store.pk)
-        run.drains += 1
-        outcomes.update(result.outcomes)
-        if not result.more_due:
-            break
-        if result.retry_after:  # the task would be queued again with this countdown
-            time.sleep(result.retry_after)
-    run.elapsed, run.cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
-    run.outcomes = outcomes
+    # Forked drains: each child opens its own database connection (the parent's closed first) and Redis client.
+    connection.close()
+    slots = run.drains_at_once
+    started = time.monotonic()
+    with ProcessPoolExecutor(max_workers=slots, mp_context=multiprocessing.get_context("fork")) as pool:
+        run.per_drain = list(pool.map(drain_slot, [store.pk] * slots, range(slots), [slots] * slots))
+    run.elapsed = time.monotonic() - started
+    run.drains = sum(drain.calls for drain in run.per_drain)
+    run.cpu_seconds = sum(drain.cpu_seconds for drain in run.per_drain)
+    run.outcomes = sum((drain.outcomes for drain in run.per_drain), Counter())
 
     stats = control.stats(HANDLE)
     run.rate_limited = stats["rate_limited"]
     run.accepted = stats["requests"] - stats["rate_limited"]
     run.duplicates, run.missing = duplicates_and_missing(control, [f"114-{i:07d}" for i in range(run.orders)])
+
+
+def drain_slot(store_id: int, slot: int, slots: int) -> DrainRun:
+    """One slot's drain in its own process, called again as the re-queued task would be, until its share is done."""
+    # why: after django.setup() (inherited by the fork)
+    from django.db import connection
+
+    from oma.channels.order_create import external_orders_drain
+
+    run = DrainRun(slot=slot)
+    started, cpu_started = time.monotonic(), time.process_time()
+    try:
+        while True:
+            result = external_orders_drain(store_id=store_id, slot=slot, slots=slots)
+            run.calls += 1
+            run.outcomes.update(result.outcomes)
+            if not result.more_due:
+                break
+            if result.retry_after:  # the task would be queued again with this countdown
+                time.sleep(result.retry_after)
+            elif not result.progressed:
+                time.sleep(0.05)  # its rows held by another worker: the task waits too (not 10 s here)
+    finally:
+        connection.close()
+    run.elapsed, run.cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
+    return run
 
 
 def duplicates_and_missing(control: SandboxControl, identifiers: list[str]) -> tuple[int, int]:

@@ -17,6 +17,8 @@ from django.core.exceptions import ImproperlyConfigured
 from oma.ops.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# A merchant's own translations of OMA's texts (customer e-mails): locale/<lang>/LC_MESSAGES/django.po.
+LOCALE_PATHS = [BASE_DIR / "locale"]
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
@@ -240,7 +242,9 @@ SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 ADMINS = [parseaddr(entry) for entry in env.list("ADMINS", default=[])]
 if any("@" not in address for _, address in ADMINS):
     raise ImproperlyConfigured('ADMINS: comma-separated "Name <address>" or addresses (no commas in names)')
-OMA_PUBLIC_URL = env.str("OMA_PUBLIC_URL", default="")  # e.g. https://oma.example.com, for links in emails
+# OMA's public address, e.g. https://oma.example.com: links in emails, the webhook address admin shows, and the
+# branded tracking link pushed to Genstore as trackingUrl (unset: pushes keep the carrier's link).
+OMA_PUBLIC_URL = env.str("OMA_PUBLIC_URL", default="")
 OMA_TRACK_LOOKUPS_PER_WINDOW = env.int("OMA_TRACK_LOOKUPS_PER_WINDOW", default=10)
 OMA_TRACK_WINDOW_SECONDS = env.int("OMA_TRACK_WINDOW_SECONDS", default=600)
 # Reverse proxies in front of OMA that append to X-Forwarded-For (1 behind the usual TLS proxy): the tracking
@@ -254,6 +258,7 @@ OMA_EDD_HISTORY_DAYS = env.int("OMA_EDD_HISTORY_DAYS", default=180)
 # A tracking CSV uploaded in admin with more rows than this is imported by a worker, not inside the request
 # (about 130 rows a second on a small machine: 2,000 rows keep the page's answer within about 15 s).
 OMA_CSV_QUEUE_ABOVE_ROWS = env.int("OMA_CSV_QUEUE_ABOVE_ROWS", default=2000)
+OMA_EXTERNAL_ORDER_DRAINS = env.int("OMA_EXTERNAL_ORDER_DRAINS", default=4)  # per store at once (1..64)
 # Channel polling (ShipStation): how far back a poll reads, how often, how many orders at most, and how long a
 # voided label still withdraws its shipment.
 CHANNELS_POLL_LOOKBACK_DAYS = env.int("CHANNELS_POLL_LOOKBACK_DAYS", default=30)

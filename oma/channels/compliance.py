@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from oma.channels.connectors.webhook import CHANNEL_TOPIC
 from oma.channels.models import ExternalOrder, ExternalShipment
 from oma.orders.compliance import (
     CHANNEL_REPORT_KEYS,
@@ -30,6 +31,7 @@ from oma.orders.compliance import (
 from oma.orders.models import Order
 from oma.stores.models import Store
 from tracking.redaction import shipments_redact
+from webhooks.models import WebhookDelivery
 
 # --- what an external order keeps -----------------------------------------------------------------------------
 
@@ -164,6 +166,13 @@ def on_customer_redacted(
     )
     deliveries = {r.delivery_id for r in reports if r.delivery_id is not None}
     deliveries |= {row.delivery_id for row in orders if row.delivery_id is not None}
+    # A row keeps its latest delivery only; every earlier delivery of the same order carried the buyer too.
+    if orders:
+        deliveries |= set(
+            WebhookDelivery.objects.filter(
+                store=store, topic=CHANNEL_TOPIC, resource_id__in={row.external_order_id[:64] for row in orders}
+            ).values_list("pk", flat=True)
+        )
     return ParcelsRedacted(
         parcels=len(shipment_ids),
         channel_reports=len(reports) + len(orders),

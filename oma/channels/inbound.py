@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from oma.channels.compliance import CHANNEL_DELIVERY_KEYS, on_customer_redacted
 from oma.channels.connectors.base import PayloadError
-from oma.channels.connectors.webhook import parse_order_payload, parse_payload
+from oma.channels.connectors.webhook import CHANNEL_TOPIC, parse_order_payload, parse_payload
 from oma.channels.models import Channel
 from oma.channels.order_intake import external_orders_receive
 from oma.channels.services import ChannelInvalid, external_shipments_receive
@@ -19,7 +19,6 @@ from oma.core.topic_handlers import PermanentProcessingError, TopicDelivery, reg
 from oma.orders.compliance import body_allow_list_register, customer_redacted
 
 # Named when deliveries carried shipments only; kept for every channel delivery (stored ones carry it).
-CHANNEL_TOPIC = "channels/shipments"
 
 
 def delivery_webhook_id(*, slug: str, msg_id: str) -> str:

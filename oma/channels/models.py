@@ -308,23 +308,32 @@ class ExternalOrderLine(models.Model):
 
 
 class ExternalOrderDrain(models.Model):
-    """The store's drain of external-order work (creates and cancels in Genstore): one at a time, and what the last
-    one did. PostgreSQL holds the drain with an advisory lock (dropped with a killed worker's connection); other
-    databases with the lease here."""
+    """One of the store's drains of external-order work (creates and cancels in Genstore): `slot` of
+    OMA_EXTERNAL_ORDER_DRAINS, each working its own share of the rows (pk % drains == slot), one at a time per slot,
+    and what the last one did. PostgreSQL holds a drain with an advisory lock (dropped with a killed worker's
+    connection); other databases with the lease here."""
 
-    store = models.OneToOneField(Store, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    # The most drains a store may have at once (the lock ids leave room for this many per store).
+    SLOTS_MAX = 64
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
+    slot = models.PositiveSmallIntegerField(default=0)
     lease_until = models.DateTimeField(null=True, blank=True)
     last_started_at = models.DateTimeField(null=True, blank=True)
     last_finished_at = models.DateTimeField(null=True, blank=True)
     last_outcome = models.CharField(max_length=512, blank=True)
 
-    def __str__(self) -> str:
-        return f"external-order drain of store {self.store_id}"
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["store", "slot"], name="external_order_drain_store_slot")]
 
-    @staticmethod
-    def lock_id_of(store_id: int) -> int:
-        """The store's drain lock: below the external orders' range (-2**62 + pk), apart from every row's."""
-        return -(1 << 62) - store_id
+    def __str__(self) -> str:
+        return f"external-order drain {self.slot} of store {self.store_id}"
+
+    @classmethod
+    def lock_id_of(cls, store_id: int, slot: int = 0) -> int:
+        """The lock of the store's drain `slot`: below the external orders' range (-2**62 + pk), apart from every
+        row's and every other drain's."""
+        return -(1 << 62) - store_id * cls.SLOTS_MAX - slot
 
 
 class OrderImport(models.Model):

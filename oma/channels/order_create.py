@@ -23,9 +23,12 @@ it), with the care fulfillment pushes take (oma.fulfillment.services.push), sinc
 once (`cancel_sent_at` first), unless something was fulfilled or shipped: then it is flagged (`needs_attention`)
 for the merchant, never cancelled by OMA.
 
-`external_orders_drain(store_id=...)`: one per store at a time (PostgreSQL: an advisory lock; elsewhere a lease on
-`ExternalOrderDrain`), with one Genstore client (the store's shared token bucket sets the pace), over the store's
-due rows, oldest first, within a time budget. The task re-queues it while rows are still due.
+`external_orders_drain(store_id=..., slot=..., slots=...)`: a store has `slots` drains at once
+(OMA_EXTERNAL_ORDER_DRAINS), each over its own share of the due rows (pk % slots == slot), oldest first, within a
+time budget; one drain per (store, slot) at a time (PostgreSQL: an advisory lock; elsewhere a lease on
+`ExternalOrderDrain`). Each has its own Genstore client, and all take their requests from the store's shared token
+bucket, which sets the pace: one drain alone waits on each round trip, several keep the bucket busy. The rows stay
+exactly once by their own locks whatever the drains do. The task re-queues a drain while its share has rows due.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from django.utils import timezone
 
 from oma.channels.models import ExternalOrder, ExternalOrderDrain, ExternalOrderLine
 from oma.channels.order_intake import external_orders_drain_enqueue, log_entry, rows_lock_for_change
-from oma.channels.selectors import external_orders_due
+from oma.channels.selectors import EXTERNAL_ORDERS_DUE_PER_QUERY, external_orders_due
 from oma.core.leases import advisory_lock, lease_release, lease_take
 from oma.core.retry import RetryPolicy
 from oma.genstore.client import GenstoreClient
@@ -72,7 +75,7 @@ State = ExternalOrder.State
 LOG_LIMIT = 30
 # A worker holds a row this long at most on SQLite (PostgreSQL: its advisory lock, for as long as it lives).
 ROW_LEASE = timedelta(minutes=10)
-# One drain per store; on SQLite its lease outlives the drain's budget and its last request.
+# One drain per (store, slot); on SQLite its lease outlives the drain's budget and its last request.
 DRAIN_LEASE = timedelta(minutes=5)
 # A drain stops taking rows after this long (well inside the task's time limits) and is queued again if rows remain.
 DRAIN_TIME_BUDGET_SECONDS = 50.0
@@ -367,19 +370,22 @@ def _create(row: ExternalOrder, genstore: _Genstore) -> CreateResult:
         return _take(row, found, adopted=found.via == "mirror" and row.create_sent_at is None)
     draft = order_draft_for(row)
     now = timezone.now()
-    row.create_sent_at, row.state, row.last_attempt_at, row.queued_at = now, State.CREATING, now, None
+    # The first send time stays: a create Genstore applies late must still fall in every later read-back's window.
+    earlier_send = row.create_sent_at
+    row.create_sent_at, row.state, row.last_attempt_at, row.queued_at = earlier_send or now, State.CREATING, now, None
     row.attempts += 1
     _log(row, f"creating in Genstore (attempt {row.attempts})")
     _save(row, "create_sent_at", "state", "last_attempt_at", "queued_at", "attempts")
     try:
         record = genstore.client.create_order(draft)
     except ValueError as exc:  # refused by the client before sending: nothing reached Genstore
-        row.create_sent_at = None
+        row.create_sent_at = earlier_send
         raise _Refused(f"OMA cannot send this order to Genstore: {exc}") from exc
     except GenstoreError as exc:
         if not exc.ambiguous:
-            # Genstore did not act (a refusal, a 429, no connection), and any earlier create was read back as absent.
-            row.create_sent_at = None
+            # Genstore did not act on this attempt (a refusal, a 429, no connection); an earlier unanswered attempt
+            # may still land late, so its send time is kept and the next attempt reads back again.
+            row.create_sent_at = earlier_send
             raise
         _log(row, f"create unanswered ({exc}): reading back")
         try:
@@ -634,6 +640,7 @@ def external_order_work(
 @dataclass
 class DrainResult:
     store_id: int
+    slot: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     busy: bool = False  # another drain holds the store
     stopped: str = ""  # why it ended with rows left
@@ -647,20 +654,20 @@ class DrainResult:
 
     def describe(self) -> str:
         if self.busy:
-            return "busy: another drain works on this store"
+            return f"busy: another drain works on share {self.slot} of this store"
         text = ", ".join(f"{count} {result}" for result, count in sorted(self.outcomes.items())) or "nothing due"
         text += f" in {self.requests} requests"
         return f"{text}; stopped: {self.stopped}" if self.stopped else text
 
 
 @contextlib.contextmanager
-def _drain_lock(store_id: int) -> Iterator[bool]:
+def _drain_lock(store_id: int, slot: int) -> Iterator[bool]:
     if connection.vendor == "postgresql":
-        with advisory_lock(ExternalOrderDrain.lock_id_of(store_id)) as locked:
+        with advisory_lock(ExternalOrderDrain.lock_id_of(store_id, slot)) as locked:
             yield locked
         return
-    ExternalOrderDrain.objects.get_or_create(store_id=store_id)
-    rows = ExternalOrderDrain.objects.filter(store_id=store_id)
+    ExternalOrderDrain.objects.get_or_create(store_id=store_id, slot=slot)
+    rows = ExternalOrderDrain.objects.filter(store_id=store_id, slot=slot)
     if not lease_take(rows, ttl=DRAIN_LEASE, holder_field=None, until_field="lease_until"):
         yield False
         return
@@ -673,18 +680,23 @@ def _drain_lock(store_id: int) -> Iterator[bool]:
 def external_orders_drain(
     *,
     store_id: int,
+    slot: int = 0,
+    slots: int = 1,
     time_budget_seconds: float = DRAIN_TIME_BUDGET_SECONDS,
     client: GenstoreClient | None = None,
 ) -> DrainResult:
-    """Work through the store's due rows, oldest first, until none is left or the budget is used (see the module
-    docstring). `more_due` says whether to queue the drain again."""
-    result = DrainResult(store_id=store_id)
+    """Work through drain `slot`'s share of the store's due rows (all of them when `slots` is 1), oldest first, until
+    none is left or the budget is used (see the module docstring). `more_due` says whether to queue it again."""
+    if not 0 <= slot < slots <= ExternalOrderDrain.SLOTS_MAX:
+        raise ValueError(f"drain slot {slot} of {slots}: 0 <= slot < slots <= {ExternalOrderDrain.SLOTS_MAX}")
+    share = _Share(store_id=store_id, slot=slot, slots=slots)
+    result = DrainResult(store_id=store_id, slot=slot)
     store = Store.objects.filter(pk=store_id).first()
     if store is None or not store.is_active:
         result.stopped = "the store is gone or inactive"
         return result
     started = timezone.now()
-    with _drain_lock(store_id) as held:
+    with _drain_lock(store_id, slot) as held:
         if not held:
             result.busy = True
             return result
@@ -695,18 +707,17 @@ def external_orders_drain(
             # once per chunk of created orders, not once per order: they were most of a create's CPU.
             with orders_changed_collected() as changed:
                 _drain_rows(
-                    store_id, result, genstore_client, deadline=time.monotonic() + time_budget_seconds,
-                    changed=changed,
+                    share, result, genstore_client, deadline=time.monotonic() + time_budget_seconds, changed=changed
                 )
         finally:
             result.requests = genstore_client.stats.requests - requests_before
             if client is None:
                 genstore_client.close()
-            _drain_record(store_id, started=started, result=result)
+            _drain_record(share, started=started, result=result)
     # After the lock is let go: a drain queued while this one held it found it busy; this answer covers its rows.
-    result.more_due = bool(external_orders_due(store_id=store_id, now=timezone.now(), limit=1))
+    result.more_due = bool(share.due(after_pk=0, limit=1))
     log = logger.info if result.outcomes else logger.debug
-    log("external orders of store %s: %s", store.domain, result.describe())
+    log("external orders of store %s (drain %s of %s): %s", store.domain, slot, slots, result.describe())
     return result
 
 
@@ -714,13 +725,28 @@ def external_orders_drain(
 CHANGED_CHUNK = 50
 
 
+@dataclass(frozen=True, slots=True)
+class _Share:
+    """The rows one drain works: the store's with pk % slots == slot."""
+
+    store_id: int
+    slot: int
+    slots: int
+
+    def due(self, *, after_pk: int, limit: int = EXTERNAL_ORDERS_DUE_PER_QUERY) -> list[int]:
+        return external_orders_due(
+            store_id=self.store_id, now=timezone.now(), after_pk=after_pk, limit=limit, slot=self.slot,
+            slots=self.slots,
+        )
+
+
 def _drain_rows(
-    store_id: int, result: DrainResult, client: GenstoreClient, *, deadline: float, changed: OrdersChangedBatch
+    share: _Share, result: DrainResult, client: GenstoreClient, *, deadline: float, changed: OrdersChangedBatch
 ) -> None:
     last_pk = 0
     worked = 0
     while True:
-        ids = external_orders_due(store_id=store_id, now=timezone.now(), after_pk=last_pk)
+        ids = share.due(after_pk=last_pk)
         if not ids:
             return
         for pk in ids:
@@ -747,9 +773,9 @@ def _drain_rows(
                 return
 
 
-def _drain_record(store_id: int, *, started: datetime, result: DrainResult) -> None:
+def _drain_record(share: _Share, *, started: datetime, result: DrainResult) -> None:
     ExternalOrderDrain.objects.update_or_create(
-        store_id=store_id,
+        store_id=share.store_id, slot=share.slot,
         defaults={
             "last_started_at": started, "last_finished_at": timezone.now(), "last_outcome": result.describe()[:512],
         },

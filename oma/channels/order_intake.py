@@ -33,15 +33,18 @@ from datetime import datetime
 from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from django.db import connection, transaction
+from django.db.models.functions import Mod
 from django.utils import timezone
 
 from oma.channels.compliance import content_without_personal_data, order_values_without_personal_data
 from oma.channels.connectors.base import ExternalOrderInput
-from oma.channels.models import Channel, ExternalOrder, ExternalOrderLine, OrderImport
+from oma.channels.models import Channel, ExternalOrder, ExternalOrderDrain, ExternalOrderLine, OrderImport
+from oma.channels.selectors import external_orders_due_q
 from oma.channels.services import ChannelInvalid
 from oma.core.bulk import objects_update, rows_insert
-from oma.core.outbox import enqueue_on_commit, publish
+from oma.core.outbox import enqueue_each_on_commit, publish
 
 logger = logging.getLogger(__name__)
 
@@ -395,12 +398,29 @@ def _replace_content(
 # --- queueing the drain ---------------------------------------------------------------------------------------
 
 
-def external_orders_drain_enqueue(*, store_id: int, countdown: float | None = None) -> None:
-    """Queue the store's drain once the current transaction commits (outside one: at once). A broker that is down
-    only delays the work: beat queues drains for every store with rows due."""
+def external_order_drains() -> int:
+    """How many drains a store has at once (OMA_EXTERNAL_ORDER_DRAINS, within 1..ExternalOrderDrain.SLOTS_MAX)."""
+    return max(1, min(int(settings.OMA_EXTERNAL_ORDER_DRAINS), ExternalOrderDrain.SLOTS_MAX))
+
+
+def external_orders_drain_enqueue(*, store_id: int, slot: int | None = None, countdown: float | None = None) -> None:
+    """Queue the store's drains once the current transaction commits (outside one: at once): drain `slot`, or (None)
+    one drain per slot whose share has rows due. A broker that is down only delays the work: beat queues drains for
+    every store with rows due."""
     task = current_app.tasks[DRAIN_TASK]
+    due = [slot] if slot is not None else _slots_due(store_id=store_id, slots=external_order_drains())
+    calls = [(store_id, due_slot) for due_slot in due]
     if countdown is None:
-        enqueue_on_commit(task, store_id)
+        enqueue_each_on_commit(task, calls)
         return
-    # A later start (the drain was rate limited): published now, the drain runs outside any transaction.
-    publish(task, store_id, countdown=countdown)
+    for call in calls:  # a later start (the drain was rate limited): published now, it runs outside any transaction
+        publish(task, *call, countdown=countdown)
+
+
+def _slots_due(*, store_id: int, slots: int) -> list[int]:
+    """The drain slots whose share of the store's rows has work due (what this transaction wrote included)."""
+    rows = ExternalOrder.objects.filter(store_id=store_id).filter(external_orders_due_q(now=timezone.now()))
+    if slots == 1:
+        return [0] if rows.exists() else []
+    shares = rows.alias(drain_slot=Mod("pk", slots))
+    return [slot for slot in range(slots) if shares.filter(drain_slot=slot).exists()]

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Mod
 
 from oma.channels.connectors import REGISTRY
 from oma.channels.connectors.base import PolledOrder
@@ -138,8 +138,9 @@ def external_orders_due_q(*, now: datetime) -> Q:
     """Rows with Genstore work due: pending and due, `creating` with nobody holding it (a killed worker: on
     PostgreSQL its lock tells, elsewhere its lease ran out), or a cancel owed."""
     due_now = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    pending = Q(state=_ORDER.PENDING) & due_now
-    abandoned = Q(state=_ORDER.CREATING) & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+    # A row flagged for the merchant (a cancel that cannot be settled here) waits for them, not for the next drain.
+    pending = Q(state=_ORDER.PENDING, needs_attention="") & due_now
+    abandoned = Q(state=_ORDER.CREATING, needs_attention="") & (Q(lease_until__isnull=True) | Q(lease_until__lt=now))
     cancel = (
         Q(state__in=[_ORDER.CREATED, _ORDER.ADOPTED], cancel_requested_at__isnull=False, needs_attention="") & due_now
     )
@@ -147,15 +148,20 @@ def external_orders_due_q(*, now: datetime) -> Q:
 
 
 def external_orders_due(
-    *, store_id: int, now: datetime, after_pk: int = 0, limit: int = EXTERNAL_ORDERS_DUE_PER_QUERY
+    *,
+    store_id: int,
+    now: datetime,
+    after_pk: int = 0,
+    limit: int = EXTERNAL_ORDERS_DUE_PER_QUERY,
+    slot: int = 0,
+    slots: int = 1,
 ) -> list[int]:
-    """The store's due rows, oldest first (from `after_pk` on)."""
-    return list(
-        ExternalOrder.objects.filter(store_id=store_id, pk__gt=after_pk)
-        .filter(external_orders_due_q(now=now))
-        .order_by("pk")
-        .values_list("pk", flat=True)[:limit]
-    )
+    """The store's due rows, oldest first (from `after_pk` on); of drain `slot`'s share (pk % slots == slot) when
+    the store has `slots` drains."""
+    rows = ExternalOrder.objects.filter(store_id=store_id, pk__gt=after_pk).filter(external_orders_due_q(now=now))
+    if slots > 1:
+        rows = rows.alias(drain_slot=Mod("pk", slots)).filter(drain_slot=slot)
+    return list(rows.order_by("pk").values_list("pk", flat=True)[:limit])
 
 
 def external_order_stores_due(*, now: datetime) -> list[int]:

@@ -12,7 +12,7 @@ from oma.channels.csv_import import csv_import_run_queued, csv_imports_enqueue_s
 from oma.channels.models import Channel
 from oma.channels.order_create import external_orders_drain
 from oma.channels.order_import import QUEUED_ORDERS_TASK, order_import_run_queued, order_imports_enqueue_stalled
-from oma.channels.order_intake import DRAIN_TASK, external_orders_drain_enqueue
+from oma.channels.order_intake import DRAIN_TASK, external_order_drains, external_orders_drain_enqueue
 from oma.channels.selectors import external_order_stores_due, polling_channels
 from oma.channels.services import channel_poll, external_shipments_match_all_waiting, external_shipments_match_waiting
 from oma.core.leases import lease_release, lease_take
@@ -93,20 +93,27 @@ DRAIN_IDLE_REQUEUE_SECONDS = 10.0
 
 
 @shared_task(name=DRAIN_TASK, ignore_result=True, soft_time_limit=240, time_limit=300)
-def create_external_orders(store_id: int) -> str:
-    """The store's external-order drain: create and cancel in Genstore what is due, within a time budget; queued
-    again while rows are still due. A second copy finds the store's drain held and returns."""
-    result = external_orders_drain(store_id=store_id)
+def create_external_orders(store_id: int, slot: int | None = None) -> str:
+    """Drain `slot` of the store's external orders (its share of them): create and cancel in Genstore what is due,
+    within a time budget; queued again while its share has rows due. A second copy finds the slot's drain held and
+    returns. `slot` None (messages from before drains had slots): queue one drain per slot with rows due."""
+    if slot is None:
+        external_orders_drain_enqueue(store_id=store_id)
+        return "queued the drains with rows due"
+    slots = external_order_drains()
+    slot %= slots  # a message queued before the number of drains went down: still a share
+    result = external_orders_drain(store_id=store_id, slot=slot, slots=slots)
     if result.more_due:
         countdown = result.retry_after or (None if result.progressed else DRAIN_IDLE_REQUEUE_SECONDS)
-        external_orders_drain_enqueue(store_id=store_id, countdown=countdown)
+        external_orders_drain_enqueue(store_id=store_id, slot=slot, countdown=countdown)
     return result.describe()
 
 
 @shared_task(name="channels.enqueue_external_order_drains", ignore_result=True, acks_late=False)
 def enqueue_external_order_drains() -> int:
-    """Beat, every minute: a drain for every store with external-order work due (lost messages, backoffs that
-    ended, rows a killed worker left)."""
+    """Beat, every minute: for every store with external-order work due (lost messages, backoffs that ended, rows a
+    killed worker left), a drain per slot whose share has rows due."""
     store_ids = external_order_stores_due(now=timezone.now())
-    publish_each(create_external_orders, [(store_id,) for store_id in store_ids])
+    for store_id in store_ids:
+        external_orders_drain_enqueue(store_id=store_id)
     return len(store_ids)

@@ -83,6 +83,10 @@ _ADDRESS_KEYS = {
 FINANCIAL_STATUSES = {"paid": "", "pending": "pending"}  # "" is Genstore's default for a created order: paid
 
 
+# The topic channel deliveries are stored under in the shared delivery log (oma.channels.inbound).
+CHANNEL_TOPIC = "channels/shipments"
+
+
 class SignatureError(Exception):
     """Why a delivery is not authentic (missing header, too old or too new, no matching signature)."""
 

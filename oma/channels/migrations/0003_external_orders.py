@@ -19,12 +19,17 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='ExternalOrderDrain',
             fields=[
-                ('store', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='+', serialize=False, to='stores.store')),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('slot', models.PositiveSmallIntegerField(default=0)),
                 ('lease_until', models.DateTimeField(blank=True, null=True)),
                 ('last_started_at', models.DateTimeField(blank=True, null=True)),
                 ('last_finished_at', models.DateTimeField(blank=True, null=True)),
                 ('last_outcome', models.CharField(blank=True, max_length=512)),
+                ('store', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='stores.store')),
             ],
+            options={
+                'constraints': [models.UniqueConstraint(fields=('store', 'slot'), name='external_order_drain_store_slot')],
+            },
         ),
         migrations.CreateModel(
             name='OrderImport',
