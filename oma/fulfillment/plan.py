@@ -1,7 +1,8 @@
 """What to push for a shipment: pure functions of the shipment, the order's lines and Genstore's fulfillments.
 
 Like `unified_status_for` (status.py), nothing here reads the database or calls Genstore: `push_plan_for` judges
-what Genstore should hold for a shipment (or why nothing may be sent), `find_ours` picks the Genstore fulfillment
+what Genstore should hold for a shipment (or why nothing may be sent), `tracking_url_for` which link the customer's
+Genstore order page gets (OMA's branded tracking page or the carrier's), `find_ours` picks the Genstore fulfillment
 that carries the shipment's number, `furthest_shipment_status` which `shipmentStatus` is furthest along. The push
 (services/push.py) gathers the facts, asks these, and carries the answer out.
 """
@@ -53,20 +54,44 @@ class PushPlan:
     # No fulfillment may be created (these judge the items, so they no longer matter once it exists).
     create_skip_reason: str = ""
     create_fail_reason: str = ""
+    # Why `tracking_url` is not what the store asked for (the branded link without OMA_PUBLIC_URL), for the push log.
+    tracking_url_note: str = ""
+
+
+BRANDED_LINK_WITHOUT_PUBLIC_URL = (
+    "the store's branded tracking link is on but OMA_PUBLIC_URL is not set: the carrier's link is pushed instead"
+)
+
+
+def tracking_url_for(*, store: Store, shipment: Shipment, tracking_page_url: str) -> tuple[str, str]:
+    """The `trackingUrl` to push and, when it falls back, why: the order's branded tracking page (absolute, signed)
+    when the store has it on and OMA knows its public address, else the carrier's own link (which the tracking page
+    shows either way)."""
+    carrier_url = shipment.tracking_url or ""
+    if not store.branded_tracking_link:
+        return carrier_url, ""
+    if not tracking_page_url:
+        return carrier_url, BRANDED_LINK_WITHOUT_PUBLIC_URL
+    return tracking_page_url, ""
 
 
 def push_plan_for(
     *, store: Store, order: Order, shipment: Shipment, order_lines: Sequence[LineItem],
-    shipment_lines: Sequence[ShipmentLine],
+    shipment_lines: Sequence[ShipmentLine], tracking_page_url: str,
 ) -> PushPlan:
-    """What to push for a shipment, judged from the order mirror alone (pure apart from reading its arguments)."""
+    """What to push for a shipment, judged from the order mirror alone (pure apart from reading its arguments).
+    `tracking_page_url` is the order's absolute tracking page link, "" when OMA_PUBLIC_URL is not set."""
     number = shipment.tracking_number
+    tracking_url, tracking_url_note = tracking_url_for(
+        store=store, shipment=shipment, tracking_page_url=tracking_page_url
+    )
     plan = PushPlan(
         tracking_number=number,
         tracking_company=tracking_company_for(shipment.carrier, number),
-        tracking_url=shipment.tracking_url or "",
+        tracking_url=tracking_url,
         shipment_status=shipment_status_for(shipment.status, shipment.substatus),
         notify_customer=store.notify_customer,
+        tracking_url_note=tracking_url_note,
     )
 
     def refused(*, skip: str = "", fail: str = "") -> PushPlan:

@@ -175,7 +175,7 @@ class StoreMembershipInline(admin.TabularInline):
 @admin.register(Store)
 class StoreAdmin(admin.ModelAdmin):
     list_display = ["domain", "name", "is_active", "api_version", "rate_limit_label", "last_sweep", "created_at"]
-    list_filter = ["is_active"]
+    list_filter = ["is_active", "branded_tracking_link"]
     search_fields = ["domain", "name"]
     # Secrets are write-only: changed through "Connect a store" again, never rendered back.
     exclude = ["access_token", "client_secret", "previous_client_secret"]
@@ -202,6 +202,12 @@ class StoreAdmin(admin.ModelAdmin):
             .annotate(last_sweep_at=Subquery(last.values("started_at")[:1]), last_sweep_state=Subquery(
                 last.values("state")[:1]))
         )
+
+    def save_model(self, request: HttpRequest, obj: Store, form: forms.ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.branded_tracking_link and not settings.OMA_PUBLIC_URL:
+            messages.warning(request, "The branded tracking link needs OMA_PUBLIC_URL (OMA's public address): until "
+                             "it is set, pushes keep sending the carrier's link.")
 
     def has_delete_permission(self, request: HttpRequest, obj: Store | None = None) -> bool:
         # Deleting a store erases its whole mirror: an operator's decision (merchants deactivate instead).

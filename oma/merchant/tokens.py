@@ -1,38 +1,17 @@
-"""Signed, permanent customer tracking links: /track/<token>/.
+"""Signed, permanent customer tracking links: /track/<token>/ (the tracking page's side of them).
 
-The token is the order's (store id, order pk) signed with SECRET_KEY (django.core.signing, its own salt), so it
-cannot be forged or altered; it does not expire, because stores put it in emails customers keep. Rotating
-SECRET_KEY (with SECRET_KEY_FALLBACKS during the switch) is how every link would be revoked.
+The token itself is made and checked in oma.fulfillment.tracking_links, which the fulfillment push also uses to put
+the link on the Genstore order; this module keeps the names the page, admin, exports and emails import.
 """
 
 from __future__ import annotations
 
-from django.core import signing
-from django.urls import reverse
+from oma.fulfillment.tracking_links import (
+    SALT,
+    order_id_from_token,
+    tracking_page_url_for,
+    tracking_path_for,
+    tracking_token_for,
+)
 
-from oma.orders.models import Order
-
-SALT = "oma.merchant.track"
-
-
-def _signer() -> signing.Signer:
-    return signing.Signer(salt=SALT)
-
-
-def tracking_token_for(order: Order) -> str:
-    return _signer().sign_object([order.store_id, order.pk])
-
-
-def order_id_from_token(token: str) -> tuple[int, int] | None:
-    """(store id, order pk) from a genuine token, or None for anything tampered with or malformed."""
-    try:
-        value = _signer().unsign_object(token)
-    except (signing.BadSignature, ValueError, TypeError, UnicodeDecodeError):
-        return None
-    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(part, int) for part in value)):
-        return None
-    return value[0], value[1]
-
-
-def tracking_path_for(order: Order) -> str:
-    return reverse("track:order", args=[tracking_token_for(order)])
+__all__ = ["SALT", "order_id_from_token", "tracking_page_url_for", "tracking_path_for", "tracking_token_for"]

@@ -37,6 +37,14 @@ class Store(models.Model):
         default=list, blank=True, help_text='Carrier codes preferred when a number fits several, e.g. ["ups", "usps"]'
     )
     notify_customer = models.BooleanField(default=False, help_text="Ask Genstore to email the customer on pushes")
+    # On for stores connected from now on; stores connected before it existed keep the carrier's link (migration
+    # 0005) until their merchant turns it on: their customers' order pages change only when the merchant decides.
+    branded_tracking_link = models.BooleanField(
+        "branded tracking link",
+        default=True,
+        help_text="Push OMA's tracking page (/track/…, on OMA_PUBLIC_URL) as the fulfillment's tracking link instead "
+        "of the carrier's page; the page still links to the carrier. Pushed fulfillments get it on their next push.",
+    )
     # Genstore documents both POST /fulfillments and POST /fulfillment; the client remembers which one answers.
     fulfillment_create_path = models.CharField(max_length=32, blank=True)
     # One sweep per store at a time: a lease in the database, taken with a conditional UPDATE.

@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
 
+from django.conf import settings
 from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
@@ -58,6 +59,7 @@ from oma.fulfillment.models import LOG_LIMIT, FulfillmentPush
 from oma.fulfillment.plan import PushPlan, find_ours, furthest_shipment_status, push_plan_for
 from oma.fulfillment.services.unified_status import orders_unified_status_refresh
 from oma.fulfillment.status import DEAD_FULFILLMENT_STATUSES
+from oma.fulfillment.tracking_links import tracking_page_url_for
 from oma.genstore.client import GenstoreClient
 from oma.genstore.errors import (
     GenstoreAuthError,
@@ -112,12 +114,18 @@ class PushOutcome:
 # --- the plan, from the mirror ----------------------------------------------------------------------------------
 
 
-def _load_plan(*, store: Store, order: Order, shipment: Shipment) -> PushPlan:
+def _load_plan(*, store: Store, order: Order, shipment: Shipment, push: FulfillmentPush) -> PushPlan:
+    """The plan, with the order's branded tracking page link on OMA_PUBLIC_URL; a link that falls back to the
+    carrier's is said once in the push's log (saved with the push's next write)."""
     order_lines = list(LineItem.objects.filter(order=order).order_by("pk"))
     shipment_lines = list(ShipmentLine.objects.filter(shipment=shipment).order_by("pk"))
-    return push_plan_for(
-        store=store, order=order, shipment=shipment, order_lines=order_lines, shipment_lines=shipment_lines
+    plan = push_plan_for(
+        store=store, order=order, shipment=shipment, order_lines=order_lines, shipment_lines=shipment_lines,
+        tracking_page_url=tracking_page_url_for(order, public_url=settings.OMA_PUBLIC_URL),
     )
+    if plan.tracking_url_note and all(entry.get("message") != plan.tracking_url_note for entry in push.log):
+        _log(push, plan.tracking_url_note)
+    return plan
 
 
 # --- the intent row and its lock --------------------------------------------------------------------------------
@@ -364,7 +372,7 @@ def _execute(
     *, push: FulfillmentPush, store: Store, order: Order, shipment: Shipment, genstore: _Genstore, verify: bool
 ) -> PushResult:
     """`verify` (a forced push: admin, reconciliation) re-reads Genstore instead of trusting the mirror."""
-    plan = _load_plan(store=store, order=order, shipment=shipment)
+    plan = _load_plan(store=store, order=order, shipment=shipment, push=push)
     if push.fulfill_id:
         if plan.skip_reason:
             raise _Refused(PushResult.SKIPPED, f"Genstore not updated: {plan.skip_reason}")
@@ -392,7 +400,7 @@ def _execute(
     fresh = genstore.client.get_order(order.order_id)
     order = _refresh_order(store=store, order=order, record=fresh)
     records = list(fresh.fulfillments) if fresh.has_fulfillments else genstore.client.list_fulfillments(order.order_id)
-    plan = _load_plan(store=store, order=order, shipment=shipment)
+    plan = _load_plan(store=store, order=order, shipment=shipment, push=push)
     ours = find_ours(records, shipment.tracking_number)
     if ours is not None:
         return _adopt(push=push, store=store, order=order, plan=plan, record=ours, genstore=genstore)
