@@ -14,49 +14,25 @@ oma.core.outbound's session calls for every answer (registered in OpsConfig.read
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import logging.config
 import traceback
-from collections.abc import Iterator
-from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import mail_admins
 
+from oma.core.logcontext import (  # noqa: F401 (re-exported: callers import them from here)
+    bind_log_context,
+    current_log_context,
+    log_context,
+    unbind_log_context,
+)
 from oma.ops.redaction import redact
 
 CONTEXT_FIELDS = ("store_id", "order_id", "task", "task_id", "request_id")
-
-_context: ContextVar[dict[str, Any]] = ContextVar("oma_log_context", default={})  # noqa: B039 (never mutated)
-
-
-def current_log_context() -> dict[str, Any]:
-    return dict(_context.get())
-
-
-def bind_log_context(**fields: Any) -> Token:
-    """Add fields to the log context until `unbind_log_context(token)`; None values are dropped."""
-    merged = {**_context.get(), **{name: value for name, value in fields.items() if value not in (None, "")}}
-    return _context.set(merged)
-
-
-def unbind_log_context(token: Token) -> None:
-    _context.reset(token)
-
-
-@contextlib.contextmanager
-def log_context(**fields: Any) -> Iterator[None]:
-    """`with log_context(store_id=store.pk, order_id=order.order_id): ...` tags every log line inside."""
-    token = bind_log_context(**fields)
-    try:
-        yield
-    finally:
-        _context.reset(token)
-
 
 class ContextFilter(logging.Filter):
     """Adds the context ids to the record and redacts its text. Never drops a record."""
@@ -64,7 +40,7 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "_oma_redacted", False):
             return True  # a second handler: already done
-        context = _context.get()
+        context = current_log_context()
         for name in CONTEXT_FIELDS:
             if getattr(record, name, None) in (None, ""):
                 setattr(record, name, context.get(name, ""))

@@ -42,6 +42,7 @@ class Store(models.Model):
     branded_tracking_link = models.BooleanField(
         "branded tracking link",
         default=True,
+        db_default=True,
         help_text="Push OMA's tracking page (/track/…, on OMA_PUBLIC_URL) as the fulfillment's tracking link instead "
         "of the carrier's page; the page still links to the carrier. Pushed fulfillments get it on their next push.",
     )
@@ -54,7 +55,8 @@ class Store(models.Model):
     # starts), and the lease of the one running (one drain per store at a time).
     push_drain_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
     push_drain_until = models.DateTimeField(null=True, blank=True, editable=False)
-    push_drain_token = models.CharField(max_length=64, blank=True, editable=False)
+    # db_default: rows inserted by code that predates a column (a rolling deploy, a migration test) still fit.
+    push_drain_token = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -29,6 +29,7 @@ per store at a time.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -53,6 +54,7 @@ from oma.core.leases import (
     lease_renew,
     lease_take,
 )
+from oma.core.logcontext import log_context
 from oma.core.outbox import after_commit
 from oma.core.retry import RetryPolicy
 from oma.fulfillment.models import LOG_LIMIT, FulfillmentPush
@@ -737,20 +739,30 @@ class _DrainRun:
     renew: Callable[[], bool]
     stopped: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    order_ids: dict[int, str] = field(default_factory=dict)  # shipment pk -> Genstore orderId (log lines)
 
     def batch(self, ids: list[int], *, client: GenstoreClient | None, lanes: int) -> bool:
         """Push these shipments; False when the drain must stop (budget spent, lease lost). The shipments of one
         order go to the same lane, one after the other: two pushes of one order at once would lock its rows in
         opposite orders."""
-        order_of = dict(Shipment.objects.filter(pk__in=ids).values_list("pk", "order_id"))
+        order_of: dict[int, int | None] = {}
+        for shipment_id, order_pk, order_id in Shipment.objects.filter(pk__in=ids).values_list(
+            "pk", "order_id", "order__order_id"
+        ):
+            order_of[shipment_id] = order_pk
+            self.order_ids[shipment_id] = order_id or ""
         by_order: dict[int | None, list[int]] = {}
         for shipment_id in ids:
             by_order.setdefault(order_of.get(shipment_id), []).append(shipment_id)
         todo = iter(list(by_order.values()))
         later: set[int] = set()  # the orders whose unified status to refresh, once, at the end
         errors: list[BaseException] = []
+        # Each lane runs in a copy of this thread's context, so its log lines carry the task's ids too.
         threads = [
-            threading.Thread(target=self._own_lane, args=(todo, later, errors), name=f"push-drain-{lane}")
+            threading.Thread(
+                target=contextvars.copy_context().run, args=(self._own_lane, todo, later, errors),
+                name=f"push-drain-{lane}",
+            )
             for lane in range(1, min(lanes, len(by_order)))
         ]
         try:
@@ -799,7 +811,8 @@ class _DrainRun:
 
     def _push(self, shipment_id: int, later: set[int], client: GenstoreClient | None) -> None:
         try:
-            result = str(shipment_push(shipment_id=shipment_id, client=client, status_refresh_later=later).result)
+            with log_context(order_id=self.order_ids.get(shipment_id)):
+                result = str(shipment_push(shipment_id=shipment_id, client=client, status_refresh_later=later).result)
         except Exception:  # one push's trouble (a deadlock, our bug) never stops the others; its row is due again
             logger.exception("push of shipment %s failed; a later drain tries it again", shipment_id)
             result = "error"

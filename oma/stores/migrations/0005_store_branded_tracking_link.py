@@ -25,6 +25,8 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="store",
             name="branded_tracking_link",
-            field=models.BooleanField(default=True, help_text=HELP_TEXT, verbose_name="branded tracking link"),
+            field=models.BooleanField(
+                db_default=True, default=True, help_text=HELP_TEXT, verbose_name="branded tracking link"
+            ),
         ),
     ]
