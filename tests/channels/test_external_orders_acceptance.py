@@ -420,8 +420,12 @@ def _three_inputs_with_faults_and_a_killed_worker(world: World, files: dict[str,
     world.wait(lambda: done_count() >= ORDERS // 5, what="a fifth of the orders created", interval=0.05)
     # The next creates hang for half a second in Genstore (applied, then answered): the kill lands inside one.
     sandbox.set_faults(write_error_rate=0.1, slow_rate=1.0, slow_seconds=0.5)
-    world.wait(lambda: ExternalOrder.objects.filter(state=State.CREATING).exists(), what="a create sent",
-               interval=0.01)
+    # A create sent after the switch (one sent before may finish within the 0.1 s below: several drains run).
+    switched = timezone.now()
+    world.wait(
+        lambda: ExternalOrder.objects.filter(state=State.CREATING, last_attempt_at__gt=switched).exists(),
+        what="a create sent", interval=0.01,
+    )
     time.sleep(0.1)  # the POST reaches the sandbox
     assert world.worker.process is not None
     sigkill_tree(world.worker.process)
