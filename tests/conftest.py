@@ -1,3 +1,12 @@
+"""The whole suite's hooks and fixtures: which services the run has, and how pytest-xdist shares the tests out.
+
+`make test` runs the suite in several xdist workers (`--dist loadgroup`). Each worker has its own test database and
+Redis database (tests/services.py, tests/settings.py), and every server a test starts listens on a free port, so
+tests need not know about the others. Two things are ordered here: heavy tests (real workers, servers, faults,
+acceptance volumes) start first, so that the run does not end waiting for one long test, and tests that share one
+expensive session fixture (Chromium) run in one worker.
+"""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -7,6 +16,18 @@ from django.db import connection
 
 from tests.services import HAVE_POSTGRES, HAVE_REDIS
 
+# Tests that start processes or push volumes: markers and the fixtures that start real servers.
+HEAVY_MARKERS = ("slow", "faults")
+HEAVY_FIXTURES = ("celery_worker_factory", "gunicorn_factory", "private_redis", "live_server")
+# The longest of them (`--durations`), started before the other heavy ones: a run should not end waiting for one.
+LONGEST = (
+    "tests/fulfillment/test_acceptance.py", "tests/core/test_make_run.py",
+    "tests/webhooks/test_acceptance.py::test_shuffled", "tests/tracking/test_acceptance.py",
+    "tests/ops/test_queues.py::test_a_long_import",
+)
+# path prefix -> xdist group: these share a session fixture, started once in the worker that runs the group.
+XDIST_GROUPS = {"tests/browser/": "browser"}
+
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
@@ -15,6 +36,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-django's own ordering
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip_pg = pytest.mark.skip(reason="needs PostgreSQL (this run uses SQLite: none reachable on 127.0.0.1:5432)")
     skip_redis = pytest.mark.skip(reason="needs Redis: not reachable on 127.0.0.1:6379")
@@ -23,11 +45,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_pg)
         if "redis" in item.keywords and not HAVE_REDIS:
             item.add_marker(skip_redis)
+        for prefix, group in XDIST_GROUPS.items():
+            if item.nodeid.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))
+    items[:] = heavy_first(items)
+
+
+def heavy_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The heavy tests first, each followed by a light one, then the rest in pytest-django's order.
+
+    xdist keeps two tests queued on each worker: a heavy test queued behind another would wait for it while other
+    workers run out of work; a light one behind it costs nothing. Heavy transactional tests may come before the
+    other database tests: their teardown's flush re-runs the post_migrate handlers (content types, permissions,
+    the beat schedule), which is all that migrations leave in the database. Every worker collects, and must order,
+    the same way: nothing here depends on the worker or the clock.
+    """
+    heavy = sorted((item for item in items if _weight(item)), key=_weight, reverse=True)  # stable: ties keep order
+    light = [item for item in items if not _weight(item)]
+    interleaved = [item for pair in zip(heavy, light, strict=False) for item in pair]
+    return interleaved + heavy[len(light):] + light[len(heavy):]
+
+
+def _weight(item: pytest.Item) -> int:
+    """3: one of the longest; 2: marked slow or a fault test; 1: starts real servers or processes; 0: the rest."""
+    if item.nodeid.startswith(LONGEST):
+        return 3
+    if any(item.get_closest_marker(name) for name in HEAVY_MARKERS):
+        return 2
+    return 1 if any(name in getattr(item, "fixturenames", ()) for name in HEAVY_FIXTURES) else 0
 
 
 @pytest.fixture
 def redis_client():
-    """A clean Redis database (15) for the test; skips when Redis is down."""
+    """A clean Redis database (this worker's: tests/services.py) for the test; skips when Redis is down."""
     if not HAVE_REDIS:
         pytest.skip("needs Redis: not reachable on 127.0.0.1:6379")
     from oma.core.redis import get_redis

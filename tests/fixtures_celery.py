@@ -7,11 +7,13 @@ Reusable by any test package: import the fixtures into its conftest.py
   flushed, and a test may stop and restart its own (`.stop()`, `.start()`) to play a broker outage.
 * Workers and web servers see the test's database: use them from a `transactional_db` test (data committed, so
   other processes see it); `subprocess_env()` points DATABASE_URL at the test database pytest-django created.
-* Everything started is stopped at teardown (workers warm-shutdown first), before the test database is dropped.
+* Everything started is stopped at teardown (workers get a few seconds of warm shutdown, then SIGKILL), before the
+  test database is dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -96,6 +98,23 @@ def _stop(process: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: floa
         process.wait(timeout=10)
 
 
+def _kill_with_children(process: subprocess.Popen) -> None:
+    """SIGKILL a process and its children (a worker's pool: Celery's cold shutdown waits on a sleeping task)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == process.pid:
+                children.append(int(entry.name))
+    for pid in [process.pid, *children]:
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+            os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
 class RedisServer:
     """A redis-server of our own, without persistence: stopping it loses what it held, like a crash."""
 
@@ -172,9 +191,15 @@ class CeleryWorker:
             raise RuntimeError(f"celery worker exited with {self.process.returncode}:\n{self.log_tail()}")
         return b" ready." in self.log_path.read_bytes()
 
-    def stop(self) -> None:
+    def stop(self, *, grace: float = 40) -> None:
+        """Warm shutdown (running tasks finish) for up to `grace` seconds, then SIGKILL for it and its pool."""
         if self.process is not None:
-            _stop(self.process, sig=signal.SIGTERM, timeout=40)  # warm shutdown: running tasks finish
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    _kill_with_children(self.process)
             self.process = None
         if self._log is not None:
             self._log.close()
@@ -200,8 +225,10 @@ def celery_worker_factory(tmp_path: Path) -> Iterator[Callable[..., CeleryWorker
         return worker
 
     yield start
+    # The test is over: tasks still running (say, retrying a Genstore that never answers) have nothing left to
+    # prove, and a warm shutdown would wait for them.
     for worker in workers:
-        worker.stop()
+        worker.stop(grace=5)
 
 
 class GunicornServer:

@@ -11,13 +11,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
 
 from oma.core.ratelimit import RedisTokenBucket
-from tests.services import HAVE_REDIS, REDIS_URL
+from tests.services import HAVE_REDIS, LIMITER_REDIS_URL
 
 
 class FakeClock:
@@ -51,8 +50,9 @@ def fake_clock() -> FakeClock:
 class LimiterRedis:
     """Redis for the rate limiter tests: its own database and a key prefix unique to the test.
 
-    Not the shared `redis_client` fixture: other test runs on the same machine flush database 15 at will, and a
-    bucket that vanishes mid-test would hand out a second burst and look like a limiter bug.
+    Not the shared `redis_client` fixture: other test runs on the same machine (and the other xdist workers of this
+    one) flush their databases at will, and a bucket that vanishes mid-test would hand out a second burst and look
+    like a limiter bug. This database is nobody's to flush (tests/services.py).
     """
 
     url: str
@@ -67,7 +67,7 @@ class LimiterRedis:
 def limiter_redis() -> Iterator[LimiterRedis]:
     if not HAVE_REDIS:
         pytest.skip("needs Redis: not reachable on 127.0.0.1:6379")
-    url = urlunsplit(urlsplit(REDIS_URL)._replace(path="/14"))
+    url = LIMITER_REDIS_URL
     client = redis.Redis.from_url(url)
     prefix = f"test:{uuid.uuid4().hex}:oma:bucket:"
     yield LimiterRedis(url=url, client=client, key_prefix=prefix)
