@@ -121,6 +121,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 30,
         "expire_seconds": 25,
     },
+    "fulfillment: nightly reconciliation of every active store (report only; the dashboard shows it)": {
+        "task": "fulfillment.reconcile_all_stores",
+        "schedule": crontab(hour=4, minute=23),  # after the nightly full sweep (03:17)
+        "expire_seconds": 6 * 3600,
+    },
     "merchant: learn delivery times for estimated delivery (nightly)": {
         "task": "merchant.learn_transit_times",
         "schedule": crontab(hour=2, minute=43),

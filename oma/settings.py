@@ -199,10 +199,11 @@ _TASKS_BY_QUEUE: dict[str, tuple[str, ...]] = {
     # Reading other systems on a schedule: carriers, ShipStation, and the matching net a channel poll ends with.
     "polls": ("tracking.poll_due", "channels.poll_all", "channels.poll_channel", "channels.match_waiting_all"),
     # Long reads and housekeeping: order sweeps and their deferred change hooks, re-syncs, digests, learned
-    # delivery times, re-queueing stalled imports.
+    # delivery times, re-queueing stalled imports, the nightly reconciliation (it re-reads Genstore first).
     "sweeps": (
         "orders.sweep_all_stores", "orders.sweep_store", "orders.changed_run_hooks", "merchant.resync_orders",
         "merchant.send_alert_digests", "merchant.learn_transit_times", "channels.enqueue_stalled_csv_imports",
+        "fulfillment.reconcile_all_stores", "fulfillment.reconcile_store",
     ),
     # Files imported by a worker: tracking CSVs (up to 100,000 rows), order files.
     "imports": ("channels.import_queued_csv", "channels.import_queued_orders"),

@@ -1,5 +1,6 @@
-"""Fulfillment pushes in admin (what was pushed, why one failed or was skipped, push again) and the reconciliation
-page (where OMA, the carrier and Genstore disagree, with a button that queues the missing pushes).
+"""Fulfillment pushes in admin (what was pushed, why one failed or was skipped, push again), the reconciliation
+page (where OMA, the carrier and Genstore disagree, with a button that queues the missing pushes and the cancels of
+voided labels' fulfillments), and the kept results of past reconciliations (nightly and the command's).
 
 Store scoping of the push list comes from the admin site's tenancy mixin; the reconciliation page is a custom
 view, so it offers only the user's stores itself. The page reads OMA's database only: it never waits on Genstore.
@@ -21,9 +22,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from oma.core.tenancy import stores_for
-from oma.fulfillment.models import FulfillmentPush
-from oma.fulfillment.reconciliation import Finding, reconcile_fix_enqueue, store_reconcile
-from oma.fulfillment.tasks import push_retry
+from oma.fulfillment.models import FulfillmentPush, ReconcileRun
+from oma.fulfillment.reconciliation import FINDING_TITLES, Finding, store_reconcile
+from oma.fulfillment.tasks import push_retry, reconcile_fix_enqueue
 from oma.stores.models import Store
 
 
@@ -51,7 +52,8 @@ class FulfillmentPushAdmin(admin.ModelAdmin):
     list_select_related = ["store", "order"]
     readonly_fields = [
         "key", "store", "order", "shipment", "state", "state_reason", "attempts", "last_error", "last_error_status",
-        "queued_at", "last_attempt_at", "next_attempt_at", "succeeded_at", "create_sent_at", "fulfill_id", "adopted",
+        "queued_at", "last_attempt_at", "next_attempt_at", "succeeded_at", "create_sent_at", "cancel_sent_at",
+        "cancelled_at", "fulfill_id", "adopted",
         "tracking_number", "tracking_company", "tracking_url", "shipment_status", "notify_customer", "line_items",
         "held_back_shipment_status", "source_tracking_number", "source_carrier", "source_status",
         "source_substatus", "source_tracking_url", "steps", "created_at", "updated_at",
@@ -63,7 +65,8 @@ class FulfillmentPushAdmin(admin.ModelAdmin):
             "held_back_shipment_status", "notify_customer", "line_items",
         ]}),
         ("Attempts", {"fields": [
-            "attempts", "queued_at", "last_attempt_at", "next_attempt_at", "create_sent_at", "succeeded_at", "steps",
+            "attempts", "queued_at", "last_attempt_at", "next_attempt_at", "create_sent_at", "succeeded_at",
+            "cancel_sent_at", "cancelled_at", "steps",
         ]}),
         ("Worked from (the shipment at the last attempt)", {"classes": ["collapse"], "fields": [
             "source_tracking_number", "source_carrier", "source_status", "source_substatus", "source_tracking_url",
@@ -139,6 +142,9 @@ class FulfillmentPushAdmin(admin.ModelAdmin):
         elif len(stores) == 1:
             chosen = stores[0]
         report = store_reconcile(store=chosen, refresh=False) if chosen is not None else None
+        last_run = (
+            ReconcileRun.objects.filter(store=chosen).order_by("-started_at", "-pk").first() if chosen else None
+        )
         if request.method == "POST" and report is not None and chosen is not None:
             queued = reconcile_fix_enqueue(disagreements=report.fixable)
             self.message_user(
@@ -151,7 +157,9 @@ class FulfillmentPushAdmin(admin.ModelAdmin):
         if report is not None:
             for kind in Finding:
                 rows = [d for d in report.disagreements if d.kind == kind]
-                sections.append({"kind": str(kind), "title": _TITLES[kind], "rows": rows[:500], "total": len(rows)})
+                sections.append(
+                    {"kind": str(kind), "title": FINDING_TITLES[kind], "rows": rows[:500], "total": len(rows)}
+                )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -161,15 +169,33 @@ class FulfillmentPushAdmin(admin.ModelAdmin):
             "report": report,
             "sections": sections,
             "fixable": len(report.fixable) if report else 0,
+            "last_run": last_run,
+            "runs_url": reverse("admin:fulfillment_reconcilerun_changelist"),
             "can_push": can_push,
         }
         return TemplateResponse(request, "admin/fulfillment/reconcile.html", context)
 
 
-_TITLES: dict[Finding, str] = {
-    Finding.SHIPMENT_WITHOUT_FULFILLMENT: "Shipments with no Genstore fulfillment",
-    Finding.DELIVERED_NOT_IN_GENSTORE: "Delivered at the carrier, not in Genstore",
-    Finding.UNKNOWN_TRACKING_NUMBER: "Genstore fulfillments with a tracking number OMA does not know",
-    Finding.NUMBER_ON_TWO_ORDERS: "One tracking number on several orders",
-    Finding.DUPLICATE_FULFILLMENT: "Duplicate fulfillments (same number twice on one order)",
-}
+@admin.register(ReconcileRun)
+class ReconcileRunAdmin(admin.ModelAdmin):
+    """What each reconciliation found (read only): the nightly beat run and the `reconcile` command's."""
+
+    list_display = ["started_at", "store", "trigger", "findings", "found", "refreshed", "finished_at", "error"]
+    list_filter = ["trigger", "store", "refreshed"]
+    list_select_related = ["store"]
+    readonly_fields = [
+        "store", "trigger", "started_at", "finished_at", "findings", "found", "shipments_checked",
+        "fulfillments_checked", "refreshed", "refresh_error", "error",
+    ]
+    exclude = ["counts"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="found")
+    def found(self, obj: ReconcileRun) -> str:
+        return ", ".join(f"{count} {kind}" for kind, count in sorted(obj.counts.items())) or "nothing"

@@ -9,7 +9,12 @@ States: `pending` (something to send; `next_attempt_at` says when) -> `in_progre
 lock and is talking to Genstore) -> `succeeded` (Genstore holds what the row says was pushed) | `failed` (Genstore
 refused, e.g. 422; `last_error` carries its message; not retried until the shipment changes or someone retries)
 | `skipped` (nothing may be pushed: cancelled/refunded/voided order, no item needs shipping...; `state_reason`
-says why). A row `in_progress` whose worker died is taken over by the next run, which reads before it writes.
+says why) | `cancelled` (the channel voided the label after OMA pushed it: OMA cancelled the Genstore fulfillment,
+`cancelled_at` says when Genstore confirmed it). A row `in_progress` whose worker died is taken over by the next
+run, which reads before it writes (a create: the order's fulfillments; a cancel: the fulfillment's status).
+
+`ReconcileRun`: the result of one reconciliation of a store (the nightly beat run or the `reconcile` command),
+counts per kind of finding; the last RECONCILE_RUNS_KEPT per store are kept.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class FulfillmentPush(models.Model):
         SUCCEEDED = "succeeded", "succeeded"
         FAILED = "failed", "failed"
         SKIPPED = "skipped", "skipped"
+        CANCELLED = "cancelled", "cancelled (label voided)"
 
     key = models.CharField(max_length=64, unique=True, help_text="sha256(store | orderId | shipment)")
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="fulfillment_pushes")
@@ -50,6 +56,11 @@ class FulfillmentPush(models.Model):
     succeeded_at = models.DateTimeField(null=True, blank=True)
     # Set just before POST /fulfillments is sent: a row with this set and no fulfill_id must read before writing.
     create_sent_at = models.DateTimeField(null=True, blank=True)
+    # Set just before PUT /fulfillments/{id}/cancel is sent: a later attempt reads the fulfillment back first.
+    cancel_sent_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(
+        null=True, blank=True, help_text="When Genstore confirmed the fulfillment cancelled (the label was voided)"
+    )
     fulfill_id = models.CharField(max_length=64, blank=True, db_index=True, help_text="Genstore fulfillId")
     adopted = models.BooleanField(
         default=False, help_text="The fulfillment already existed in Genstore with this tracking number"
@@ -87,6 +98,9 @@ class FulfillmentPush(models.Model):
             models.CheckConstraint(
                 condition=~Q(state="succeeded") | ~Q(fulfill_id=""), name="fpush_succeeded_has_fulfillment"
             ),
+            models.CheckConstraint(
+                condition=~Q(state="cancelled") | ~Q(fulfill_id=""), name="fpush_cancelled_has_fulfillment"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -101,3 +115,34 @@ class FulfillmentPush(models.Model):
     def lock_id(self) -> int:
         """A signed 64-bit number for PostgreSQL's advisory lock, derived from the key."""
         return int.from_bytes(bytes.fromhex(self.key[:16]), "big", signed=True)
+
+
+# Runs kept per store (a nightly run a day: a month of history).
+RECONCILE_RUNS_KEPT = 30
+
+
+class ReconcileRun(models.Model):
+    """One reconciliation of a store: when, what it found (counts per kind), whether Genstore was re-read first."""
+
+    class Trigger(models.TextChoices):
+        NIGHTLY = "nightly", "nightly (beat)"
+        COMMAND = "command", "reconcile command"
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="reconcile_runs")
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.NIGHTLY)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="Blank: still running, or its worker died")
+    counts = models.JSONField(default=dict, blank=True, help_text='Findings per kind: {"kind": n}')
+    findings = models.PositiveIntegerField(default=0, help_text="All findings, every kind")
+    shipments_checked = models.PositiveIntegerField(default=0)
+    fulfillments_checked = models.PositiveIntegerField(default=0)
+    refreshed = models.BooleanField(default=False, help_text="Genstore was re-read (an incremental sweep) first")
+    refresh_error = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="Why the run did not finish")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["store", "-started_at"], name="reconcile_run_store_latest")]
+
+    def __str__(self) -> str:
+        return f"reconciliation of {self.store_id} at {self.started_at:%Y-%m-%d %H:%M} ({self.findings} findings)"

@@ -9,29 +9,34 @@ Findings (one row each, for `reconcile --store D` and the admin page):
 | `unknown_tracking_number` | a live Genstore fulfillment carries a number no OMA shipment of the store has | (report) |
 | `number_on_two_orders` | one number on two or more orders (Genstore fulfillments, OMA shipments) | (report) |
 | `duplicate_fulfillment` | two or more live fulfillments of one order carry the same number | (report) |
+| `fulfillment_of_voided_label` | a live fulfillment carries the number of a voided channel label | cancel it |
 
 Genstore's side is the order mirror (sweeps, webhooks and our own pushes keep it). The command refreshes it with
 an incremental sweep first; the admin page reads it as it is (an admin request never waits on Genstore).
 Shipments whose push was skipped on purpose (cancelled, refunded or voided order, nothing that needs shipping, a
-voided label) are not findings: OMA chose not to push them.
+voided label never pushed) are not findings: OMA chose not to push them. A voided label whose fulfillment is live
+is one (unless Genstore cancelled the order): the push cancels it, so one found here was missed (an older OMA
+skipped those) or is still on its way. Shipments of source `genstore` (the merchant's own fulfillments) never are.
+
+`reconcile_run` runs it for the nightly beat task and the command and keeps the result (ReconcileRun): report only,
+fixes stay a merchant's action.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.utils import timezone
 
-from oma.fulfillment.models import FulfillmentPush
+from oma.fulfillment.models import RECONCILE_RUNS_KEPT, FulfillmentPush, ReconcileRun
 from oma.fulfillment.plan import NEVER_PUSHED_FINANCIAL_STATUSES
-from oma.fulfillment.services.push import PushOutcome, PushResult, shipment_push
+from oma.fulfillment.services.push import PushOutcome, PushResult, label_voided, shipment_push
 from oma.fulfillment.services.unified_status import store_unified_status_refresh
-from oma.fulfillment.tasks import shipments_push_enqueue
 from oma.genstore.client import GenstoreClient
 from oma.genstore.fulfillment_status import DEAD_FULFILLMENT_STATUSES
 from oma.orders.models import GenstoreFulfillment, Order, SyncRun
@@ -44,15 +49,31 @@ from tracking.vocabulary import Status
 logger = logging.getLogger(__name__)
 
 
+# A run still unfinished this long after it started is dead (the task's time limit is below it).
+RECONCILE_RUN_LIMIT = timedelta(hours=1)
+
+
 class Finding(StrEnum):
     SHIPMENT_WITHOUT_FULFILLMENT = "shipment_without_fulfillment"
     DELIVERED_NOT_IN_GENSTORE = "delivered_not_in_genstore"
     UNKNOWN_TRACKING_NUMBER = "unknown_tracking_number"
     NUMBER_ON_TWO_ORDERS = "number_on_two_orders"
     DUPLICATE_FULFILLMENT = "duplicate_fulfillment"
+    FULFILLMENT_OF_VOIDED_LABEL = "fulfillment_of_voided_label"
 
 
-FIXABLE: frozenset[str] = frozenset({Finding.SHIPMENT_WITHOUT_FULFILLMENT, Finding.DELIVERED_NOT_IN_GENSTORE})
+FINDING_TITLES: dict[str, str] = {
+    Finding.SHIPMENT_WITHOUT_FULFILLMENT: "Shipments with no Genstore fulfillment",
+    Finding.DELIVERED_NOT_IN_GENSTORE: "Delivered at the carrier, not in Genstore",
+    Finding.UNKNOWN_TRACKING_NUMBER: "Genstore fulfillments with a tracking number OMA does not know",
+    Finding.NUMBER_ON_TWO_ORDERS: "One tracking number on several orders",
+    Finding.DUPLICATE_FULFILLMENT: "Duplicate fulfillments (same number twice on one order)",
+    Finding.FULFILLMENT_OF_VOIDED_LABEL: "Live Genstore fulfillments of voided labels",
+}
+
+FIXABLE: frozenset[str] = frozenset({
+    Finding.SHIPMENT_WITHOUT_FULFILLMENT, Finding.DELIVERED_NOT_IN_GENSTORE, Finding.FULFILLMENT_OF_VOIDED_LABEL,
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +167,7 @@ def store_reconcile(*, store: Store, refresh: bool = False) -> ReconcileReport:
         )
     }
     tracked: set[str] = set()
-    shipments = Shipment.objects.filter(store=store).only("pk", "order_id", "tracking_number", "status")
+    shipments = Shipment.objects.filter(store=store).only("pk", "order_id", "tracking_number", "status", "source")
     for shipment in shipments.iterator(chunk_size=2000):
         report.shipments_checked += 1
         number = normalize(shipment.tracking_number)
@@ -155,6 +176,16 @@ def store_reconcile(*, store: Store, refresh: bool = False) -> ReconcileReport:
             continue
         orders_by_number[number].add(shipment.order_id)
         order_id, cancelled, financial = orders[shipment.order_id]
+        if not cancelled and label_voided(shipment) and (shipment.order_id, number) in live:
+            shown = ", ".join(f.fulfill_id for f in live[(shipment.order_id, number)])
+            state, reason = push_state.get((shipment.pk, shipment.order_id), ("", ""))
+            push_text = f"push {state}" + (f": {reason}" if reason else "") if state else "never pushed"
+            report.disagreements.append(
+                Disagreement(
+                    Finding.FULFILLMENT_OF_VOIDED_LABEL, shipment.tracking_number, (order_id,),
+                    f"the label was voided; Genstore fulfillment {shown} is live; {push_text}", shipment.pk,
+                )
+            )
         if cancelled or financial in NEVER_PUSHED_FINANCIAL_STATUSES or shipment.status == Status.CANCELLED:
             continue
         if (shipment.pk, shipment.order_id) in skipped:
@@ -232,7 +263,32 @@ def reconcile_fix(
     return result
 
 
-def reconcile_fix_enqueue(*, disagreements: Sequence[Disagreement]) -> int:
-    """The admin's fix: queue the pushes (forced) instead of running them inside the request."""
-    ids = [d.shipment_id for d in disagreements if d.fixable and d.shipment_id is not None]
-    return shipments_push_enqueue(shipment_ids=ids, force=True)
+def reconcile_run(
+    *, store: Store, trigger: str = ReconcileRun.Trigger.NIGHTLY, refresh: bool = True
+) -> tuple[ReconcileRun, ReconcileReport | None]:
+    """Reconcile one store and keep the result (report only: nothing is fixed). The run's row is written before
+    the work starts, so a run whose worker died shows as unfinished; a later run of the store closes it (once it is
+    older than RECONCILE_RUN_LIMIT), and prunes the store's history to the last RECONCILE_RUNS_KEPT runs."""
+    now = timezone.now()
+    ReconcileRun.objects.filter(
+        store=store, finished_at__isnull=True, started_at__lt=now - RECONCILE_RUN_LIMIT
+    ).update(finished_at=now, error="did not finish (its worker stopped)")
+    run = ReconcileRun.objects.create(store=store, trigger=trigger, started_at=now)
+    report: ReconcileReport | None = None
+    try:
+        report = store_reconcile(store=store, refresh=refresh)
+    except Exception as exc:
+        logger.exception("reconciliation of %s failed", store.domain)
+        run.error = f"{type(exc).__name__}: {exc}"[:2000]
+    else:
+        run.counts = {kind: count for kind, count in report.counts.items() if count}
+        run.findings = len(report.disagreements)
+        run.shipments_checked = report.shipments_checked
+        run.fulfillments_checked = report.fulfillments_checked
+        run.refreshed = report.refreshed
+        run.refresh_error = report.refresh_error[:2000]
+    run.finished_at = timezone.now()
+    run.save()
+    kept = ReconcileRun.objects.filter(store=store).order_by("-started_at", "-pk").values_list("pk", flat=True)
+    ReconcileRun.objects.filter(store=store).exclude(pk__in=list(kept[:RECONCILE_RUNS_KEPT])).delete()
+    return run, report

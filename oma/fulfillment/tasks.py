@@ -8,6 +8,9 @@ finished gets no second one (`Store.push_drain_queued_at`): the queue holds at m
 however many pushes are owed, and webhook processing never waits behind a flood of them. Forced pushes (admin,
 reconciliation) keep a task per shipment (`fulfillment.push_shipment`).
 
+The nightly reconciliation (`fulfillment.reconcile_all_stores`, beat) queues one `fulfillment.reconcile_store` per
+active store, which reconciles it and keeps the result (ReconcileRun); it reports only, fixing stays the merchant's.
+
 Every task is safe to run twice: the push row's lock and its read-before-create make a duplicate push a no-op, and
 a second drain of a store finds the first one's lease and returns.
 """
@@ -26,7 +29,8 @@ from django.utils import timezone
 
 from oma.core.leases import lease_take
 from oma.core.outbox import after_commit, enqueue_each_on_commit, publish_each
-from oma.fulfillment.models import FulfillmentPush
+from oma.fulfillment.models import FulfillmentPush, ReconcileRun
+from oma.fulfillment.reconciliation import Disagreement, reconcile_run
 from oma.fulfillment.services.push import (
     REQUEUE_AFTER,
     PushResult,
@@ -110,6 +114,26 @@ def push_pending(limit: int = 2000, requeue_after_seconds: float | None = None) 
     orders_unified_status_backfill(limit=5000)
     # A drain queued before (and lost with a broker, or killed with its worker) does not hold this one back.
     return _pushes_enqueue(pushes_pending(limit=limit, requeue_after=requeue_after), even_if_queued=True)
+
+
+@shared_task(name="fulfillment.reconcile_all_stores", ignore_result=True, acks_late=False)
+def reconcile_all_stores() -> int:
+    """Beat, nightly: one `reconcile_store` per active store."""
+    store_ids = list(Store.objects.filter(is_active=True).order_by("pk").values_list("pk", flat=True))
+    enqueue_each_on_commit(reconcile_store, [(pk,) for pk in store_ids])
+    return len(store_ids)
+
+
+# A reconciliation re-reads Genstore first (an incremental sweep): long for a large store, so its limits sit below
+# the broker's visibility timeout (3600 s) and below RECONCILE_RUN_LIMIT.
+@shared_task(name="fulfillment.reconcile_store", ignore_result=True, soft_time_limit=3000, time_limit=3100)
+def reconcile_store(store_id: int) -> int:
+    """Reconcile one store and keep the result (report only). Run twice, it keeps two results: harmless."""
+    store = Store.objects.filter(pk=store_id, is_active=True).first()
+    if store is None:
+        return 0
+    run, _ = reconcile_run(store=store, trigger=ReconcileRun.Trigger.NIGHTLY, refresh=True)
+    return run.findings
 
 
 # --- queueing -----------------------------------------------------------------------------------------------
@@ -201,3 +225,9 @@ def push_retry(*, push_ids: Sequence[int]) -> int:
         state=State.PENDING, next_attempt_at=None, state_reason="retry requested", updated_at=timezone.now()
     )
     return shipments_push_enqueue(shipment_ids=list(pushes.values_list("shipment_id", flat=True)))
+
+
+def reconcile_fix_enqueue(*, disagreements: Sequence[Disagreement]) -> int:
+    """The admin's fix of a reconciliation: queue the pushes (forced) instead of running them inside the request."""
+    ids = [d.shipment_id for d in disagreements if d.fixable and d.shipment_id is not None]
+    return shipments_push_enqueue(shipment_ids=ids, force=True)

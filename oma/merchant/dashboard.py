@@ -1,6 +1,6 @@
 """The merchant dashboard (/admin/dashboard/): orders per unified status and channel, parcels that need
-attention, external orders per state, delivery times per carrier, webhook and sweep health; for the user's stores
-only.
+attention, external orders per state, delivery times per carrier, webhook and sweep health, each store's last
+reconciliation; for the user's stores only.
 
 Every figure is one aggregate query (the late-parcel scan is bounded), so the page costs the same whatever the
 number of orders. Charts are inline SVG rendered here (oma.merchant.charts).
@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -22,6 +22,8 @@ from django.utils import timezone
 
 from oma.channels.models import ExternalOrder
 from oma.core.tenancy import stores_for
+from oma.fulfillment.models import ReconcileRun
+from oma.fulfillment.reconciliation import FINDING_TITLES, Finding
 from oma.merchant.admin_orders import BADGE_COLOURS, unified_label
 from oma.merchant.charts import Bar, bar_chart
 from oma.merchant.selectors import (
@@ -35,6 +37,7 @@ from oma.merchant.selectors import (
     thresholds_by_store,
     webhook_health,
 )
+from oma.stores.models import Store
 
 ATTENTION_ROWS = 15
 DELIVERY_WINDOW_DAYS = 90
@@ -66,6 +69,29 @@ def external_order_figures(*, store_ids: list[int], store_param: dict[str, Any])
         "needs_attention": counts["needs_attention"],
         "needs_attention_url": _external_orders_url(attention="yes", **store_param),
     }
+
+
+def last_reconciliations(*, stores: list[Store]) -> list[dict[str, Any]]:
+    """Each store's latest reconciliation (nightly or the command's): when, its counts per kind, the page to act on
+    it. Two queries whatever the history's length."""
+    latest = ReconcileRun.objects.filter(store=OuterRef("pk")).order_by("-started_at", "-pk").values("pk")[:1]
+    run_ids: dict[int, int | None] = dict(
+        Store.objects.filter(pk__in=[store.pk for store in stores])
+        .annotate(last_run=Subquery(latest)).values_list("pk", "last_run")
+    )
+    runs = ReconcileRun.objects.in_bulk([pk for pk in run_ids.values() if pk is not None])
+    page = reverse("admin:fulfillment_reconcile")
+    rows = []
+    for store in stores:
+        run = runs.get(run_ids.get(store.pk) or 0)
+        counts = run.counts if run is not None else {}
+        rows.append({
+            "store": store,
+            "run": run,
+            "kinds": [(FINDING_TITLES[kind], counts[kind]) for kind in Finding if counts.get(kind)],
+            "url": f"{page}?{urlencode({'store': store.pk})}",
+        })
+    return rows
 
 
 def dashboard_view(request: HttpRequest) -> HttpResponse:
@@ -128,6 +154,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "late_capped": len(late) >= 500,
         "health": webhook_health(store_ids=store_ids, now=now),
         "external_orders": external_order_figures(store_ids=store_ids, store_param=store_param),
+        "reconciliations": last_reconciliations(stores=selected),
         "exceptions_url": _orders_url(exception="carrier", **store_param),
         "stuck_url": _orders_url(stuck_days=min((t.stuck_after_days for t in thresholds.values()), default=5),
                                  **store_param),

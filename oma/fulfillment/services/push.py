@@ -20,6 +20,13 @@ reconciliation all call it. Its steps:
 6. **Refusals.** A 400/422 (or 401/403/404) marks the push failed with Genstore's message, for the merchant to see;
    it is tried again only when the shipment or the order changes, or someone asks. Transient trouble (429, 5xx,
    timeouts) leaves it pending with a backoff.
+7. **Voided labels.** A channel's shipment (never a `genstore` one: that is the merchant's own fulfillment) whose
+   label was voided after OMA pushed it gets its Genstore fulfillment cancelled, once: `cancel_sent_at` is on the
+   row before the PUT leaves, and an attempt that finds it set (an ambiguous answer, a killed worker) reads the
+   fulfillment back first. A push that would create a fulfillment on an order where such a cancel is still owed
+   runs that cancel first (its items are not free in Genstore's `fulfillableQuantity` until then), or waits for it;
+   a cancel re-arms the order's pushes that found nothing left to fulfil, and re-matches the order's channel
+   records refused meanwhile (a reissued label that came with its void: matching counted the live fulfillment).
 
 What is owed (`pushes_pending`) is pushed by the store's drain (`store_pushes_drain`, run by the
 `fulfillment.push_due` task): oldest first, a few pushes side by side, at the pace of the store's bucket, one drain
@@ -46,6 +53,8 @@ from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from oma.channels.models import ExternalShipment
+from oma.channels.services import external_shipment_rematch
 from oma.core.leases import (
     advisory_lock,
     advisory_lock_is_free,
@@ -76,6 +85,7 @@ from oma.orders.services import order_fulfillment_record, order_upsert
 from oma.stores.models import Store
 from oma.stores.services import genstore_client_for
 from tracking.models import Shipment, ShipmentLine
+from tracking.vocabulary import Status
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +99,8 @@ REQUEUE_AFTER = timedelta(minutes=2)
 # A push Genstore could not take waits 30 s, doubling up to 30 min, each ±20 % (the one backoff formula,
 # oma.core.retry: a step of 1.2 x, two thirds of it always waited).
 PUSH_RETRY = RetryPolicy(backoff_base=36.0, backoff_cap=36.0 * 60, jitter_floor=2 / 3)
+# A push waiting for a voided label's cancel that another worker is sending looks again after this long.
+WAIT_FOR_CANCEL = timedelta(seconds=15)
 
 
 class PushResult(StrEnum):
@@ -97,6 +109,7 @@ class PushResult(StrEnum):
     UPDATED = "updated"  # update_tracking sent
     UNCHANGED = "unchanged"  # Genstore already says what OMA wants
     SKIPPED = "skipped"  # nothing may be pushed (state_reason says why)
+    CANCELLED = "cancelled"  # the label was voided: its Genstore fulfillment is cancelled
     FAILED = "failed"  # Genstore refused; the merchant must look
     RETRY = "retry"  # transient trouble: try again later
     BUSY = "busy"  # another worker is pushing this shipment right now
@@ -263,6 +276,15 @@ class _Refused(Exception):
         self.reason = reason
 
 
+class _Wait(Exception):
+    """Raised inside a push that must wait for another push of its order (a voided label's cancel) to finish."""
+
+    def __init__(self, reason: str, delay: timedelta) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
 def shipment_push(
     *,
     shipment_id: int,
@@ -338,6 +360,8 @@ def _shipment_push_once(
             outcome = _finish_refused(push, refused, genstore)
             _after_push(push, status_refresh_later)
             return outcome
+        except _Wait as wait:
+            return _finish_wait(push, wait, genstore)
         except GenstoreError as exc:
             outcome = _finish_error(push, exc, genstore)
             if outcome.result == PushResult.FAILED:
@@ -357,12 +381,17 @@ def _shipment_push_once(
     return PushOutcome(result, push=push, requests=genstore.requests if genstore else 0)
 
 
+SETTLED_STATES = (State.SUCCEEDED, State.SKIPPED, State.FAILED, State.CANCELLED)
+
+
 def _settled(push: FulfillmentPush, shipment: Shipment) -> bool:
-    return push.state in (State.SUCCEEDED, State.SKIPPED, State.FAILED) and _source_matches(push, shipment)
+    return push.state in SETTLED_STATES and _source_matches(push, shipment)
 
 
 def _settled_result(push: FulfillmentPush) -> PushResult:
-    results: dict[str, PushResult] = {State.SKIPPED: PushResult.SKIPPED, State.FAILED: PushResult.FAILED}
+    results: dict[str, PushResult] = {
+        State.SKIPPED: PushResult.SKIPPED, State.FAILED: PushResult.FAILED, State.CANCELLED: PushResult.CANCELLED,
+    }
     return results.get(push.state, PushResult.UNCHANGED)
 
 
@@ -375,6 +404,9 @@ def _execute(
 ) -> PushResult:
     """`verify` (a forced push: admin, reconciliation) re-reads Genstore instead of trusting the mirror."""
     plan = _load_plan(store=store, order=order, shipment=shipment, push=push)
+    if label_voided(shipment):
+        return _cancel_voided(push=push, store=store, order=order, shipment=shipment, genstore=genstore,
+                              verify=verify, skip_reason=plan.skip_reason)
     if push.fulfill_id:
         if plan.skip_reason:
             raise _Refused(PushResult.SKIPPED, f"Genstore not updated: {plan.skip_reason}")
@@ -391,8 +423,12 @@ def _execute(
         if push.fulfill_id:
             return _keep_current(push=push, plan=plan, record=record, genstore=genstore, result=PushResult.UNCHANGED)
 
+    # A voided label of this order may still hold these items in Genstore: its cancel goes first. The mirror's
+    # quantities predate that cancel, so the fresh read below judges them.
+    cancelled_first = _cancels_first(push=push, order=order, genstore=genstore)
+
     # Refusals judged on the mirror cost no request, unless an earlier create may have happened (then read first).
-    if not push.create_sent_at:
+    if not push.create_sent_at and not cancelled_first:
         if plan.skip_reason or plan.create_skip_reason:
             raise _Refused(PushResult.SKIPPED, plan.skip_reason or plan.create_skip_reason)
         if plan.create_fail_reason:
@@ -543,6 +579,162 @@ def _keep_current(
     return result
 
 
+# --- voided labels: cancelling what was pushed ------------------------------------------------------------------
+
+
+def label_voided(shipment: Shipment) -> bool:
+    """A channel voided this shipment's label. A `genstore` shipment mirrors the merchant's own fulfillment: its
+    status never makes OMA cancel anything."""
+    return shipment.status == Status.CANCELLED and shipment.source != Shipment.Source.GENSTORE
+
+
+def _cancels_owed(*, order_id: int) -> QuerySet[FulfillmentPush]:
+    """The order's pushes whose fulfillment (created, adopted, or maybe created) must still be cancelled: their
+    channel shipment's label was voided and no attempt has settled that yet."""
+    return (
+        FulfillmentPush.objects.filter(
+            order_id=order_id, shipment__order_id=order_id, shipment__status=Status.CANCELLED
+        )
+        .exclude(shipment__source=Shipment.Source.GENSTORE)
+        .filter(~Q(fulfill_id="") | Q(create_sent_at__isnull=False))
+        .filter(Q(state__in=[State.PENDING, State.IN_PROGRESS]) | ~Q(source_status=Status.CANCELLED))
+    )
+
+
+def _cancels_first(*, push: FulfillmentPush, order: Order, genstore: _Genstore) -> bool:
+    """Run the cancels still owed on this order before creating (True if there were any); _Wait when one of them is
+    being sent by another worker or Genstore could not take it now."""
+    owed = list(
+        _cancels_owed(order_id=order.pk).exclude(pk=push.pk).values_list("shipment_id", "source_tracking_number")
+    )
+    for shipment_id, number in owed:
+        assert shipment_id is not None
+        outcome = _shipment_push_once(
+            shipment_id=shipment_id, client=genstore.client, force=False, status_refresh_later=None
+        )
+        if outcome.result == PushResult.BUSY:
+            raise _Wait(f"waiting for the voided label {number}: its Genstore fulfillment is being cancelled",
+                        WAIT_FOR_CANCEL)
+        if outcome.result == PushResult.RETRY:
+            delay = max(timedelta(seconds=outcome.retry_after or 0.0), WAIT_FOR_CANCEL)
+            raise _Wait(f"waiting for the voided label {number}: its Genstore fulfillment is not cancelled yet "
+                        f"({outcome.detail})", delay)
+        detail = f" ({outcome.detail})" if outcome.detail else ""
+        _log(push, f"voided label {number} of this order first: {outcome.result}{detail}")
+    return bool(owed)
+
+
+def _read_fulfillment(genstore: _Genstore, order: Order, fulfill_id: str) -> FulfillmentRecord | None:
+    listed = genstore.client.list_fulfillments(order.order_id)
+    return next((record for record in listed if record.fulfill_id == fulfill_id), None)
+
+
+def _dead(record: FulfillmentRecord) -> bool:
+    return (record.status or "") in DEAD_FULFILLMENT_STATUSES
+
+
+def _cancel_voided(
+    *, push: FulfillmentPush, store: Store, order: Order, shipment: Shipment, genstore: _Genstore, verify: bool,
+    skip_reason: str,
+) -> PushResult:
+    """The label was voided: cancel the Genstore fulfillment OMA pushed for it, exactly once."""
+    if order.cancelled_at is not None:  # Genstore's cancelled order: nothing of it is ours to change
+        raise _Refused(PushResult.SKIPPED, f"Genstore not updated: {skip_reason}")
+    done = partial(_mark_cancelled, push=push, store=store, order=order)
+    record: FulfillmentRecord | None = None
+    if not push.fulfill_id:
+        # Never pushed: nothing to undo, unless a create may have reached Genstore (or someone asks to check).
+        if not (push.create_sent_at or verify):
+            raise _Refused(PushResult.SKIPPED, skip_reason)
+        record = find_ours(genstore.client.list_fulfillments(order.order_id), shipment.tracking_number)
+        if record is None or _dead(record):
+            raise _Refused(PushResult.SKIPPED, f"{skip_reason}; no live Genstore fulfillment carries its number")
+        push.fulfill_id = record.fulfill_id
+        _log(push, f"fulfillment {record.fulfill_id} carries the voided label's number")
+        _save(push, "fulfill_id")
+    elif push.cancel_sent_at or verify:
+        # An earlier cancel may have been applied without our hearing of it: read before writing again.
+        record = _read_fulfillment(genstore, order, push.fulfill_id)
+        if record is None:
+            return done(record=None, message=f"fulfillment {push.fulfill_id} is gone from Genstore")
+    else:
+        mirrored = GenstoreFulfillment.objects.filter(store_id=push.store_id, fulfill_id=push.fulfill_id).first()
+        if mirrored is not None and mirrored.status in DEAD_FULFILLMENT_STATUSES:  # dead is final in Genstore
+            return done(record=None, message=f"fulfillment {push.fulfill_id} is {mirrored.status} in Genstore already")
+    if record is not None and _dead(record):
+        return done(record=record, message=f"fulfillment {push.fulfill_id} is {record.status} in Genstore already")
+
+    push.cancel_sent_at = timezone.now()
+    _log(push, f"the label was voided: cancelling fulfillment {push.fulfill_id}")
+    _save(push, "cancel_sent_at")
+    try:
+        record = genstore.client.cancel_fulfillment(push.fulfill_id)
+    except GenstoreError as exc:
+        if exc.transient or exc.ambiguous:
+            raise  # pending with a backoff; the next attempt reads the fulfillment first
+        # A refusal may be Genstore saying it is cancelled already (our earlier PUT did land): look.
+        _log(push, f"cancel refused ({exc}); reading the fulfillment back")
+        try:
+            record = _read_fulfillment(genstore, order, push.fulfill_id)
+        except GenstoreError:
+            raise exc from None
+        if record is None:
+            return done(record=None, message=f"fulfillment {push.fulfill_id} is gone from Genstore")
+        if _dead(record):
+            return done(record=record, message=f"fulfillment {push.fulfill_id} is {record.status} in Genstore")
+        if isinstance(exc, GenstoreAuthError):
+            raise
+        raise _Refused(
+            PushResult.FAILED,
+            f"Genstore refused to cancel fulfillment {push.fulfill_id} of the voided label: {exc.error_text or exc}",
+        ) from None
+    return done(record=record, message=f"cancelled fulfillment {push.fulfill_id}")
+
+
+def _mark_cancelled(
+    *, push: FulfillmentPush, store: Store, order: Order, record: FulfillmentRecord | None, message: str
+) -> PushResult:
+    if record is not None:
+        _mirror(store=store, order=order, record=record)
+    push.state = State.CANCELLED
+    push.state_reason = f"the label was voided: Genstore fulfillment {push.fulfill_id} cancelled"
+    push.cancelled_at = timezone.now()
+    push.last_error = ""
+    push.last_error_status = None
+    push.next_attempt_at = None
+    _log(push, message)
+    _save(push, "state", "state_reason", "cancelled_at", "last_error", "last_error_status", "next_attempt_at")
+    # Its items are free in Genstore again: the order's pushes that found nothing left to fulfil are judged again
+    # (the drain running this push takes them in its next batch; otherwise the beat, within a minute).
+    FulfillmentPush.objects.filter(
+        order_id=order.pk, fulfill_id="", shipment__order_id=order.pk,
+        state__in=[State.PENDING, State.SKIPPED, State.FAILED],
+    ).exclude(shipment__status=Status.CANCELLED).update(
+        state=State.PENDING, next_attempt_at=None, updated_at=timezone.now(),
+        state_reason="a voided label's fulfillment was cancelled: judging again",
+    )
+    _replacements_rematch(order=order)
+    return PushResult.CANCELLED
+
+
+def _replacements_rematch(*, order: Order) -> None:
+    """Channel records of this order refused while the voided label's fulfillment held their items (a reissued
+    label reported with its void: matching counts a live Genstore fulfillment as shipped) are matched again; a new
+    shipment queues its own push. Matching refuses again whatever is still wrong."""
+    rejected = ExternalShipment.objects.filter(
+        order_id=order.pk, state=ExternalShipment.State.REJECTED, voided=False
+    ).order_by("pk").values_list("pk", flat=True)
+    for record_id in rejected:
+        try:
+            outcome = external_shipment_rematch(record_id=record_id, include_rejected=True)
+        except Exception:  # the cancel is done and recorded; a record left rejected can be re-matched in admin
+            logger.exception("re-matching channel record %s after a voided label's cancel failed", record_id)
+            continue
+        if outcome.outcome in ("created", "added"):
+            logger.info("channel record %s of order %s matched once the voided label's fulfillment was cancelled",
+                        record_id, order.order_id)
+
+
 def _lines_text(plan: PushPlan) -> str:
     return ", ".join(f"{line.quantity} × {line.line_item_id}" for line in plan.lines)
 
@@ -561,6 +753,16 @@ def _finish_refused(push: FulfillmentPush, refused: _Refused, genstore: _Genstor
     _log(push, f"{state}: {refused.reason}")
     _save(push, "state", "state_reason", "next_attempt_at", "last_error", "last_error_status")
     return PushOutcome(refused.result, push=push, detail=refused.reason, requests=genstore.requests if genstore else 0)
+
+
+def _finish_wait(push: FulfillmentPush, wait: _Wait, genstore: _Genstore | None) -> PushOutcome:
+    push.state = State.PENDING
+    push.state_reason = wait.reason[:512]
+    push.next_attempt_at = timezone.now() + wait.delay
+    _log(push, wait.reason)
+    _save(push, "state", "state_reason", "next_attempt_at")
+    return PushOutcome(PushResult.RETRY, push=push, detail=wait.reason, retry_after=wait.delay.total_seconds(),
+                       requests=genstore.requests if genstore else 0)
 
 
 def _finish_error(push: FulfillmentPush, exc: GenstoreError, genstore: _Genstore | None) -> PushOutcome:
@@ -628,7 +830,7 @@ def pushes_pending(
     due = Q(state=State.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
     if not include_queued:
         due &= Q(queued_at__isnull=True) | Q(queued_at__lt=now - requeue_after)
-    changed = Q(state__in=[State.SUCCEEDED, State.SKIPPED, State.FAILED]) & (
+    changed = Q(state__in=SETTLED_STATES) & (
         ~Q(source_tracking_number=F("shipment__tracking_number"))
         | ~Q(source_carrier=F("shipment__carrier"))
         | ~Q(source_status=F("shipment__status"))

@@ -1,13 +1,16 @@
-"""reconcile --store D [--fix]: where OMA, the carrier and Genstore disagree, and (with --fix) push what is missing."""
+"""reconcile --store D [--fix]: where OMA, the carrier and Genstore disagree, and (with --fix) push what is missing
+and cancel the fulfillments of voided labels. Its result is kept as the store's latest reconciliation (the
+dashboard shows it, like the nightly one's)."""
 
 from __future__ import annotations
 
 import json
 
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from oma.core.cli import PipeSafeCommand
-from oma.fulfillment.reconciliation import Finding, ReconcileReport, reconcile_fix, store_reconcile
+from oma.fulfillment.models import ReconcileRun
+from oma.fulfillment.reconciliation import Finding, ReconcileReport, reconcile_fix, reconcile_run, store_reconcile
 from oma.stores.cli import genstore_reachable, store_for_cli
 
 
@@ -15,12 +18,16 @@ class Command(PipeSafeCommand):
     help = (
         "List where OMA, the carrier and Genstore disagree for a store: shipments with no Genstore fulfillment, "
         "delivered at the carrier but not in Genstore, Genstore fulfillments with numbers OMA does not know, "
-        "numbers on two orders, duplicate fulfillments. --fix pushes what is missing."
+        "numbers on two orders, duplicate fulfillments, live fulfillments of voided labels. --fix pushes what is "
+        "missing and cancels the fulfillments of voided labels."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--store", required=True, help="store domain, e.g. shop1.genmystore.com")
-        parser.add_argument("--fix", action="store_true", help="push the missing fulfillments and statuses")
+        parser.add_argument(
+            "--fix", action="store_true",
+            help="push the missing fulfillments and statuses; cancel the fulfillments of voided labels",
+        )
         parser.add_argument(
             "--no-refresh", action="store_true",
             help="compare with the order mirror as it is (default: an incremental sweep first)",
@@ -32,7 +39,10 @@ class Command(PipeSafeCommand):
         store = store_for_cli(str(options["store"]))
         if options["fix"] or not options["no_refresh"]:
             genstore_reachable(store)
-        report = store_reconcile(store=store, refresh=not options["no_refresh"])
+        run, found = reconcile_run(store=store, trigger=ReconcileRun.Trigger.COMMAND, refresh=not options["no_refresh"])
+        if found is None:
+            raise CommandError(f"reconciliation of {store.domain} failed: {run.error}")
+        report = found
         fix = None
         after = None
         if options["fix"]:
