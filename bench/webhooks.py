@@ -2,7 +2,7 @@
 latency at 32 connections, beside the same server's trivial 200 view (the floor: gunicorn, Django and its
 middleware, no work).
 
-    python -m bench.webhooks [--seconds 5] [--rounds 5] [--connections 32] [--workers 2] [--threads 8]
+    python -m bench.webhooks [--seconds 5] [--rounds 5] [--connections 32] [--workers 2] [--threads N]
     python -m bench.webhooks --profile DIR   # one profiled webhook run instead of the figures (see below)
     python -m bench.webhooks --app MODULE:CALLABLE()   # the same against a prototype (PYTHONPATH is passed on)
 
@@ -25,9 +25,11 @@ the generator's ceiling: the same wrk, script and requests against a server that
 (bench.common.canned_http_server), which must reach at least twice the floor for the floor to be the server's.
 Targets: webhook throughput >= half the floor's, p99 < 100 ms.
 
-The server runs as deployed (oma.wsgi with oma.gunicorn_conf, which pins each worker to a CPU; REDIS_URL set for
-the shared counters); each delivery's processing is published to a Redis broker of its own (no worker consumes,
-so only the intake is measured).
+The server runs as deployed (oma.wsgi with oma.gunicorn_conf, which pins each worker to a CPU and gives it
+OMA_GUNICORN_THREADS threads unless --threads says otherwise; REDIS_URL set for the shared counters); each
+delivery's processing is published to a Redis broker of its own (no worker consumes, so only the intake is
+measured). Deliveries take the webhook fast path (webhooks/wsgi_fastpath.py) as deployed; the floor view, like any
+other view, goes through Django's full middleware stack.
 
 --profile DIR: the server runs every request under cProfile (CPU time of its thread), one webhook run, and the
 merged profile of the request threads is written to DIR/intake.prof and summarised per delivery.
@@ -75,6 +77,7 @@ from bench.common import (
     wrk_run,
 )
 from oma.genstore.topics import ORDERS_UPDATE
+from oma.gunicorn_conf import threads as DEPLOYED_THREADS
 from oma.sandbox.quirks import wire_order
 from oma.sandbox.server import DEFAULT_API_VERSION
 from oma.sandbox.shop import Shop
@@ -270,9 +273,11 @@ def serving(args: argparse.Namespace, scratch: Path, extra_env: dict[str, str] |
         "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
         **(extra_env or {}),
     }
+    # Threads as deployed (oma.gunicorn_conf's OMA_GUNICORN_THREADS) unless --threads says otherwise.
+    threads = [f"--threads={args.threads}"] if args.threads else []
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", args.app, "--config=python:oma.gunicorn_conf",
-         f"--bind=127.0.0.1:{web_port}", f"--workers={args.workers}", f"--threads={args.threads}",
+         f"--bind=127.0.0.1:{web_port}", f"--workers={args.workers}", *threads,
          "--worker-class=gthread", "--backlog=512", "--keep-alive=30", "--log-level=warning"],
         cwd=ROOT, env=env,
     )
@@ -561,7 +566,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (one drives far more than needed)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (gthread)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per gunicorn worker (default: as deployed, oma.gunicorn_conf)")
     parser.add_argument("--profile", type=Path, help="profile one webhook run into this directory instead")
     parser.add_argument("--app", default="bench.webhooks:wsgi_app()",
                         help="the WSGI app gunicorn serves (a prototype to compare; it must serve the floor path too)")
@@ -577,7 +583,8 @@ def main() -> None:
     Store.objects.create(domain=SHOP, access_token="bench-token", client_secret=SECRET)
     templates = seed_sized_templates()
     sizes = [len(template) for template in templates]
-    print(f"database: {vendor}; gunicorn gthread {args.workers}x{args.threads}; wrk {args.wrk_threads} thread, "
+    threads = args.threads or DEPLOYED_THREADS
+    print(f"database: {vendor}; gunicorn gthread {args.workers}x{threads}; wrk {args.wrk_threads} thread, "
           f"{args.connections} connections; {args.rounds} rounds of {args.seconds} s per path; {os.cpu_count()} CPUs; "
           f"orders/update bodies of {statistics.mean(sizes):,.0f} bytes on average ({min(sizes):,} to "
           f"{max(sizes):,} bytes); load average {os.getloadavg()[0]:.2f} at the start", flush=True)

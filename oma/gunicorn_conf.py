@@ -1,5 +1,13 @@
 """gunicorn settings for OMA's web server: `gunicorn --config python:oma.gunicorn_conf oma.wsgi:application ...`.
 
+Threads: each worker is a gthread worker with OMA_GUNICORN_THREADS request threads (32 unless set; `--threads` on
+the command line wins). Why that many: a webhook sender keeps its connections open, and a gthread worker keeps
+every connection it accepted, so one worker may end up serving all the concurrent senders; with fewer threads
+than senders the rest wait in its queue instead of joining the group commit (webhooks/intake.py), which writes
+the deliveries of every thread waiting at that moment in one statement and one commit. Threads that wait for a
+commit cost no CPU; each one may hold a database connection of its own (CONN_MAX_AGE), so workers x threads, plus
+the Celery workers, must fit in PostgreSQL's max_connections.
+
 Each worker process is pinned to a CPU of its own (round robin when there are more workers than CPUs).
 
 Why: a gthread worker runs its request threads under one GIL, so it never uses more than one CPU for Python anyway.
@@ -18,6 +26,26 @@ from __future__ import annotations
 import os
 from collections import Counter
 from typing import Any
+
+DEFAULT_THREADS = 32
+
+
+def _threads() -> int:
+    value = os.environ.get("OMA_GUNICORN_THREADS", "").strip()
+    if not value:
+        return DEFAULT_THREADS
+    try:
+        threads = int(value)
+    except ValueError:
+        raise SystemExit(f"OMA_GUNICORN_THREADS must be a whole number of threads, not {value!r}") from None
+    if threads < 1:
+        raise SystemExit(f"OMA_GUNICORN_THREADS must be at least 1, not {threads}")
+    return threads
+
+
+# gunicorn reads these module-level names as its settings (the command line overrides them).
+worker_class = "gthread"
+threads = _threads()
 
 
 def _pinning_enabled() -> bool:

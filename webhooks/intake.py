@@ -26,7 +26,8 @@ from django.db import connection
 from oma.core.bulk import rows_insert
 from webhooks.models import WebhookDelivery
 
-# Rows per statement (a process has far fewer request threads than this; it bounds the statement's size).
+# Rows per statement: at least a web process's request threads (oma/gunicorn_conf.py: OMA_GUNICORN_THREADS, 32 by
+# default), so every thread waiting for a commit joins the next one; beyond that it only bounds the statement's size.
 MAX_BATCH = 100
 
 # One received delivery, keyed by column (rows_insert gives the other columns their fields' defaults).

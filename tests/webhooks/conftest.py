@@ -8,6 +8,7 @@ from django.test import Client
 
 from oma.stores.models import Store
 from tests.fixtures_celery import celery_worker_factory, gunicorn_factory, private_redis  # noqa: F401 (fixtures)
+from tests.webhooks.fastpath_client import FastPathClient
 from tests.webhooks.payloads import OTHER_SECRET, OTHER_SHOP, SECRET, SHOP, encode, sign
 
 URL = "/webhooks/genstore/"
@@ -20,6 +21,13 @@ def _in_process_webhook_settings(settings: Any) -> None:
     stores leave no trace for the per-process cache to notice); the acceptance tests run the real thing."""
     settings.OMA_WEBHOOK_BACKGROUND_PUBLISH = 0
     settings.OMA_WEBHOOK_STORE_CACHE_SECONDS = 0
+
+
+@pytest.fixture
+def client() -> FastPathClient:
+    """Django's test client dispatching as oma.wsgi does: webhook POSTs take the fast path (webhooks/wsgi_fastpath.py),
+    so every in-process webhook test here runs against it."""
+    return FastPathClient()
 
 
 @pytest.fixture
