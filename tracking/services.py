@@ -17,9 +17,10 @@ from typing import Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from oma.core.bulk import Row, objects_update, rows_insert
+from oma.core.bulk import AnyOf, Row, objects_update, rows_insert
 from oma.stores.models import Store
 from tracking.carriers.base import TrackingEventRecord, TrackingResult
 from tracking.carriers.registry import CARRIERS, UnknownCarrier, get_spec
@@ -193,6 +194,153 @@ def _set_lines(shipment: Shipment, lines: Sequence[tuple[LineItemRef, int]]) -> 
             to_update.append(line)
     if to_update:
         ShipmentLine.objects.bulk_update(to_update, ["quantity"])
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentAdd:
+    """The arguments of one `shipment_add` call, for `shipments_add_many`. `detected`: detection_fields(normalized
+    number, carrier=..., priority=the store's) when the caller has them already (its `tracking_number` is the
+    canonical number), so the number is not detected twice."""
+
+    tracking_number: str
+    carrier: str = ""
+    order: OrderRef | None = None
+    lines: Sequence[tuple[LineItemRef, int]] = ()
+    source: str = Shipment.Source.MANUAL
+    tracking_url: str = ""
+    detected: dict[str, object] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentAdded:
+    shipment_id: int
+    tracking_number: str  # as stored (canonical)
+    created: bool
+
+
+def shipments_add_many(
+    *, store: Store, adds: Sequence[ShipmentAdd], now: datetime | None = None
+) -> list[ShipmentAdded | ShipmentConflict]:
+    """`shipment_add` for many numbers of one store in a constant number of queries (an import batch of a thousand
+    rows: one locking read, one insert of the new shipments, one upsert of their lines), with the same outcome as
+    calling it for each add in turn: several adds of one number make one shipment (the later ones complete it:
+    order linked, carrier switched, their lines' quantities set). Per add: the shipment, or the ShipmentConflict
+    (the number is on another order of the store) that shipment_add would have raised. ValueError, for nothing
+    written, on what shipment_add refuses as a programming error (a blank number, a line of another order).
+    `shipments_changed` is sent once for the shipments created, linked or given lines."""
+    now = now or timezone.now()
+    priority = tuple(store.carrier_priority or ())
+    planned: list[tuple[ShipmentAdd, str, dict[str, object]]] = []  # (add, carrier code, detection fields)
+    for add in adds:
+        number = normalize(add.tracking_number)
+        if not number:
+            raise ValueError("tracking number is blank")
+        if add.order is not None and add.order.store_id != store.pk:
+            raise ValueError(f"order {add.order.pk} belongs to another store")
+        for line_item, quantity in add.lines:
+            if quantity < 1:
+                raise ValueError(f"quantity must be at least 1 (line item {line_item.pk})")
+            if add.order is not None and line_item.order_id != add.order.pk:
+                raise ValueError(f"line item {line_item.pk} is not on order {add.order.pk}")
+        carrier = (add.carrier or "").strip().lower()
+        fields = add.detected if add.detected is not None else detection_fields(
+            number, carrier=carrier, priority=priority
+        )
+        planned.append((add, carrier, fields))
+    if not planned:
+        return []
+    results: dict[int, ShipmentAdded | ShipmentConflict] = {}
+    with transaction.atomic():
+        numbers = sorted({str(fields["tracking_number"]) for _, _, fields in planned})
+        existing = {
+            shipment.tracking_number: shipment
+            for shipment in Shipment.objects.select_for_update()
+            .filter(AnyOf(F("tracking_number"), numbers), store=store).order_by("pk")
+        }
+        # New numbers: one row each, built from the first add and completed by the later ones (in memory).
+        rows: dict[str, dict[str, object]] = {}
+        first_add: dict[str, int] = {}
+        conflicts: dict[int, ShipmentConflict] = {}
+        for index, (add, carrier, fields) in enumerate(planned):
+            number = str(fields["tracking_number"])
+            if number in existing:
+                continue
+            row = rows.get(number)
+            if row is None:
+                first_add[number] = index
+                rows[number] = {
+                    "store_id": store.pk, "order_id": add.order.pk if add.order is not None else None,
+                    "tracking_number": number, "source": add.source, "next_poll_at": now,
+                    **{name: value for name, value in fields.items() if name != "tracking_number"},
+                }
+                if add.tracking_url:
+                    rows[number]["tracking_url"] = add.tracking_url
+                continue
+            if add.order is not None and row["order_id"] not in (None, add.order.pk):
+                conflicts[index] = ShipmentConflict(
+                    f"tracking number {number} is already on order {row['order_id']} of this store"
+                )
+                continue
+            if add.order is not None and row["order_id"] is None:
+                row["order_id"] = add.order.pk
+            if carrier and carrier != row["carrier"]:
+                switched = detection_fields(number, carrier=carrier, priority=priority)
+                switched.pop("tracking_number")
+                row.update(switched)
+            if add.tracking_url:
+                row["tracking_url"] = add.tracking_url
+        inserted: dict[str, int] = {}
+        if rows:
+            # In number order: two writers inserting overlapping numbers wait for each other, never deadlock.
+            inserted = dict(rows_insert(
+                Shipment, [rows[number] for number in sorted(rows)], conflict=("store_id", "tracking_number"),
+                returning=("tracking_number", "id"),
+            ))
+        raced = sorted(set(rows) - set(inserted))
+        if raced:  # someone added these numbers between our read and our insert: complete theirs, as shipment_add does
+            existing.update(
+                (shipment.tracking_number, shipment)
+                for shipment in Shipment.objects.select_for_update().filter(store=store, tracking_number__in=raced)
+                .order_by("pk")
+            )
+        for stored in existing.values():
+            stored.store = store  # _complete_existing reads its carrier priority
+        changed: list[int] = list(inserted.values())
+        wanted_lines: dict[tuple[int, int], int] = {}
+        for index, (add, carrier, fields) in enumerate(planned):
+            number = str(fields["tracking_number"])
+            shipment = existing.get(number)
+            if shipment is None and index in conflicts:
+                results[index] = conflicts[index]
+                continue
+            if shipment is None:
+                shipment_id = inserted[number]
+                results[index] = ShipmentAdded(shipment_id=shipment_id, tracking_number=number,
+                                               created=first_add[number] == index)
+            else:
+                try:
+                    if _complete_existing(shipment, order=add.order, carrier=carrier, tracking_url=add.tracking_url,
+                                          now=now):
+                        changed.append(shipment.pk)
+                except ShipmentConflict as exc:
+                    results[index] = exc
+                    continue
+                shipment_id = shipment.pk
+                results[index] = ShipmentAdded(shipment_id=shipment_id, tracking_number=number, created=False)
+            for line_item, quantity in add.lines:
+                wanted_lines[(shipment_id, line_item.pk)] = quantity
+            if add.lines:
+                changed.append(shipment_id)
+        if wanted_lines:
+            # The quantities the adds name (the last add of a number wins), set whether the line exists or not.
+            rows_insert(
+                ShipmentLine,
+                [{"shipment_id": shipment_id, "line_item_id": line_pk, "quantity": quantity}
+                 for (shipment_id, line_pk), quantity in sorted(wanted_lines.items())],
+                conflict=("shipment_id", "line_item_id"), update=("quantity",),
+            )
+        shipments_changed_notify(changed)
+    return [results[index] for index in range(len(planned))]
 
 
 def detection_fields(number: str, *, carrier: str, priority: Sequence[str] = ()) -> dict[str, object]:

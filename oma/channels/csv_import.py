@@ -5,10 +5,13 @@ Every row is checked; good rows become shipments while bad ones are reported wit
 kept and matched as soon as the order arrives. Importing the same file again creates nothing: each row is a
 record with a dedupe key, and a row repeating what a shipment holds adds nothing.
 
-Rows are matched in batches of orders, each batch one transaction holding its orders locked: an import never races
-a webhook or a poll for the last items of an order, and never holds an order for long. A failure half-way leaves
-complete batches only (no row half-written); importing the file again finishes the rest. A dry run is one
-transaction, rolled back.
+Rows are matched in batches (ROWS_PER_BATCH, in file order), each batch one transaction holding its orders locked:
+an import never races a webhook or a poll for the last items of an order, and never holds an order for long. A batch
+costs the same few queries whatever its size: its orders, their lines and the shipments its numbers name are read
+once, every row is matched in memory (channels.services.MatchBatch), and shipments, their lines and the records are
+written in bulk; the hooks (unified status, push intents, e-mails, events) run once per batch, after its commit. A
+failure half-way leaves complete batches only (no row half-written); importing the file again finishes the rest. A
+dry run is one transaction, rolled back.
 """
 
 from __future__ import annotations
@@ -22,23 +25,23 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from oma.channels.connectors.csv import CsvFileError, CsvRow, parse_tracking_csv
 from oma.channels.file_queue import queued_file_claim, queued_file_hold, queued_files_enqueue_stalled
-from oma.channels.matching import OrderLedger, lock_orders, orders_for_external_ids
+from oma.channels.matching import order_keys_for_external_ids
 from oma.channels.models import Channel, CsvImport, ExternalShipment
 from oma.channels.services import (
     ChannelInvalid,
+    MatchBatch,
     channel_touch,
     csv_channel_for,
     dedupe_key,
-    existing_shipments,
-    external_shipment_row,
-    match_row,
+    external_shipment_values,
 )
+from oma.core.bulk import AnyOf, rows_insert
 from oma.stores.models import Store
-from tracking.numbers import canonical
 from tracking.signals import shipments_changed_batch
 
 logger = logging.getLogger(__name__)
@@ -343,55 +346,36 @@ def _import_rows(
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
     results = _Results()
+    by_line = {row.line: row for row in rows}
     for row in rows:
         if row.problem:
             results.done(row, REJECTED, row.problem)
     for line, problem in _check_within_file(rows).items():
-        results.done(next(r for r in rows if r.line == line), REJECTED, problem)
+        results.done(by_line[line], REJECTED, problem)
     good = [row for row in rows if row.line not in results.by_line]
-    keys = {row.line: dedupe_key(row.record) for row in good if row.record is not None}
-    lookups = orders_for_external_ids(
-        store=store,
-        external_ids={row.record.external_order_id for row in good if row.record is not None},
-        source_names=channel.source_names,
-    )
-    waiting: list[CsvRow] = []
-    by_order: dict[int, list[CsvRow]] = {}
-    for row in good:
-        assert row.record is not None
-        lookup = lookups.get(row.record.external_order_id)
-        if lookup is None:
-            waiting.append(row)
-        elif lookup.problem:
-            results.done(row, REJECTED, lookup.problem)
-        else:
-            assert lookup.order is not None
-            by_order.setdefault(lookup.order.pk, []).append(row)
-
-    _import_waiting(channel=channel, csv_import=csv_import, rows=waiting, keys=keys, results=results)
-    if progress:
-        progress(len(results.by_line), len(rows))
-    # Batches of orders, each in its own transaction holding those orders locked: a long file never holds an
-    # order for long, and a webhook or poll for the same order waits for one batch at most.
-    order_pks = list(by_order)
-    for start in range(0, len(order_pks), ORDERS_PER_BATCH):
-        batch = {pk: by_order[pk] for pk in order_pks[start:start + ORDERS_PER_BATCH]}
-        # shipments_changed (unified status, fulfillment pushes) is sent once per batch, after its commit.
-        with transaction.atomic(), shipments_changed_batch():
-            _import_batch(store=store, channel=channel, csv_import=csv_import, rows_by_order=batch, keys=keys,
-                          results=results, now=now)
+    first_line_of_number: dict[str, int] = {}  # canonical number -> the line that created its shipment
+    # Batches of rows in file order, each in its own transaction holding its orders locked: a long file never
+    # holds an order for long, and a webhook or poll for the same order waits for one batch at most.
+    for start in range(0, len(good), ROWS_PER_BATCH):
+        _import_batch(store=store, channel=channel, csv_import=csv_import, rows=good[start:start + ROWS_PER_BATCH],
+                      results=results, first_line_of_number=first_line_of_number, now=now)
         if progress:
             progress(len(results.by_line), len(rows))
+    if progress and not good:
+        progress(len(results.by_line), len(rows))
     report.results = [results.by_line[row.line] for row in rows]
 
 
-ORDERS_PER_BATCH = 200
+# Rows per batch: a batch costs the same few queries whatever its size (one lookup of its orders, one lock, one read
+# each of lines, shipments and known records, one write each of shipments, lines and records, then the hooks).
+ROWS_PER_BATCH = 1000
 
 
 def _known_states(channel: Channel, keys: Sequence[str]) -> dict[str, str]:
     """Rows this channel stored before (an earlier import of the same rows): dedupe key -> state."""
     return dict(
-        ExternalShipment.objects.filter(channel=channel, dedupe_key__in=list(keys)).values_list("dedupe_key", "state")
+        ExternalShipment.objects.filter(AnyOf(F("dedupe_key"), list(keys)), channel=channel).order_by()
+        .values_list("dedupe_key", "state")
     )
 
 
@@ -407,29 +391,10 @@ def _skip_if_known(row: CsvRow, state: str | None, results: _Results) -> bool:
     return True
 
 
-def _import_waiting(
-    *, channel: Channel, csv_import: CsvImport, rows: Sequence[CsvRow], keys: dict[int, str], results: _Results
-) -> None:
-    """Rows whose order is not mirrored: kept as unmatched records, matched when the order arrives."""
-    if not rows:
-        return
-    known = _known_states(channel, [keys[row.line] for row in rows])
-    new_rows = []
-    for row in rows:
-        assert row.record is not None
-        if _skip_if_known(row, known.get(keys[row.line]), results):
-            continue
-        results.done(
-            row,
-            WAITING,
-            f"unknown order {row.record.external_order_id!r}: no mirrored order has this orderId, "
-            "sourceIdentifier or name; kept, and matched automatically if that order arrives",
-        )
-        new_rows.append(
-            external_shipment_row(channel=channel, record=row.record, key=keys[row.line], csv_import=csv_import)
-        )
-    # ignore_conflicts: the same rows imported at the same moment by someone else are already kept.
-    ExternalShipment.objects.bulk_create(new_rows, batch_size=500, ignore_conflicts=True)
+def _waiting_reason(row: CsvRow) -> str:
+    assert row.record is not None
+    return (f"unknown order {row.record.external_order_id!r}: no mirrored order has this orderId, "
+            "sourceIdentifier or name; kept, and matched automatically if that order arrives")
 
 
 def _import_batch(
@@ -437,49 +402,61 @@ def _import_batch(
     store: Store,
     channel: Channel,
     csv_import: CsvImport,
-    rows_by_order: dict[int, list[CsvRow]],
-    keys: dict[int, str],
+    rows: Sequence[CsvRow],
     results: _Results,
+    first_line_of_number: dict[str, int],
     now: datetime,
 ) -> None:
-    orders = lock_orders(rows_by_order)
-    for order in orders:
-        order.store = store
-    ledgers = OrderLedger.load(orders)
-    rows = [row for order in orders for row in rows_by_order[order.pk]]
-    # Read under the locks: a concurrent import of the same rows committed before we got them, or waits for us.
-    known = _known_states(channel, [keys[row.line] for row in rows])
-    known_shipments = existing_shipments(
+    """One batch of good rows: their orders looked up, then one transaction that locks them, matches every row in
+    memory and writes shipments, lines and records in bulk; shipments_changed (unified status, push intents and the
+    store's push drain) is sent once, after its commit. Rows whose order is not mirrored are kept as unmatched
+    records, matched when the order arrives."""
+    keys = {row.line: dedupe_key(row.record) for row in rows if row.record is not None}
+    lookups = order_keys_for_external_ids(
         store=store,
-        numbers=[
-            canonical(row.record.tracking_number, carrier=row.record.carrier, priority=store.carrier_priority or ())
-            for row in rows
-            if row.record is not None
-        ],
+        external_ids={row.record.external_order_id for row in rows if row.record is not None},
+        source_names=channel.source_names,
     )
-    new_rows: list[ExternalShipment] = []
-    first_line_of_number: dict[str, int] = {}
-    for order in orders:
-        for row in rows_by_order[order.pk]:
-            record = row.record
-            assert record is not None
-            if _skip_if_known(row, known.get(keys[row.line]), results):
-                continue
-            db_row = external_shipment_row(channel=channel, record=record, key=keys[row.line], csv_import=csv_import)
-            outcome = match_row(
-                row=db_row, order=order, ledger=ledgers[order.pk], now=now, known_shipments=known_shipments
-            )
+    waiting: list[CsvRow] = []
+    matched: list[tuple[CsvRow, int]] = []
+    for row in rows:
+        assert row.record is not None
+        lookup = lookups.get(row.record.external_order_id)
+        if lookup is None:
+            waiting.append(row)
+        elif lookup.problem or lookup.order is None:
+            results.done(row, REJECTED, lookup.problem)
+        else:
+            matched.append((row, lookup.order.pk))
+    with transaction.atomic(), shipments_changed_batch():
+        batch = MatchBatch(store=store, channel=channel, order_pks=[order_pk for _, order_pk in matched])
+        # Read under the locks: a concurrent import of the same rows committed before we got them, or waits for us.
+        known = _known_states(channel, [keys[row.line] for row in [*waiting, *(row for row, _ in matched)]])
+        kept = []
+        for row in waiting:
+            assert row.record is not None
+            if not _skip_if_known(row, known.get(keys[row.line]), results):
+                results.done(row, WAITING, _waiting_reason(row))
+                kept.append(external_shipment_values(channel=channel, record=row.record, key=keys[row.line],
+                                                     csv_import_id=csv_import.pk))
+        # Conflicts skipped: the same rows kept at the same moment by someone else (no order lock covers them).
+        rows_insert(ExternalShipment, kept, conflict=("channel_id", "dedupe_key"))
+        fresh = [(row, order_pk) for row, order_pk in matched if not _skip_if_known(row, known.get(keys[row.line]),
+                                                                                    results)]
+        # Rejected rows live in the report only: a corrected file imports them.
+        outcomes = batch.match([(keys[row.line], row.record, order_pk) for row, order_pk in fresh if row.record],
+                               now=now, csv_import_id=csv_import.pk, keep_rejected=False)
+        for (row, _), outcome in zip(fresh, outcomes, strict=True):
+            number = outcome.tracking_number
             if outcome.outcome == "rejected":
                 results.done(row, REJECTED, outcome.problem)
-                continue  # rejected rows live in the report only: a corrected file imports them
-            number = outcome.tracking_number
-            if outcome.outcome == "created":
-                first_line_of_number[number] = row.line
+            elif outcome.outcome == "created":
+                first_line_of_number.setdefault(number, row.line)
                 results.done(row, CREATED)
             elif outcome.outcome == "added":
                 first = first_line_of_number.get(number)
                 results.done(row, ADDED, f"items added to the shipment of line {first}" if first else "items added")
+            elif outcome.outcome == "waiting":  # its order was deleted since the lookup
+                results.done(row, WAITING, _waiting_reason(row))
             else:
                 results.done(row, ALREADY, "the shipment already holds these items")
-            new_rows.append(db_row)
-    ExternalShipment.objects.bulk_create(new_rows, batch_size=500)

@@ -20,10 +20,15 @@ take the last item.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple, TypeVar
+
+from django.db.models import F, QuerySet
 
 from oma.channels.connectors.base import LineRef
+from oma.core.bulk import AnyOf
 from oma.genstore.fulfillment_status import DEAD_FULFILLMENT_STATUSES
 from oma.orders.models import GenstoreFulfillment, LineItem, Order
 from oma.stores.models import Store
@@ -40,13 +45,30 @@ class MatchProblem(Exception):
 # --- orders --------------------------------------------------------------------------------------------------
 
 
+class OrderKey(NamedTuple):
+    """What matching reads of an order to find it: an import looks up thousands at a time, as tuples, never loading
+    the mirrored order itself (its raw payload)."""
+
+    pk: int
+    order_id: str
+    source_identifier: str
+    name: str
+    source_name: str
+
+
+ORDER_KEY_COLUMNS = ("pk", "order_id", "source_identifier", "name", "source_name")
+
+
 @dataclass(frozen=True, slots=True)
 class OrderLookup:
-    order: Order | None = None
+    order: Order | OrderKey | None = None
     problem: str = ""  # set when several orders fit and nothing says which
 
 
-def _pick(candidates: list[Order], source_names: Sequence[str], external_id: str, *, field: str) -> OrderLookup:
+_Found = TypeVar("_Found", Order, OrderKey)
+
+
+def _pick(candidates: list[_Found], source_names: Sequence[str], external_id: str, *, field: str) -> OrderLookup:
     if len(candidates) == 1:
         return OrderLookup(order=candidates[0])
     preferred = [order for order in candidates if order.source_name in set(source_names)]
@@ -73,11 +95,33 @@ def orders_for_external_ids(
 ) -> dict[str, OrderLookup]:
     """For each external id that fits a mirrored order: that order (or why it is ambiguous). At most three
     queries: sourceIdentifier, then orderId for the rest, then the order name for what is still left."""
+    return _lookup(store=store, external_ids=external_ids, source_names=source_names, load=_orders)
+
+
+def order_keys_for_external_ids(
+    *, store: Store, external_ids: Iterable[str], source_names: Sequence[str] = ()
+) -> dict[str, OrderLookup]:
+    """orders_for_external_ids with each order found as an OrderKey (a tuple of the columns matching reads)."""
+    return _lookup(store=store, external_ids=external_ids, source_names=source_names, load=_order_keys)
+
+
+def _orders(queryset: QuerySet[Order]) -> Iterable[Order]:
+    return queryset
+
+
+def _order_keys(queryset: QuerySet[Order]) -> Iterable[OrderKey]:
+    return map(OrderKey._make, queryset.values_list(*ORDER_KEY_COLUMNS))
+
+
+def _lookup(
+    *, store: Store, external_ids: Iterable[str], source_names: Sequence[str],
+    load: Callable[[QuerySet[Order]], Iterable[_Found]],
+) -> dict[str, OrderLookup]:
     wanted = {external_id for external_id in external_ids if external_id}
     if not wanted:
         return {}
-    by_source: dict[str, list[Order]] = defaultdict(list)
-    for order in Order.objects.filter(store=store, source_identifier__in=wanted).order_by("pk"):
+    by_source: dict[str, list[_Found]] = defaultdict(list)
+    for order in load(Order.objects.filter(AnyOf(F("source_identifier"), sorted(wanted)), store=store).order_by("pk")):
         by_source[order.source_identifier].append(order)
     found = {
         external_id: _pick(orders, source_names, external_id, field="sourceIdentifier")
@@ -85,27 +129,20 @@ def orders_for_external_ids(
     }
     rest = wanted - set(found)
     if rest:
-        for order in Order.objects.filter(store=store, order_id__in=rest):
+        for order in load(Order.objects.filter(AnyOf(F("order_id"), sorted(rest)), store=store)):
             found[order.order_id] = OrderLookup(order=order)
     rest = wanted - set(found)
     if rest:
-        found.update(_orders_by_name(store=store, external_ids=rest, source_names=source_names))
-    return found
-
-
-def _orders_by_name(*, store: Store, external_ids: set[str], source_names: Sequence[str]) -> dict[str, OrderLookup]:
-    forms = {external_id: order_name_forms(external_id) for external_id in external_ids}
-    names = set().union(*forms.values())
-    if not names:
-        return {}
-    by_name: dict[str, list[Order]] = defaultdict(list)
-    for order in Order.objects.filter(store=store, name__in=names).order_by("pk"):
-        by_name[order.name].append(order)
-    found: dict[str, OrderLookup] = {}
-    for external_id, its_forms in forms.items():
-        candidates = [order for name in sorted(its_forms) for order in by_name.get(name, [])]
-        if candidates:
-            found[external_id] = _pick(candidates, source_names, external_id, field="the name")
+        forms = {external_id: order_name_forms(external_id) for external_id in rest}
+        names = set().union(*forms.values())
+        by_name: dict[str, list[_Found]] = defaultdict(list)
+        if names:
+            for order in load(Order.objects.filter(AnyOf(F("name"), sorted(names)), store=store).order_by("pk")):
+                by_name[order.name].append(order)
+        for external_id, its_forms in forms.items():
+            candidates = [order for name in sorted(its_forms) for order in by_name.get(name, [])]
+            if candidates:
+                found[external_id] = _pick(candidates, source_names, external_id, field="the name")
     return found
 
 
@@ -152,13 +189,29 @@ def _as_int(value: object) -> int:
         return 0
 
 
+class LedgerLine(NamedTuple):
+    """What matching reads of an order's line item (a tuple: a batch reads thousands)."""
+
+    pk: int
+    order_id: int
+    line_item_id: str
+    sku: str
+    quantity: int
+    fulfillable_quantity: int | None
+    requires_shipping: bool | None
+
+
+LEDGER_LINE_COLUMNS = ("pk", "order_id", "line_item_id", "sku", "quantity", "fulfillable_quantity",
+                       "requires_shipping")
+
+
 class OrderLedger:
     """The items of one (locked) order and what its live shipments already hold, kept current as records match."""
 
     def __init__(
         self,
-        order: Order,
-        lines: Sequence[LineItem],
+        order: Order | LockedOrder,
+        lines: Sequence[LedgerLine],
         held: dict[str, dict[int, int]],
         genstore_fulfilled: dict[str, dict[str, int]] | None = None,
     ) -> None:
@@ -167,33 +220,37 @@ class OrderLedger:
         self.held = held  # tracking number -> line item pk -> quantity, live shipments only
         # Genstore's fulfillments: normalized tracking number ("" when none) -> Genstore line item id -> quantity.
         self.genstore_fulfilled = genstore_fulfilled or {}
+        self._by_pk = {line.pk: line for line in self.lines}
         self._by_line_item_id = {line.line_item_id: line for line in self.lines}
-        self._by_sku: dict[str, list[LineItem]] = defaultdict(list)
-        self._by_sku_folded: dict[str, list[LineItem]] = defaultdict(list)
+        self._by_sku: dict[str, list[LedgerLine]] = defaultdict(list)
+        self._by_sku_folded: dict[str, list[LedgerLine]] = defaultdict(list)
         for line in self.lines:
             if line.sku:
                 self._by_sku[line.sku].append(line)
                 self._by_sku_folded[line.sku.casefold()].append(line)
 
     @classmethod
-    def load(cls, orders: Sequence[Order]) -> dict[int, OrderLedger]:
-        """Ledgers for many orders in two queries."""
+    def load(cls, orders: Sequence[Order | LockedOrder]) -> dict[int, OrderLedger]:
+        """Ledgers for many orders in three queries, whatever their number."""
         pks = [order.pk for order in orders]
-        lines: dict[int, list[LineItem]] = defaultdict(list)
-        for line in LineItem.objects.filter(order_id__in=pks).order_by("pk"):
+        lines: dict[int, list[LedgerLine]] = defaultdict(list)
+        for line in map(LedgerLine._make, LineItem.objects.filter(AnyOf(F("order_id"), pks)).order_by("pk")
+                        .values_list(*LEDGER_LINE_COLUMNS)):
             lines[line.order_id].append(line)
         held: dict[int, dict[str, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
         rows = (
-            ShipmentLine.objects.filter(line_item__order_id__in=pks)
+            ShipmentLine.objects.filter(AnyOf(F("line_item__order_id"), pks))
             .exclude(shipment__status=CANCELLED)
+            .order_by()
             .values_list("line_item__order_id", "shipment__tracking_number", "line_item_id", "quantity")
         )
         for order_id, number, line_pk, quantity in rows:
             held[order_id][number][line_pk] = quantity
         fulfilled: dict[int, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
         for order_id, number, items in (
-            GenstoreFulfillment.objects.filter(order_id__in=pks)
+            GenstoreFulfillment.objects.filter(AnyOf(F("order_id"), pks))
             .exclude(status__in=DEAD_FULFILLMENT_STATUSES)
+            .order_by()
             .values_list("order_id", "tracking_number", "line_items")
         ):
             for item in items if isinstance(items, list) else ():
@@ -209,13 +266,13 @@ class OrderLedger:
 
     # -- what is left --
 
-    def _held_elsewhere(self, line: LineItem, tracking_number: str) -> int:
+    def _held_elsewhere(self, line: LedgerLine, tracking_number: str) -> int:
         return sum(lines.get(line.pk, 0) for number, lines in self.held.items() if number != tracking_number)
 
-    def held_in(self, tracking_number: str, line: LineItem) -> int:
+    def held_in(self, tracking_number: str, line: LedgerLine) -> int:
         return self.held.get(tracking_number, {}).get(line.pk, 0)
 
-    def _fulfilled_on_genstore(self, line: LineItem) -> tuple[int, int]:
+    def _fulfilled_on_genstore(self, line: LedgerLine) -> tuple[int, int]:
         """(all of this line in Genstore fulfillments, the part under tracking numbers we do not track)."""
         ours = set(self.held)
         total = outside = 0
@@ -226,7 +283,7 @@ class OrderLedger:
                 outside += quantity
         return total, outside
 
-    def left_to_ship(self, line: LineItem, tracking_number: str) -> int:
+    def left_to_ship(self, line: LedgerLine, tracking_number: str) -> int:
         """What another parcel may still take of this line (what `tracking_number` holds already excluded)."""
         fulfilled_total, fulfilled_outside = self._fulfilled_on_genstore(line)
         unexplained = 0
@@ -243,7 +300,7 @@ class OrderLedger:
 
     # -- allocation --
 
-    def _lines_for(self, ref: LineRef) -> list[LineItem]:
+    def _lines_for(self, ref: LineRef) -> list[LedgerLine]:
         if ref.line_item_id and ref.line_item_id in self._by_line_item_id:
             return [self._by_line_item_id[ref.line_item_id]]
         if ref.sku:
@@ -258,13 +315,13 @@ class OrderLedger:
         order_label = self.order.order_id
         allocation = Allocation()
 
-        def holds(line: LineItem) -> int:
+        def holds(line: LedgerLine) -> int:
             return self.held_in(tracking_number, line) + allocation.added.get(line.pk, 0)
 
-        def left(line: LineItem) -> int:
+        def left(line: LedgerLine) -> int:
             return self.left_to_ship(line, tracking_number) - allocation.added.get(line.pk, 0)
 
-        def add(line: LineItem, quantity: int) -> None:
+        def add(line: LedgerLine, quantity: int) -> None:
             if quantity > 0:
                 allocation.added[line.pk] = allocation.added.get(line.pk, 0) + quantity
 
@@ -322,8 +379,8 @@ class OrderLedger:
         """A parcel was voided: its items are free again."""
         self.held.pop(tracking_number, None)
 
-    def line(self, pk: int) -> LineItem:
-        return next(line for line in self.lines if line.pk == pk)
+    def line(self, pk: int) -> LedgerLine:
+        return self._by_pk[pk]
 
 
 def allotted_json(ledger: OrderLedger, allocation: Allocation) -> list[dict[str, object]]:
@@ -334,9 +391,25 @@ def allotted_json(ledger: OrderLedger, allocation: Allocation) -> list[dict[str,
     ]
 
 
-def lock_orders(order_pks: Iterable[int]) -> list[Order]:
+class LockedOrder(NamedTuple):
+    """What matching reads of an order it holds locked (`lock_orders`): never the mirrored payload."""
+
+    pk: int
+    store_id: int
+    order_id: str
+    cancelled_at: datetime | None
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.cancelled_at is not None
+
+
+def lock_orders(order_pks: Iterable[int]) -> list[LockedOrder]:
     """Lock these orders' rows for the rest of the transaction, in pk order (no deadlock between two importers)."""
     pks = sorted(set(order_pks))
     if not pks:
         return []
-    return list(Order.objects.select_for_update().filter(pk__in=pks).order_by("pk"))
+    return list(map(LockedOrder._make, (
+        Order.objects.select_for_update(of=("self",)).filter(AnyOf(F("pk"), pks)).order_by("pk")
+        .values_list(*LockedOrder._fields)
+    )))

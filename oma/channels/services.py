@@ -1,8 +1,10 @@
 """Channel writes: creating channels, receiving reported shipments, matching them, withdrawing voided ones, polling.
 
-Every record a platform reports is stored first (`ExternalShipment`), then matched (matching.py) and handed to the
-tracking engine (`tracking.services.shipment_add`). Receiving is idempotent: the same report from the same
-channel is stored once (its dedupe key), and a record repeating what a shipment already holds adds nothing.
+Every record a platform reports is stored (`ExternalShipment`), matched (matching.py) and handed to the tracking
+engine (`tracking.services.shipment_add`, or `shipments_add_many` for a batch). Receiving is idempotent: the same
+report from the same channel is stored once (its dedupe key), and a record repeating what a shipment already holds
+adds nothing. Many records at once (an import batch, a delivery's shipments) go through a `MatchBatch`: a constant
+number of queries however many records.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from celery import current_app
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, Func, OuterRef, Q, Value
+from django.db.models import Exists, F, Func, OuterRef, Q, Value
 from django.db.models.functions import Concat, Trim
 from django.utils import timezone
 from django.utils.text import slugify
@@ -36,20 +39,31 @@ from oma.channels.connectors.webhook import generate_secret
 from oma.channels.matching import (
     CANCELLED,
     ORDER_KEY_FIELDS,
+    Allocation,
+    LockedOrder,
     MatchProblem,
     OrderLedger,
     OrderLookup,
     allotted_json,
+    lock_orders,
     orders_for_external_ids,
     waiting_keys_for,
 )
 from oma.channels.models import Channel, CsvImport, ExternalShipment, OrderPoll
 from oma.channels.selectors import orders_to_poll
+from oma.core.bulk import AnyOf, rows_insert
 from oma.orders.models import Order
 from oma.stores.models import Store
 from tracking.models import Shipment
-from tracking.numbers import canonical
-from tracking.services import ShipmentConflict, shipment_add
+from tracking.numbers import canonical, normalize
+from tracking.services import (
+    ShipmentAdd,
+    ShipmentAdded,
+    ShipmentConflict,
+    detection_fields,
+    shipment_add,
+    shipments_add_many,
+)
 from tracking.signals import shipments_changed_notify
 
 logger = logging.getLogger(__name__)
@@ -200,6 +214,40 @@ class MatchOutcome:
     tracking_number: str = ""  # the number as the tracking engine holds it
 
 
+def external_shipment_values(
+    *,
+    channel: Channel,
+    record: ExternalShipmentRecord,
+    key: str,
+    csv_import_id: int | None = None,
+    delivery_id: int | None = None,
+) -> dict[str, object]:
+    """A new record's columns (oma.core.bulk's row form), waiting for its order until matching says otherwise."""
+    return {
+        "store_id": channel.store_id,
+        "channel_id": channel.pk,
+        "external_order_id": record.external_order_id[:128],
+        "external_id": record.external_id[:128],
+        "tracking_number": record.tracking_number[:64],
+        "carrier": record.carrier[:32],
+        "lines": [line.as_json() for line in record.lines],
+        "shipped_at": record.shipped_at,
+        "reported_status": record.status[:64],
+        "voided": record.voided,
+        "state": State.UNMATCHED,
+        "problem": "",
+        "order_id": None,
+        "shipment_id": None,
+        "allotted_lines": [],
+        "dedupe_key": key,
+        "source_ref": record.source_ref[:255],
+        "csv_import_id": csv_import_id,
+        "delivery_id": delivery_id,
+        "raw": dict(record.raw),
+        "matched_at": None,
+    }
+
+
 def external_shipment_row(
     *,
     channel: Channel,
@@ -208,35 +256,49 @@ def external_shipment_row(
     csv_import: CsvImport | None = None,
     delivery_id: int | None = None,
 ) -> ExternalShipment:
-    return ExternalShipment(
-        store_id=channel.store_id,
-        channel=channel,
-        external_order_id=record.external_order_id[:128],
-        external_id=record.external_id[:128],
-        tracking_number=record.tracking_number[:64],
-        carrier=record.carrier[:32],
-        lines=[line.as_json() for line in record.lines],
-        shipped_at=record.shipped_at,
-        reported_status=record.status[:64],
-        voided=record.voided,
-        dedupe_key=key,
-        source_ref=record.source_ref[:255],
-        csv_import=csv_import,
+    row = ExternalShipment(**external_shipment_values(
+        channel=channel, record=record, key=key, csv_import_id=csv_import.pk if csv_import else None,
         delivery_id=delivery_id,
-        raw=dict(record.raw),
-    )
+    ))
+    row.channel = channel
+    if csv_import is not None:
+        row.csv_import = csv_import
+    return row
 
 
-def existing_shipments(*, store: Store, numbers: Sequence[str]) -> dict[str, object]:
-    """The store's shipments for these (canonical) numbers, by number: one query for a whole import."""
-    found: dict[str, object] = dict.fromkeys(numbers)
-    for shipment in (
-        Shipment.objects.filter(store=store, tracking_number__in=list(numbers))
-        .select_related("order")
-        .only("pk", "order_id", "status", "tracking_number", "order__order_id")
-    ):
-        found[shipment.tracking_number] = shipment
+class KnownShipment(NamedTuple):
+    """What matching reads of the shipment that holds a number: one already stored, or (pk None) one a batch is
+    about to write."""
+
+    pk: int | None
+    order_id: int | None
+    order_code: str  # the order's orderId, for people
+    status: str
+
+
+def existing_shipments(*, store: Store, numbers: Iterable[str]) -> dict[str, KnownShipment | None]:
+    """The store's shipments for these (canonical) numbers, by number (None: no shipment): one query for a batch."""
+    found: dict[str, KnownShipment | None] = dict.fromkeys(numbers)
+    for pk, number, order_pk, status, order_code in Shipment.objects.filter(
+        AnyOf(F("tracking_number"), sorted(found)), store=store
+    ).order_by().values_list("pk", "tracking_number", "order_id", "status", "order__order_id"):
+        found[number] = KnownShipment(pk=pk, order_id=order_pk, order_code=order_code or "", status=status)
     return found
+
+
+def _match_plan(
+    *, number: str, refs: Sequence[LineRef], order: Order | LockedOrder, ledger: OrderLedger,
+    existing: KnownShipment | None,
+) -> Allocation:
+    """What a record for `order` puts in the parcel `number` (canonical) that `existing` holds (None: no shipment
+    yet); MatchProblem when it cannot be matched."""
+    if existing is not None:
+        if existing.order_id not in (None, order.pk):
+            other = existing.order_code or existing.order_id
+            raise MatchProblem(f"tracking number {number} is already on order {other}")
+        if existing.status == CANCELLED:
+            raise MatchProblem(f"tracking number {number} was voided; a voided label is not used again")
+    return ledger.allocate(tracking_number=number, refs=refs)
 
 
 def match_row(
@@ -245,12 +307,12 @@ def match_row(
     order: Order,
     ledger: OrderLedger,
     now: datetime,
-    known_shipments: dict[str, object] | None = None,
+    known_shipments: dict[str, KnownShipment | None] | None = None,
 ) -> MatchOutcome:
     """Match `row` to `order` (its row locked by the caller) and add or complete its shipment. Sets the row's
     fields; the caller saves it. Never raises for a bad record: the row is marked rejected with the reason.
 
-    `known_shipments` (canonical number -> Shipment or None), when given, saves the lookup of each number; the
+    `known_shipments` (canonical number -> KnownShipment or None), when given, saves the lookup of each number; the
     shipments written here are added to it."""
     store = order.store
     row.order = order
@@ -263,14 +325,7 @@ def match_row(
             existing = known_shipments[number]
         else:
             existing = existing_shipments(store=store, numbers=[number])[number]
-        assert existing is None or isinstance(existing, Shipment)
-        if existing is not None:
-            if existing.order_id not in (None, order.pk):
-                other = existing.order.order_id if existing.order else existing.order_id
-                raise MatchProblem(f"tracking number {number} is already on order {other}")
-            if existing.status == CANCELLED:
-                raise MatchProblem(f"tracking number {number} was voided; a voided label is not used again")
-        allocation = ledger.allocate(tracking_number=number, refs=refs_of(row))
+        allocation = _match_plan(number=number, refs=refs_of(row), order=order, ledger=ledger, existing=existing)
         if existing is not None and not allocation.adds_anything:
             outcome, shipment_id = "already", existing.pk
         else:
@@ -285,7 +340,9 @@ def match_row(
             )
             ledger.commit(shipment.tracking_number, allocation)
             if known_shipments is not None:
-                known_shipments[number] = known_shipments[shipment.tracking_number] = shipment
+                known_shipments[number] = known_shipments[shipment.tracking_number] = KnownShipment(
+                    pk=shipment.pk, order_id=order.pk, order_code=order.order_id, status=shipment.status
+                )
             outcome, shipment_id = ("added" if existing is not None else "created"), shipment.pk
     except (MatchProblem, ShipmentConflict) as exc:
         row.state = State.REJECTED
@@ -298,6 +355,130 @@ def match_row(
     row.allotted_lines = allotted_json(ledger, allocation)
     row.matched_at = now
     return MatchOutcome(outcome=outcome, shipment_id=shipment_id, tracking_number=number)
+
+
+@dataclass(slots=True)
+class _Decision:
+    """One record of a MatchBatch between deciding (in memory) and writing."""
+
+    values: dict[str, object]  # the record's columns
+    outcome: str
+    number: str = ""  # canonical
+    problem: str = ""
+    add: int | None = None  # its ShipmentAdd's index: a shipment is written for it
+    shipment_id: int | None = None
+
+
+class MatchBatch:
+    """Matching many records of one channel at once (an import batch, a delivery's shipments), inside the caller's
+    transaction, in a constant number of queries: the orders are locked (in pk order) and their ledgers read when
+    the batch is made, before the caller reads which records it has already (under the locks); `match` then decides
+    every record in memory, in order, as match_row would one by one, and writes the shipments, their lines and the
+    records in bulk. `shipments_changed` follows once (after the commit, or with the caller's
+    shipments_changed_batch)."""
+
+    def __init__(self, *, store: Store, channel: Channel, order_pks: Iterable[int]) -> None:
+        self.store = store
+        self.channel = channel
+        self.orders = {order.pk: order for order in lock_orders(order_pks)}
+        self.ledgers = OrderLedger.load(list(self.orders.values()))
+
+    def match(
+        self,
+        items: Sequence[tuple[str, ExternalShipmentRecord, int]],
+        *,
+        now: datetime,
+        csv_import_id: int | None = None,
+        delivery_id: int | None = None,
+        keep_rejected: bool = True,
+    ) -> list[MatchOutcome]:
+        """Match (dedupe key, record, order pk) items, none of them stored before (the caller checked) nor voided.
+        Rejected records are stored too unless `keep_rejected` is False (an import's report keeps those); a record
+        whose order is gone (deleted since it was looked up) is stored waiting."""
+        decisions, adds = self._decide(items, csv_import_id=csv_import_id, delivery_id=delivery_id)
+        written = shipments_add_many(store=self.store, adds=adds, now=now)
+        by_number = {result.tracking_number: result.shipment_id for result in written
+                     if isinstance(result, ShipmentAdded)}
+        outcomes: list[MatchOutcome] = []
+        rows: list[dict[str, object]] = []
+        for decision in decisions:
+            if decision.add is not None:
+                result = written[decision.add]
+                if isinstance(result, ShipmentConflict):  # a shipment added meanwhile by someone not holding our locks
+                    decision.outcome, decision.problem = "rejected", str(result)
+                else:
+                    decision.shipment_id = result.shipment_id
+            elif decision.outcome == "already" and decision.shipment_id is None:  # a shipment of this batch
+                decision.shipment_id = by_number.get(decision.number)
+                if decision.shipment_id is None:  # whose write was refused
+                    decision.outcome, decision.problem = "rejected", f"tracking number {decision.number} was refused"
+            values = decision.values
+            if decision.outcome == "rejected":
+                values.update(state=State.REJECTED, problem=decision.problem, allotted_lines=[])
+            elif decision.outcome != "waiting":
+                values.update(state=State.MATCHED, shipment_id=decision.shipment_id, matched_at=now)
+            outcomes.append(MatchOutcome(outcome=decision.outcome, problem=decision.problem,
+                                         shipment_id=decision.shipment_id, tracking_number=decision.number))
+            if keep_rejected or decision.outcome != "rejected":
+                rows.append(values)
+        rows_insert(ExternalShipment, rows)
+        return outcomes
+
+    def _decide(
+        self, items: Sequence[tuple[str, ExternalShipmentRecord, int]], *, csv_import_id: int | None,
+        delivery_id: int | None,
+    ) -> tuple[list[_Decision], list[ShipmentAdd]]:
+        """Every record matched in memory, in order, each seeing what the ones before it took: its decision, and the
+        shipment writes owed."""
+        priority = tuple(self.store.carrier_priority or ())
+        # One detection per number, for matching (its canonical form) and for writing the shipment.
+        detected: dict[tuple[str, str], dict[str, object]] = {}
+        fields_of = []
+        for _, record, _ in items:
+            spelled = (normalize(record.tracking_number), record.carrier.strip().lower())
+            fields = detected.get(spelled)
+            if fields is None:
+                fields = detected[spelled] = detection_fields(spelled[0], carrier=spelled[1], priority=priority)
+            fields_of.append(fields)
+        known = existing_shipments(store=self.store, numbers={str(f["tracking_number"]) for f in detected.values()})
+        source = shipment_source_for(self.channel)
+        adds: list[ShipmentAdd] = []
+        decisions: list[_Decision] = []
+        for (key, record, order_pk), fields in zip(items, fields_of, strict=True):
+            values = external_shipment_values(channel=self.channel, record=record, key=key,
+                                              csv_import_id=csv_import_id, delivery_id=delivery_id)
+            order = self.orders.get(order_pk)
+            if order is None:
+                decisions.append(_Decision(values=values, outcome="waiting"))
+                continue
+            values["order_id"] = order.pk
+            ledger = self.ledgers[order.pk]
+            number = record.tracking_number
+            try:
+                if order.is_cancelled:
+                    raise MatchProblem(f"order {order.order_id} is cancelled")
+                number = str(fields["tracking_number"])
+                existing = known.get(number)
+                allocation = _match_plan(number=number, refs=record.lines, order=order, ledger=ledger,
+                                         existing=existing)
+            except MatchProblem as exc:
+                decisions.append(_Decision(values=values, outcome="rejected", number=number, problem=str(exc)))
+                continue
+            values["allotted_lines"] = allotted_json(ledger, allocation)
+            if existing is not None and not allocation.adds_anything:
+                decisions.append(_Decision(values=values, outcome="already", number=number, shipment_id=existing.pk))
+                continue
+            decisions.append(_Decision(values=values, outcome="added" if existing is not None else "created",
+                                       number=number, add=len(adds)))
+            adds.append(ShipmentAdd(
+                tracking_number=record.tracking_number, carrier=record.carrier, order=order,
+                lines=[(ledger.line(pk), quantity) for pk, quantity in allocation.totals.items()], source=source,
+                detected=fields,
+            ))
+            ledger.commit(number, allocation)  # at once: the batch's later records see what this one takes
+            known[number] = KnownShipment(pk=existing.pk if existing else None, order_id=order.pk,
+                                          order_code=order.order_id, status=existing.status if existing else "")
+        return decisions, adds
 
 
 def _shipment_cancel_voided(*, shipment: object, channel: Channel, now: datetime) -> None:
@@ -380,10 +561,11 @@ def external_shipments_receive(
     """Store and match the records one platform reported (a webhook delivery, a poll answer).
 
     `order`: the order the records are known to be about (a poll asked for it); otherwise each record's external
-    order id is looked up. Records about one order are handled in one transaction holding that order's lock;
-    voided ones go first, so that a reissued label can take the items a void freed. Outcomes per record:
-    created/added (a shipment was written), already, waiting (order not mirrored yet: kept and matched when it
-    arrives), rejected (with the reason), withdrawn, duplicate (this report was stored before).
+    order id is looked up. Voided records go first, each in its own transaction, so that a reissued label can take
+    the items a void freed; then those whose order is not mirrored (kept, waiting); then those of known orders, all
+    in one transaction holding their orders' locks (a MatchBatch: a constant number of queries however many).
+    Outcomes per record: created/added (a shipment was written), already, waiting (order not mirrored yet: kept and
+    matched when it arrives), rejected (with the reason), withdrawn, duplicate (this report was stored before).
     """
     now = now or timezone.now()
     summary = ReceiveSummary()
@@ -402,40 +584,39 @@ def external_shipments_receive(
             external_ids=[r.external_order_id for key, r in keyed if not r.voided and key not in known],
             source_names=channel.source_names,
         )
-    groups: dict[int | None, list[tuple[str, ExternalShipmentRecord]]] = {}
+    unmatched: list[tuple[str, ExternalShipmentRecord]] = []  # voided, or no order to match
+    matched: list[tuple[str, ExternalShipmentRecord, int]] = []
     for key, record in keyed:
         if key in known and not (record.voided and not known[key]):
             summary.outcomes.append(MatchOutcome(outcome="duplicate"))  # stored before, nothing new in it
             continue
         lookup = OrderLookup(order=order) if order is not None else lookups.get(record.external_order_id)
-        target = lookup.order.pk if lookup is not None and lookup.order is not None and not record.voided else None
-        groups.setdefault(target, []).append((key, record))
-    for order_pk, items in groups.items():
+        if lookup is not None and lookup.order is not None and not record.voided:
+            matched.append((key, record, lookup.order.pk))
+        else:
+            unmatched.append((key, record))
+    if unmatched:
         summary.outcomes.extend(
-            _receive_group(channel=channel, order_pk=order_pk, items=items, lookups=lookups, delivery_id=delivery_id,
-                           now=now)
+            _retried_on_race(channel, lambda: _receive_unmatched(channel=channel, items=unmatched, lookups=lookups,
+                                                                 delivery_id=delivery_id, now=now))
+        )
+    if matched:
+        summary.outcomes.extend(
+            _retried_on_race(channel, lambda: _receive_matched(channel=channel, items=matched,
+                                                               delivery_id=delivery_id, now=now))
         )
     if touch_channel:
         channel_touch(channel, now=now)
     return summary
 
 
-def _receive_group(
-    *,
-    channel: Channel,
-    order_pk: int | None,
-    items: Sequence[tuple[str, ExternalShipmentRecord]],
-    lookups: dict[str, OrderLookup],
-    delivery_id: int | None,
-    now: datetime,
-) -> list[MatchOutcome]:
-    """One transaction for the records of one order (or of no known order). A racing copy of the same report
-    makes the insert fail: the group is rolled back and done again, when the copy's rows are there to see."""
+def _retried_on_race(channel: Channel, receive: Callable[[], list[MatchOutcome]]) -> list[MatchOutcome]:
+    """One transaction; a racing copy of the same report makes its insert fail: rolled back and done again, when
+    the copy's rows are there to see."""
     for attempt in range(2):
         try:
             with transaction.atomic():
-                return _receive_group_once(channel=channel, order_pk=order_pk, items=items, lookups=lookups,
-                                           delivery_id=delivery_id, now=now)
+                return receive()
         except IntegrityError:
             if attempt == 1:
                 raise
@@ -443,27 +624,34 @@ def _receive_group(
     raise AssertionError("unreachable")
 
 
-def _receive_group_once(
+def _receive_matched(
+    *, channel: Channel, items: list[tuple[str, ExternalShipmentRecord, int]], delivery_id: int | None,
+    now: datetime,
+) -> list[MatchOutcome]:
+    """Records of known orders, not voided: one MatchBatch. A record stored meanwhile (a racing copy that held the
+    orders' locks first) is a duplicate."""
+    batch = MatchBatch(store=channel.store, channel=channel, order_pks=[order_pk for _, _, order_pk in items])
+    stored = dict(
+        ExternalShipment.objects.filter(AnyOf(F("dedupe_key"), [key for key, _, _ in items]), channel=channel)
+        .order_by().values_list("dedupe_key", "shipment_id")
+    )
+    fresh = [item for item in items if item[0] not in stored]
+    outcomes = iter(batch.match(fresh, now=now, delivery_id=delivery_id))
+    return [
+        MatchOutcome(outcome="duplicate", shipment_id=stored[key]) if key in stored else next(outcomes)
+        for key, _, _ in items
+    ]
+
+
+def _receive_unmatched(
     *,
     channel: Channel,
-    order_pk: int | None,
     items: Sequence[tuple[str, ExternalShipmentRecord]],
     lookups: dict[str, OrderLookup],
     delivery_id: int | None,
     now: datetime,
 ) -> list[MatchOutcome]:
-    ledger = None
-    known_shipments: dict[str, object] | None = None
-    if order_pk is not None:
-        order = lock_order(order_pk)
-        ledger = OrderLedger.load([order])[order.pk]
-        known_shipments = existing_shipments(
-            store=order.store,
-            numbers=[
-                canonical(r.tracking_number, carrier=r.carrier, priority=order.store.carrier_priority or ())
-                for _, r in items
-            ],
-        )
+    """Voided records (a withdrawal each) and records whose order is not mirrored or is ambiguous, one by one."""
     existing = {
         row.dedupe_key: row
         for row in ExternalShipment.objects.select_for_update().filter(
@@ -486,8 +674,6 @@ def _receive_group_once(
         if record.voided:
             row.save(force_insert=True)  # withdraw_row looks for this channel's other records of the number
             outcome = withdraw_row(row=row, now=now)
-        elif ledger is not None:
-            outcome = match_row(row=row, order=ledger.order, ledger=ledger, now=now, known_shipments=known_shipments)
         else:
             outcome = _lock_and_match(row=row, lookup=lookups.get(record.external_order_id), now=now)
         row.save()

@@ -3,6 +3,7 @@ tracking events and polls, unified order statuses).
 
 `rows_insert` inserts (optionally skipping conflicts, or upserting) and can return columns; `rows_update` writes
 some columns of many rows, each row found by its primary key (`objects_update`: the same from model instances).
+`AnyOf` is the read side: a filter on many values (a batch's thousand keys) sent as one parameter.
 
 A sweep writes a page of 250 orders, their lines and their fulfillments; the webhook intake writes the deliveries
 that arrived together. Through Django's bulk_create each value of each row is prepared by its field in Python (a
@@ -27,11 +28,15 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
+from itertools import chain
+from operator import methodcaller
 from typing import Any, cast
 
 from django.db import connection, models
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
-from django.db.models import Field
+from django.db.models import Field, Lookup
+from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
 Row = Mapping[str, object]
@@ -269,9 +274,13 @@ def _cursor() -> CursorWrapper:
     return CursorWrapper(psycopg.Cursor(connection.connection), connection)
 
 
+_values_of = methodcaller("values")
+
+
 def _encode(encoder: json.JSONEncoder, rows: Sequence[Row]) -> str:
     """The rows as one JSON array; JsonText values are spliced in as they are."""
-    if not any(isinstance(value, JsonText) for row in rows for value in row.values()):
+    # The check runs in C (map, chain, set): a Python loop over every value cost as much as encoding them.
+    if JsonText not in set(map(type, chain.from_iterable(map(_values_of, rows)))):
         return encoder.encode(rows)
     parts = []
     for row in rows:
@@ -279,3 +288,29 @@ def _encode(encoder: json.JSONEncoder, rows: Sequence[Row]) -> str:
         plain = encoder.encode({key: value for key, value in row.items() if not isinstance(value, JsonText)})
         parts.append(plain[:-1] + documents + "}" if plain != "{}" else "{" + documents[1:] + "}")
     return "[" + ",".join(parts) + "]"
+
+
+class AnyOf(Lookup):
+    """`Order.objects.filter(AnyOf(F("order_id"), ids))`: the `__in` of a batch's thousand values as one parameter.
+
+    `order_id__in=ids` puts one placeholder per value into the statement, and psycopg's client-side binding quotes
+    each into the text: about 10 ms of Python for a thousand, more than the query itself. Here the values travel as
+    one array (PostgreSQL: `= ANY(%s)`) or one JSON document (SQLite: `IN (SELECT value FROM json_each(%s))`).
+    Values as the column holds them, of a plain type (str, int): what keys are.
+    """
+
+    lookup_name = "any_of"
+    prepare_rhs = False
+
+    def get_prep_lookup(self) -> list[Any]:
+        return list(self.rhs)
+
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, tuple[Any, ...]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        values = list(self.rhs)
+        if not values:
+            return "1 = 0", tuple(lhs_params)  # an empty `__in` matches nothing, as Django's does
+        if connection.vendor == "postgresql":
+            return f"{lhs} = ANY(%s)", (*lhs_params, values)
+        # The column comes from the compiler; every value is in the one parameter.
+        return f"{lhs} IN (SELECT value FROM json_each(%s))", (*lhs_params, json.dumps(values))  # noqa: S608
