@@ -4,16 +4,25 @@ lower apps send (connected in FulfillmentConfig.ready; orders and tracking never
 * `oma.orders.signals.orders_changed`: after every order upsert commits (once per page).
 * `tracking.signals.shipments_changed`: after commit when shipments are added, linked to an order, or change
   status (once per batch: a poll, a CSV import batch).
+* `post_save` of a succeeded `SyncRun` (a sweep's end): Genstore's own fulfillments the changed orders did not bring
+  (services/genstore_shipments.py, the catch-up). Connected here, by the decorator, when `ready` imports this module.
 Whatever a lost signal misses, the beat's `fulfillment.push_pending` finds within a minute.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
+
+from django.db import transaction
+from django.db.models.signals import post_save
+from django.dispatch import receiver
 
 from oma.fulfillment.models import FulfillmentPush
+from oma.fulfillment.services.genstore_shipments import genstore_fulfillments_catch_up, genstore_fulfillments_track
 from oma.fulfillment.services.unified_status import orders_unified_status_refresh
 from oma.fulfillment.tasks import shipments_push_enqueue
+from oma.orders.models import SyncRun
 from oma.stores.models import Store
 from tracking.models import Shipment
 
@@ -21,8 +30,14 @@ logger = logging.getLogger(__name__)
 
 
 def on_orders_changed(sender: object, *, store: Store, order_ids: list[int], **kwargs: object) -> None:
-    """Orders changed in the mirror: recompute their unified status; queue pushes that the change may unblock
-    (shipments never pushed for that order, or skipped or failed ones whose order may now allow it)."""
+    """Orders changed in the mirror: track the fulfillments the merchant made in Genstore, recompute the orders'
+    unified status; queue pushes that the change may unblock (shipments never pushed for that order, or skipped or
+    failed ones whose order may now allow it)."""
+    if store.is_active:
+        try:
+            genstore_fulfillments_track(store=store, order_ids=order_ids)
+        except Exception:  # never breaks the upsert that sent it; the sweep's catch-up tries again
+            logger.exception("tracking Genstore fulfillments failed for %d orders of %s", len(order_ids), store.domain)
     try:
         orders_unified_status_refresh(order_ids=order_ids)
     except Exception:  # a receiver never breaks the upsert that sent it; the next change or reconcile recomputes
@@ -57,3 +72,22 @@ def on_shipments_changed(sender: object, *, shipment_ids: list[int], **kwargs: o
         return
     orders_unified_status_refresh(order_ids=sorted({order_id for _, order_id in rows}))
     shipments_push_enqueue(shipment_ids=[pk for pk, _ in rows])
+
+
+@receiver(post_save, sender=SyncRun, dispatch_uid="fulfillment.on_sync_run_saved")
+def on_sync_run_saved(sender: object, *, instance: SyncRun, **kwargs: object) -> None:
+    """A sweep succeeded: after its commit, track the live fulfillments it did not change (all of them, for a store
+    mirrored before OMA tracked Genstore's own fulfillments: an unchanged order sends no orders_changed)."""
+    if instance.state != SyncRun.State.SUCCEEDED or instance.finished_at is None:
+        return
+    transaction.on_commit(partial(_sweep_catch_up, store_id=instance.store_id), robust=True)
+
+
+def _sweep_catch_up(*, store_id: int) -> None:
+    store = Store.objects.filter(pk=store_id, is_active=True).first()
+    if store is None:
+        return
+    try:
+        genstore_fulfillments_catch_up(store=store)
+    except Exception:  # never fails the sweep; the next one tries again
+        logger.exception("catching up Genstore fulfillments of %s failed", store.domain)

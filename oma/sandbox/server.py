@@ -402,6 +402,39 @@ class GenstoreSandbox:
             self._emit(shop, [change])
             return plain_order(shop.order(change.index))
 
+    def fulfil_as_merchant(
+        self,
+        handle: str,
+        order_id: str | int,
+        *,
+        tracking_number: str | None,
+        tracking_company: str | None = None,
+        tracking_url: str | None = None,
+        shipment_status: str | None = None,
+        line_items: list[tuple[str, int]] | None = None,
+    ) -> dict[str, Any]:
+        """Fulfil an order in Genstore's own admin, as the merchant (or another app) would: not through the API, so
+        the stats count no write. `line_items` [(line id, quantity)]; None: everything still fulfillable. Fires the
+        order's webhooks; returns the fulfillment (clean JSON)."""
+        with self._lock:
+            shop = self._shop(handle)
+            fulfillment, change = shop.merchant_fulfil(
+                self._index(shop, order_id), parts=line_items,
+                tracking=(tracking_number, tracking_company, tracking_url), shipment_status=shipment_status,
+                stamp=self._stamp(),
+            )
+            self._emit(shop, [change])
+            return wire_fulfillment(fulfillment)
+
+    def edit_fulfillment_as_merchant(self, handle: str, fulfill_id: str, **changes: Any) -> dict[str, Any]:
+        """Edit a fulfillment in Genstore's own admin (no API write counted): trackingNumber, trackingCompany,
+        trackingUrl, shipmentStatus (None clears one) or status="cancelled". Fires the order's webhooks."""
+        with self._lock:
+            shop = self._shop(handle)
+            fulfillment, change = shop.merchant_edit_fulfillment(fulfill_id, changes, self._stamp())
+            self._emit(shop, [change])
+            return wire_fulfillment(fulfillment)
+
     # --- stats ---------------------------------------------------------------------------------------------
 
     def stats(self, handle: str) -> dict[str, Any]:

@@ -768,6 +768,55 @@ class Shop:
         self.stats.fulfillments_cancelled += 1
         return fulfillment, self._change_for(index, before, order, stamp)
 
+    # --- fulfillments made or edited in Genstore's own admin (the merchant, or another app) -------------------------
+    # Not API calls: no write is counted in the stats, so a test can tell the merchant's writes from a client's.
+
+    def merchant_fulfil(
+        self,
+        index: int,
+        *,
+        parts: list[tuple[str, int]] | None,
+        tracking: tuple[str | None, str | None, str | None],
+        shipment_status: str | None,
+        stamp: int,
+    ) -> tuple[dict[str, Any], OrderChange]:
+        """Fulfil an order: `parts` [(line id, quantity)], None for everything still fulfillable."""
+        order = self.order_for_write(index)
+        if order["cancelledAt"] is not None:
+            raise ApiError(422, "Cannot fulfill a cancelled order")
+        if parts is None:
+            parts = [(line["id"], line["fulfillableQuantity"]) for line in order["lineItems"]
+                     if line["fulfillableQuantity"] > 0]
+        if not parts:
+            raise ApiError(422, "Order has no fulfillable line items")
+        before = _status_snapshot(order)
+        fulfillment = self._add_fulfillment(
+            order, parts, tracking=tracking, shipment_status=_shipment_status(shipment_status), stamp=stamp
+        )
+        order["updatedAt"] = stamp
+        self.changed(index)
+        return fulfillment, self._change_for(index, before, order, stamp)
+
+    def merchant_edit_fulfillment(
+        self, fulfill_id: str, changes: dict[str, Any], stamp: int
+    ) -> tuple[dict[str, Any], OrderChange]:
+        """Change a fulfillment's trackingNumber, trackingCompany, trackingUrl, shipmentStatus or status (None
+        clears a tracking field; status "cancelled" cancels it, freeing its items)."""
+        unknown = set(changes) - {"trackingNumber", "trackingCompany", "trackingUrl", "shipmentStatus", "status"}
+        if unknown:
+            raise ApiError(400, f"cannot edit {', '.join(sorted(unknown))}")
+        index, order, fulfillment = self._fulfillment_for_write(fulfill_id)
+        before = _status_snapshot(order)
+        if "shipmentStatus" in changes:
+            changes = {**changes, "shipmentStatus": _shipment_status(changes["shipmentStatus"])}
+        fulfillment.update(changes)
+        fulfillment["updatedAt"] = stamp
+        if "status" in changes:
+            recompute_fulfillment_status(order)
+        order["updatedAt"] = stamp
+        self.changed(index)
+        return fulfillment, self._change_for(index, before, order, stamp)
+
     # --- webhook subscriptions --------------------------------------------------------------------------------
 
     def webhook_json(self, webhook: dict[str, Any]) -> dict[str, Any]:
