@@ -384,7 +384,9 @@ class CsvUploadForm(forms.Form):
         help_text="A CSV channel of the store; blank: the store's CSV channel (created on first use)",
     )
     file = forms.FileField(help_text="Columns: order, tracking_number, carrier, sku or line_item_id, quantity, "
-                                     "shipped_at. Only order and tracking_number are required.")
+                                     "shipped_at, status. Only order and tracking_number are required. A status "
+                                     "of voided, void, cancelled or canceled withdraws that tracking number (its "
+                                     "pushed Genstore fulfillment is cancelled); other statuses are ignored.")
     dry_run = forms.BooleanField(required=False, help_text="Check every row against the orders; save nothing")
 
     def __init__(self, *args: Any, stores: QuerySet[Store], **kwargs: Any) -> None:

@@ -5,6 +5,11 @@ Every row is checked; good rows become shipments while bad ones are reported wit
 kept and matched as soon as the order arrives. Importing the same file again creates nothing: each row is a
 record with a dedupe key, and a row repeating what a shipment holds adds nothing.
 
+A row whose status says the label was voided withdraws that number for the channel, the way a platform's void does
+(channels.services.withdraw_row: the shipment is cancelled and a fulfillment OMA pushed for it is cancelled once, by
+its push). A file's voids go before its other rows, so a replacement label in the same file takes the items they
+free; a void for a number the channel never reported is kept and reported, with nothing to undo.
+
 Rows are matched in batches (ROWS_PER_BATCH, in file order), each batch one transaction holding its orders locked:
 an import never races a webhook or a poll for the last items of an order, and never holds an order for long. A batch
 costs the same few queries whatever its size: its orders, their lines and the shipments its numbers name are read
@@ -39,6 +44,7 @@ from oma.channels.services import (
     csv_channel_for,
     dedupe_key,
     external_shipment_values,
+    external_shipments_void,
 )
 from oma.core.bulk import AnyOf, rows_insert
 from oma.stores.models import Store
@@ -55,7 +61,11 @@ ADDED = "added"  # items added to a shipment (an earlier row of the file, or one
 ALREADY = "already"  # imported before, or the shipment already holds these items
 WAITING = "waiting"  # the order is not mirrored (yet): kept, matched when it arrives
 REJECTED = "rejected"
-PROBLEM_OUTCOMES = (WAITING, REJECTED)
+VOIDED = "voided"  # a void row withdrew its number: the shipment cancelled (and its pushed fulfillment, once)
+NOTHING_TO_VOID = "nothing_to_void"  # a void row for a number this channel never reported: kept, nothing undone
+PROBLEM_OUTCOMES = (WAITING, REJECTED, NOTHING_TO_VOID)
+# How as_text labels the rows it lists: the problems and the labels voided.
+LISTED_LABELS = {WAITING: "waiting", REJECTED: "rejected", NOTHING_TO_VOID: "nothing to void", VOIDED: "voided"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +103,11 @@ class CsvImportReport:
         return sorted((r for r in self.results if r.outcome in PROBLEM_OUTCOMES), key=lambda r: r.line)
 
     @property
+    def voids(self) -> list[RowResult]:
+        """The rows that voided a label (a dry run lists what it would void)."""
+        return sorted((r for r in self.results if r.outcome == VOIDED), key=lambda r: r.line)
+
+    @property
     def ok(self) -> bool:
         return not self.file_error
 
@@ -102,19 +117,21 @@ class CsvImportReport:
         if self.queued:
             return f"{self.file_name}: {self.rows} rows queued for import"
         prefix = "dry run, nothing saved: " if self.dry_run else ""
+        voids = ""
+        if self.count(VOIDED) or self.count(NOTHING_TO_VOID):
+            voids = f", {self.count(VOIDED)} labels voided, {self.count(NOTHING_TO_VOID)} voids with nothing to void"
         return (
             f"{prefix}{self.file_name}: {self.rows} rows: {self.count(CREATED)} shipments created, "
             f"{self.count(ADDED)} rows added items to a shipment, {self.count(ALREADY)} already imported, "
-            f"{self.count(WAITING)} waiting for their order, {self.count(REJECTED)} rejected"
+            f"{self.count(WAITING)} waiting for their order, {self.count(REJECTED)} rejected{voids}"
         )
 
     def as_text(self) -> str:
         lines = [self.summary()]
         if self.ignored_columns:
             lines.append(f"columns not used: {', '.join(self.ignored_columns)}")
-        for result in self.problems:
-            label = "rejected" if result.outcome == REJECTED else "waiting"
-            lines.append(f"line {result.line}: {label}: {result.reason}")
+        for result in sorted([*self.problems, *self.voids], key=lambda r: r.line):
+            lines.append(f"line {result.line}: {LISTED_LABELS[result.outcome]}: {result.reason}")
         return "\n".join(lines)
 
     def as_json(self) -> dict[str, Any]:
@@ -130,10 +147,13 @@ class CsvImportReport:
             "alreadyImported": self.count(ALREADY),
             "waiting": self.count(WAITING),
             "rejected": self.count(REJECTED),
+            "voided": self.count(VOIDED),
+            "nothingToVoid": self.count(NOTHING_TO_VOID),
             "ignoredColumns": self.ignored_columns,
             "problems": [
                 {"line": r.line, "outcome": r.outcome, "reason": r.reason, "values": r.values} for r in self.problems
             ],
+            "voids": [{"line": r.line, "trackingNumber": r.tracking_number, "reason": r.reason} for r in self.voids],
         }
 
 
@@ -154,12 +174,23 @@ def _row_identity(row: CsvRow) -> tuple[str, str, str, str]:
 
 
 def _check_within_file(rows: Sequence[CsvRow]) -> dict[int, str]:
-    """Problems only visible across rows: duplicates, conflicting quantities, one number on two orders."""
+    """Problems only visible across rows: duplicates, conflicting quantities, one number on two orders, a number
+    both shipped and voided."""
     problems: dict[int, str] = {}
     seen: dict[tuple[str, str, str, str], CsvRow] = {}
     number_owner: dict[str, CsvRow] = {}
+    voided_on: dict[str, int] = {}  # number -> the first line voiding it
     for row in rows:
-        if row.record is None:
+        if row.record is not None and row.record.voided:
+            voided_on.setdefault(row.record.tracking_number, row.line)
+    for row in rows:
+        if row.record is None or row.record.voided:
+            continue  # voids are checked by number when imported (several rows may void one label)
+        if row.record.tracking_number in voided_on:
+            problems[row.line] = (
+                f"tracking number {row.record.tracking_number} is voided on line "
+                f"{voided_on[row.record.tracking_number]} of this file: a voided label is not used again"
+            )
             continue
         identity = _row_identity(row)
         first = seen.get(identity)
@@ -353,6 +384,15 @@ def _import_rows(
     for line, problem in _check_within_file(rows).items():
         results.done(by_line[line], REJECTED, problem)
     good = [row for row in rows if row.line not in results.by_line]
+    # Voids first (as in a channel's delivery): a replacement label in the same file takes the items they free.
+    voids = [row for row in good if row.record is not None and row.record.voided]
+    good = [row for row in good if row.record is not None and not row.record.voided]
+    voided_on: dict[str, int] = {}  # number -> the line of this file that voided it
+    for start in range(0, len(voids), ROWS_PER_BATCH):
+        _void_batch(channel=channel, csv_import=csv_import, rows=voids[start:start + ROWS_PER_BATCH],
+                    results=results, voided_on=voided_on, now=now)
+        if progress:
+            progress(len(results.by_line), len(rows))
     first_line_of_number: dict[str, int] = {}  # canonical number -> the line that created its shipment
     # Batches of rows in file order, each in its own transaction holding its orders locked: a long file never
     # holds an order for long, and a webhook or poll for the same order waits for one batch at most.
@@ -389,6 +429,45 @@ def _skip_if_known(row: CsvRow, state: str | None, results: _Results) -> bool:
     else:
         results.done(row, ALREADY)
     return True
+
+
+def _void_batch(
+    *, channel: Channel, csv_import: CsvImport, rows: Sequence[CsvRow], results: _Results,
+    voided_on: dict[str, int], now: datetime,
+) -> None:
+    """One batch of void rows, one transaction: each number withdrawn for the channel (channels.services); the
+    shipments cancelled are announced once, after the commit (their pushes cancel what was pushed). Voids are rare:
+    a few queries per row."""
+    keys = {row.line: dedupe_key(row.record) for row in rows if row.record is not None}
+    with transaction.atomic(), shipments_changed_batch():
+        known = _known_states(channel, list(keys.values()))
+        fresh: list[CsvRow] = []
+        for row in rows:
+            assert row.record is not None
+            number = row.record.tracking_number
+            if keys[row.line] in known:
+                results.done(row, ALREADY, f"tracking number {number} was voided by an earlier import")
+            elif number in voided_on:
+                results.done(row, ALREADY, f"tracking number {number} is voided on line {voided_on[number]}")
+            else:
+                voided_on[number] = row.line
+                fresh.append(row)
+        outcomes = external_shipments_void(
+            channel=channel, items=[(keys[row.line], row.record) for row in fresh if row.record is not None],
+            now=now, csv_import_id=csv_import.pk,
+        )
+        for row, outcome in zip(fresh, outcomes, strict=True):
+            assert row.record is not None
+            number = row.record.tracking_number
+            if outcome.outcome == "withdrawn":
+                results.done(row, VOIDED, f"tracking number {number} withdrawn" + (
+                    ": its shipment is cancelled" if outcome.shipment_id else ""))
+            elif outcome.outcome == "unknown":
+                results.done(row, NOTHING_TO_VOID, outcome.problem)
+            elif outcome.outcome == "already":
+                results.done(row, ALREADY, f"tracking number {number} was voided before")
+            else:  # duplicate: the same row stored meanwhile by a concurrent import
+                results.done(row, ALREADY, f"tracking number {number} was voided by an earlier import")
 
 
 def _waiting_reason(row: CsvRow) -> str:

@@ -12,7 +12,12 @@ left to ship. What is left of a line is its quantity minus
 - and what Genstore no longer counts as fulfillable for reasons no fulfillment explains (refunds, removals):
   `quantity - fulfillableQuantity` beyond the quantities of the mirrored fulfillments.
 Our own pushed shipments appear both as shipments and as Genstore fulfillments; matching by tracking number counts
-them once. A record repeating what a shipment already holds adds nothing, so replays and re-imports are harmless.
+them once. A channel label voided after its push (its shipment cancelled) still has a live Genstore fulfillment
+until OMA's push cancels it: that fulfillment ships nothing any more (it only explains why Genstore's
+`fulfillableQuantity` is down), so a replacement label reported with the void (one poll, one delivery, one file)
+takes its items at once, and its push runs the cancel first. The merchant's own Genstore fulfillments (source
+`genstore`) are never cancelled by OMA: theirs keep counting.
+A record repeating what a shipment already holds adds nothing, so replays and re-imports are harmless.
 Allocation runs with the order row locked (SELECT ... FOR UPDATE), so two channels reporting at once cannot both
 take the last item.
 """
@@ -32,7 +37,7 @@ from oma.core.bulk import AnyOf
 from oma.genstore.fulfillment_status import DEAD_FULFILLMENT_STATUSES
 from oma.orders.models import GenstoreFulfillment, LineItem, Order
 from oma.stores.models import Store
-from tracking.models import ShipmentLine
+from tracking.models import Shipment, ShipmentLine
 from tracking.numbers import normalize
 
 CANCELLED = "cancelled"  # tracking.vocabulary.Status.CANCELLED: a voided label; its items are free again
@@ -214,12 +219,15 @@ class OrderLedger:
         lines: Sequence[LedgerLine],
         held: dict[str, dict[int, int]],
         genstore_fulfilled: dict[str, dict[str, int]] | None = None,
+        voided: Iterable[str] = (),
     ) -> None:
         self.order = order
         self.lines = list(lines)
         self.held = held  # tracking number -> line item pk -> quantity, live shipments only
         # Genstore's fulfillments: normalized tracking number ("" when none) -> Genstore line item id -> quantity.
         self.genstore_fulfilled = genstore_fulfilled or {}
+        # The numbers of the order's voided channel labels: their Genstore fulfillments are going to be cancelled.
+        self.voided = set(voided)
         self._by_pk = {line.pk: line for line in self.lines}
         self._by_line_item_id = {line.line_item_id: line for line in self.lines}
         self._by_sku: dict[str, list[LedgerLine]] = defaultdict(list)
@@ -231,7 +239,7 @@ class OrderLedger:
 
     @classmethod
     def load(cls, orders: Sequence[Order | LockedOrder]) -> dict[int, OrderLedger]:
-        """Ledgers for many orders in three queries, whatever their number."""
+        """Ledgers for many orders in four queries, whatever their number."""
         pks = [order.pk for order in orders]
         lines: dict[int, list[LedgerLine]] = defaultdict(list)
         for line in map(LedgerLine._make, LineItem.objects.filter(AnyOf(F("order_id"), pks)).order_by("pk")
@@ -257,9 +265,19 @@ class OrderLedger:
                 if isinstance(item, dict) and item.get("id") is not None:
                     quantity = _as_int(item.get("quantity"))
                     fulfilled[order_id][normalize(number or "")][str(item["id"])] += quantity
+        # The same labels fulfillment.services.push.label_voided calls voided: it cancels their fulfillments.
+        voided: dict[int, set[str]] = defaultdict(set)
+        for order_id, number in (
+            Shipment.objects.filter(AnyOf(F("order_id"), pks), status=CANCELLED)
+            .exclude(source=Shipment.Source.GENSTORE)
+            .order_by()
+            .values_list("order_id", "tracking_number")
+        ):
+            voided[order_id].add(number)
         return {
             order.pk: cls(
-                order, lines[order.pk], dict(held[order.pk]), {k: dict(v) for k, v in fulfilled[order.pk].items()}
+                order, lines[order.pk], dict(held[order.pk]), {k: dict(v) for k, v in fulfilled[order.pk].items()},
+                voided[order.pk],
             )
             for order in orders
         }
@@ -273,13 +291,16 @@ class OrderLedger:
         return self.held.get(tracking_number, {}).get(line.pk, 0)
 
     def _fulfilled_on_genstore(self, line: LedgerLine) -> tuple[int, int]:
-        """(all of this line in Genstore fulfillments, the part under tracking numbers we do not track)."""
+        """(all of this line in live Genstore fulfillments, the part shipped under numbers we do not track).
+
+        A voided label's fulfillment is in the first (it is why fulfillableQuantity is down) but ships nothing:
+        its cancel is owed, and runs before the push of whatever takes its items."""
         ours = set(self.held)
         total = outside = 0
         for number, items in self.genstore_fulfilled.items():
             quantity = items.get(line.line_item_id, 0)
             total += quantity
-            if number not in ours:
+            if number not in ours and number not in self.voided:
                 outside += quantity
         return total, outside
 
@@ -376,8 +397,9 @@ class OrderLedger:
         held.update(allocation.totals)
 
     def release(self, tracking_number: str) -> None:
-        """A parcel was voided: its items are free again."""
+        """A parcel was voided: its items are free again (its Genstore fulfillment, if any, is being cancelled)."""
         self.held.pop(tracking_number, None)
+        self.voided.add(tracking_number)
 
     def line(self, pk: int) -> LedgerLine:
         return self._by_pk[pk]

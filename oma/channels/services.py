@@ -516,6 +516,54 @@ def withdraw_row(*, row: ExternalShipment, now: datetime) -> MatchOutcome:
     return MatchOutcome(outcome="withdrawn", shipment_id=shipment.pk)
 
 
+def external_shipments_void(
+    *,
+    channel: Channel,
+    items: Sequence[tuple[str, ExternalShipmentRecord]],
+    now: datetime,
+    csv_import_id: int | None = None,
+) -> list[MatchOutcome]:
+    """Voided labels a file reports (a tracking CSV's void rows), in the caller's transaction: each stored as a
+    voided record and withdrawn through withdraw_row, as a platform's void is, so a pushed fulfillment is cancelled
+    once by the push that follows. Outcomes: `withdrawn` (this channel's live records of the number withdrawn, and
+    its shipment cancelled when they made it: shipment_id), `already` (withdrawn before), `unknown` (the channel
+    never reported the number: the void is kept, with nothing to undo; `problem` says so), `duplicate` (the same
+    record stored before)."""
+    numbers = sorted({record.tracking_number[:64] for _, record in items})
+    states: dict[str, set[str]] = {}
+    for number, state in ExternalShipment.objects.filter(
+        AnyOf(F("tracking_number"), numbers), channel=channel, voided=False
+    ).order_by().values_list("tracking_number", "state"):
+        states.setdefault(number, set()).add(state)
+    outcomes = []
+    for key, record in items:
+        row = ExternalShipment(**external_shipment_values(channel=channel, record=record, key=key,
+                                                          csv_import_id=csv_import_id))
+        row.channel = channel
+        try:
+            with transaction.atomic():  # withdraw_row looks for this channel's other records of the number
+                row.save(force_insert=True)
+        except IntegrityError:  # stored meanwhile by a concurrent import of the same row
+            outcomes.append(MatchOutcome(outcome="duplicate"))
+            continue
+        outcome = withdraw_row(row=row, now=now)
+        known = states.get(row.tracking_number, set())
+        if known & {State.MATCHED, State.UNMATCHED}:
+            states[row.tracking_number] = {State.WITHDRAWN}
+        elif State.WITHDRAWN in known:
+            row.problem = ""  # not "from elsewhere": this channel's own label, voided before
+            outcome = MatchOutcome(outcome="already", shipment_id=outcome.shipment_id)
+        else:
+            elsewhere = "; its shipment came from elsewhere and was left as it is" if row.problem else ""
+            row.problem = (f"tracking number {row.tracking_number} was never reported by channel {channel.name}: "
+                           f"nothing to void{elsewhere}")
+            outcome = MatchOutcome(outcome="unknown", problem=row.problem)
+        row.save()
+        outcomes.append(MatchOutcome(outcome=outcome.outcome, problem=outcome.problem,
+                                     shipment_id=outcome.shipment_id, tracking_number=row.tracking_number))
+    return outcomes
+
+
 def _lock_and_match(*, row: ExternalShipment, lookup: OrderLookup | None, now: datetime) -> MatchOutcome:
     if lookup is None:
         row.state = State.UNMATCHED

@@ -255,6 +255,10 @@ def tracking_number_problem(number: str) -> str | None:
     return None
 
 
+# A shipment (label) status that means the label was voided: its tracking number is withdrawn (webhook, CSV).
+VOIDED_STATUSES = frozenset({"voided", "void", "cancelled", "canceled"})
+
+
 # Carrier names people and platforms write, to our carrier codes (the courier codes tracking detection uses).
 # Anything else becomes a lower-case code with underscores ("Canada Post" -> "canada_post").
 _CARRIER_ALIASES: dict[str, str] = {

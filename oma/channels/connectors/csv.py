@@ -8,6 +8,8 @@ Columns (header names are matched case-insensitively; common spellings are accep
   sku | line_item_id  optional: which item the row ships; blank: every item still left to ship
   quantity         optional: how many of that item; blank: all of it still left to ship
   shipped_at       optional: ISO 8601 date or date-time (without an offset it is read as UTC)
+  status           optional: the label's status; voided, void, cancelled or canceled (any case) withdraws the
+                   tracking number (the order may then be blank); any other value, or none, is an ordinary row
 
 Rows sharing an order and a tracking number make one shipment holding several items. This module only reads and
 checks rows; whether the order exists and what is left to ship are the import's business (csv_import.py).
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from oma.channels.connectors.base import (
+    VOIDED_STATUSES,
     Connector,
     ExternalShipmentRecord,
     LineRef,
@@ -30,7 +33,9 @@ from oma.channels.connectors.base import (
 )
 from tracking.numbers import normalize
 
-COLUMNS: tuple[str, ...] = ("order", "tracking_number", "carrier", "sku", "line_item_id", "quantity", "shipped_at")
+COLUMNS: tuple[str, ...] = (
+    "order", "tracking_number", "carrier", "sku", "line_item_id", "quantity", "shipped_at", "status",
+)
 REQUIRED_COLUMNS: tuple[str, ...] = ("order", "tracking_number")
 
 # Header spellings seen in exports from marketplaces, 3PLs and spreadsheets -> our column names.
@@ -65,12 +70,16 @@ _HEADER_ALIASES: dict[str, str] = {
     "shipped_on": "shipped_at",
     "shipdate": "shipped_at",
     "date_shipped": "shipped_at",
+    "shipment_status": "status",
+    "label_status": "status",
+    "shipping_status": "status",
 }
 _HEADER_SEPARATORS = re.compile(r"[\s\-.]+")
 _DELIMITERS = (",", ";", "\t", "|")
 
 MAX_FIELD_LENGTHS: dict[str, int] = {
     "order": 128, "sku": 128, "line_item_id": 64, "carrier": 64, "tracking_number": 128, "shipped_at": 64,
+    "status": 64,
 }
 MAX_QUANTITY = 100_000
 # ASCII only: int() also reads '١٢', '１２', '+1' and '1_000', and raises past 4300 digits.
@@ -210,20 +219,29 @@ def check_row(*, line: int, values: dict[str, str], now: datetime) -> CsvRow:
     quantity = _quantity(values["quantity"]) if values.get("quantity") else None
     sku, line_item_id = values.get("sku", ""), values.get("line_item_id", "")
     lines = (LineRef(line_item_id=line_item_id, sku=sku, quantity=quantity),) if (sku or line_item_id) else ()
+    status = values.get("status", "")
     record = ExternalShipmentRecord(
-        external_order_id=values["order"],
+        external_order_id=values.get("order", ""),
         tracking_number=normalize(values["tracking_number"]),
         carrier=carrier_code(values.get("carrier", "")),
         lines=lines,
         shipped_at=parse_shipped_at(values.get("shipped_at", "")),
+        status=status,
+        voided=is_void_status(status),
         source_ref=f"line {line}",
     )
     return CsvRow(line=line, values=values, record=record)
 
 
+def is_void_status(status: str) -> bool:
+    """A status saying the label was voided (the words channel webhooks use); anything else is an ordinary row."""
+    return status.strip().casefold() in VOIDED_STATUSES
+
+
 def _row_problem(values: dict[str, str], *, now: datetime) -> str | None:
     for column in REQUIRED_COLUMNS:
-        if not values.get(column):
+        # A void names its label by the number: withdrawing it needs no order.
+        if not values.get(column) and not (column == "order" and is_void_status(values.get("status", ""))):
             return f"{column} is empty (required)"
     for column, limit in MAX_FIELD_LENGTHS.items():
         if len(values.get(column, "")) > limit:

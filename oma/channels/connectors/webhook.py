@@ -36,6 +36,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from oma.channels.connectors.base import (
+    VOIDED_STATUSES,
     AddressInput,
     Connector,
     ExternalOrderInput,
@@ -62,7 +63,6 @@ SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # the spec allows 24 to 64
 TOLERANCE_SECONDS = 5 * 60
 MAX_SHIPMENTS = 500
-VOIDED_STATUSES = frozenset({"voided", "void", "cancelled", "canceled"})
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 # A quantity is counted in items; anything larger is a mistake (and would not fit the database's integer).
 MAX_QUANTITY = 1_000_000
