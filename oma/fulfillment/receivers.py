@@ -15,9 +15,11 @@ import logging
 from functools import partial
 
 from django.db import transaction
+from django.db.models import F
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
+from oma.core.bulk import AnyOf
 from oma.fulfillment.models import FulfillmentPush
 from oma.fulfillment.services.genstore_shipments import genstore_fulfillments_catch_up, genstore_fulfillments_track
 from oma.fulfillment.services.unified_status import orders_unified_status_refresh
@@ -67,7 +69,10 @@ def on_orders_changed(sender: object, *, store: Store, order_ids: list[int], **k
 
 def on_shipments_changed(sender: object, *, shipment_ids: list[int], **kwargs: object) -> None:
     """Shipments were added, linked to an order or changed status: recompute their orders' status, push them."""
-    rows = list(Shipment.objects.filter(pk__in=shipment_ids, order__isnull=False).values_list("pk", "order_id"))
+    # A batch's thousand ids as one array parameter (oma.core.bulk.AnyOf), not a thousand quoted placeholders.
+    rows = list(
+        Shipment.objects.filter(AnyOf(F("pk"), list(shipment_ids)), order__isnull=False).values_list("pk", "order_id")
+    )
     if not rows:
         return
     orders_unified_status_refresh(order_ids=sorted({order_id for _, order_id in rows}))

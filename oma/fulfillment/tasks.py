@@ -24,9 +24,10 @@ from datetime import timedelta
 
 from celery import Task, shared_task
 from celery.exceptions import MaxRetriesExceededError
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
+from oma.core.bulk import AnyOf, rows_insert
 from oma.core.leases import lease_take
 from oma.core.outbox import after_commit, enqueue_each_on_commit, publish_each
 from oma.fulfillment.models import FulfillmentPush, ReconcileRun
@@ -149,27 +150,34 @@ def shipments_push_enqueue(*, shipment_ids: Sequence[int], force: bool = False) 
 def _pushes_enqueue(shipment_ids: Sequence[int], *, force: bool = False, even_if_queued: bool = False) -> int:
     if not shipment_ids:
         return 0
+    # An import's batch of a thousand ids travels as one array parameter (oma.core.bulk.AnyOf).
     rows = list(
-        Shipment.objects.filter(pk__in=shipment_ids, order__isnull=False).values_list(
+        Shipment.objects.filter(AnyOf(F("pk"), list(shipment_ids)), order__isnull=False).values_list(
             "pk", "store_id", "order_id", "order__order_id"
         )
     )
-    FulfillmentPush.objects.bulk_create(
-        [
-            FulfillmentPush(
-                key=FulfillmentPush.key_for(store_id=store_id, order_id=order_code, shipment_id=pk),
-                store_id=store_id,
-                order_id=order_pk,
-                shipment_id=pk,
-                state=State.PENDING,
-            )
-            for pk, store_id, order_pk, order_code in rows
-        ],
-        ignore_conflicts=True,
-    )
     ids = [pk for pk, *_ in rows]
     # `queued_at` is the outbox's stamp: the beat (pushes_pending) leaves a push queued this recently to its task.
-    FulfillmentPush.objects.filter(shipment_id__in=ids, state=State.PENDING).update(queued_at=timezone.now())
+    now = timezone.now()
+    # The new intents in one statement of plain rows (oma.core.bulk: no model instance, no per-field preparation
+    # per row), born stamped; a push recorded before keeps its row (its key conflicts) and is stamped below, if
+    # pending (an import's new shipments have none: no second statement).
+    inserted = {
+        shipment_id for (shipment_id,) in rows_insert(
+            FulfillmentPush,
+            [
+                {"key": FulfillmentPush.key_for(store_id=store_id, order_id=order_code, shipment_id=pk),
+                 "store_id": store_id, "order_id": order_pk, "shipment_id": pk, "state": State.PENDING,
+                 "queued_at": now}
+                for pk, store_id, order_pk, order_code in rows
+            ],
+            conflict=("key",),
+            returning=("shipment_id",),
+        )
+    }
+    recorded = [pk for pk in ids if pk not in inserted]
+    if recorded:
+        FulfillmentPush.objects.filter(AnyOf(F("shipment_id"), recorded), state=State.PENDING).update(queued_at=now)
     if force:
         def not_queued(calls: list[tuple[object, ...]]) -> None:  # the broker is down: due again for the next beat
             FulfillmentPush.objects.filter(shipment_id__in=[call[0] for call in calls], state=State.PENDING).update(
@@ -180,9 +188,9 @@ def _pushes_enqueue(shipment_ids: Sequence[int], *, force: bool = False, even_if
         return len(ids)
 
     def drains_not_queued(store_ids: list[int]) -> None:  # the broker is down: due again for the next beat
-        FulfillmentPush.objects.filter(shipment_id__in=ids, store_id__in=store_ids, state=State.PENDING).update(
-            queued_at=None
-        )
+        FulfillmentPush.objects.filter(
+            AnyOf(F("shipment_id"), ids), store_id__in=store_ids, state=State.PENDING
+        ).update(queued_at=None)
 
     drains_enqueue(store_ids=[store_id for _, store_id, *_ in rows], even_if_queued=even_if_queued,
                    on_broker_down=drains_not_queued)

@@ -771,6 +771,15 @@ class GenstoreClient:
         data, _ = self._request("PUT", path, body=body)
         return parse_fulfillment(self._unwrap_object(data, "fulfillment", "PUT", path))
 
+    def update_shipment_status(self, fulfill_id: str, *, shipment_status: str) -> FulfillmentRecord:
+        """update_tracking with the shipmentStatus alone, the customer not notified. Assumption (contract Part B,
+        undocumented): update_tracking changes only the fields the body names, so the number, company and link stay
+        exactly as Genstore holds them (a fulfillment the merchant made, maybe edited a moment ago)."""
+        path = f"/fulfillments/{_segment(fulfill_id)}/update_tracking"
+        body = {"fulfillment": {"shipmentStatus": shipment_status, "notifyCustomer": False}}
+        data, _ = self._request("PUT", path, body=body)
+        return parse_fulfillment(self._unwrap_object(data, "fulfillment", "PUT", path))
+
     def cancel_fulfillment(self, fulfill_id: str) -> FulfillmentRecord:
         path = f"/fulfillments/{_segment(fulfill_id)}/cancel"
         data, _ = self._request("PUT", path, body={})

@@ -6,8 +6,9 @@ only breaks ties) and polled like any shipment. Its link to the fulfillment is i
 knowing it: the fulfill_id, `adopted`, state succeeded, Genstore's values as what was pushed and the shipment's own
 as the source. So the push machinery (services/push.py) has nothing to create and nothing to read: when the carrier
 moves the parcel on, the store's drain sends `update_tracking`, never backwards, and nothing when Genstore already
-says as much. (That update carries the number, company and link OMA would push too, so where Genstore spells them
-otherwise, "DHL Express" for DHL, the first update rewrites them: push.py's `_keep_current` owns that choice.)
+says as much. That update names the shipmentStatus alone (push.py's `_keep_status_current`): the number, company
+and link stay as the merchant wrote them ("DHL Express"), and a push racing a number they just changed never writes
+the old one back. A forced push that finds the fulfillment gone creates nothing in its place.
 
 The rules, in one place (`genstore_fulfillments_track`, a constant number of queries for any number of orders):
 
@@ -35,7 +36,8 @@ The rules, in one place (`genstore_fulfillments_track`, a constant number of que
 
 Sources: `orders_changed` (sweeps, orders/* webhooks, fresh reads by the push: all go through the order mirror)
 calls `genstore_fulfillments_track` for the changed orders (receivers.py); `order_fulfillments_record_and_track`
-mirrors an `orders/{id}/fulfillments` read and tracks it; and each successful sweep ends with
+mirrors an `orders/{id}/fulfillments` read and tracks it (push.py calls it for each of its reads); and each
+successful sweep ends with
 `genstore_fulfillments_catch_up`, which finds live mirrored fulfillments with a number and no shipment (an existing
 store's history, a lost hook) and links gone stale, a batch of orders at a time.
 """

@@ -13,10 +13,13 @@ reconciliation all call it. Its steps:
    tracking number. Only when none does: POST the fulfillment, its id saved at once.
 4. **Ambiguous writes.** A create answered by a timeout or a 5xx may have happened: list the order's fulfillments
    right away and adopt the one with our number; if it is not there, the push waits and the next attempt reads
-   again before writing. Nothing is ever created twice, whatever point a worker is killed at.
+   again before writing. Nothing is ever created twice, whatever point a worker is killed at. Every read of an
+   order's fulfillments is mirrored whole and tracks the merchant's own ones (a source for genstore_shipments).
 5. **Keep current.** `update_tracking` when Genstore's tracking number, company, URL or `shipmentStatus` differs
    from what OMA wants, and only forwards: a status that would move the fulfillment backwards (a late
-   `in_transit` after `delivered`) is kept in `held_back_shipment_status`, not pushed.
+   `in_transit` after `delivered`) is kept in `held_back_shipment_status`, not pushed. A `genstore` shipment (a
+   fulfillment the merchant made in Genstore, services/genstore_shipments.py) gets its shipmentStatus alone: the
+   number, company and link stay the merchant's, and OMA never creates or re-creates a fulfillment for it.
 6. **Refusals.** A 400/422 (or 401/403/404) marks the push failed with Genstore's message, for the merchant to see;
    it is tried again only when the shipment or the order changes, or someone asks. Transient trouble (429, 5xx,
    timeouts) leaves it pending with a backoff.
@@ -68,6 +71,7 @@ from oma.core.outbox import after_commit
 from oma.core.retry import RetryPolicy
 from oma.fulfillment.models import LOG_LIMIT, FulfillmentPush
 from oma.fulfillment.plan import PushPlan, find_ours, furthest_shipment_status, push_plan_for
+from oma.fulfillment.services.genstore_shipments import order_fulfillments_record_and_track
 from oma.fulfillment.services.unified_status import orders_unified_status_refresh
 from oma.fulfillment.status import DEAD_FULFILLMENT_STATUSES
 from oma.fulfillment.tracking_links import tracking_page_url_for
@@ -85,11 +89,14 @@ from oma.orders.services import order_fulfillment_record, order_upsert
 from oma.stores.models import Store
 from oma.stores.services import genstore_client_for
 from tracking.models import Shipment, ShipmentLine
+from tracking.numbers import canonical, normalize
 from tracking.vocabulary import Status
 
 logger = logging.getLogger(__name__)
 
 State = FulfillmentPush.State
+# A shipment tracked from a fulfillment the merchant made in Genstore (services/genstore_shipments.py).
+GENSTORE = Shipment.Source.GENSTORE
 
 # A push whose worker has held it this long without finishing is presumed dead (SQLite lease; PostgreSQL uses
 # its advisory lock and only needs this for the beat to notice an abandoned row).
@@ -233,6 +240,18 @@ def _mirror(*, store: Store, order: Order, record: FulfillmentRecord) -> None:
 
 def _refresh_order(*, store: Store, order: Order, record: OrderRecord) -> Order:
     return order_upsert(store=store, record=record).order
+
+
+def _list_fulfillments(*, genstore: _Genstore, store: Store, order: Order) -> list[FulfillmentRecord]:
+    """GET the order's fulfillments, every one mirrored, and those the merchant made in Genstore tracked
+    (genstore_shipments: this read is one of its sources). The tracking never fails the push that read them: the
+    sweep's catch-up does it again."""
+    records = genstore.client.list_fulfillments(order.order_id)
+    try:
+        order_fulfillments_record_and_track(store=store, order=order, records=records)
+    except Exception:
+        logger.exception("tracking the Genstore fulfillments of order %s failed", order.order_id)
+    return records
 
 
 def _current_of(push: FulfillmentPush, record: FulfillmentRecord | None) -> dict[str, str]:
@@ -412,16 +431,21 @@ def _execute(
             raise _Refused(PushResult.SKIPPED, f"Genstore not updated: {plan.skip_reason}")
         record = None
         if verify:
-            listed = genstore.client.list_fulfillments(order.order_id)
+            listed = _list_fulfillments(genstore=genstore, store=store, order=order)
             record = next((r for r in listed if r.fulfill_id == push.fulfill_id), None)
+            if record is None and shipment.source == GENSTORE:
+                raise _Refused(
+                    PushResult.SKIPPED,
+                    f"fulfillment {push.fulfill_id} is gone from Genstore: it was made there, not by OMA, so OMA "
+                    "creates none in its place",
+                )
             if record is None:
                 _log(push, f"fulfillment {push.fulfill_id} is gone from Genstore: pushing the shipment anew")
                 push.fulfill_id, push.adopted, push.create_sent_at = "", False, None
                 _save(push, "fulfill_id", "adopted", "create_sent_at")
-            else:
-                _mirror(store=store, order=order, record=record)
         if push.fulfill_id:
-            return _keep_current(push=push, plan=plan, record=record, genstore=genstore, result=PushResult.UNCHANGED)
+            return _keep_current(push=push, plan=plan, shipment=shipment, record=record, genstore=genstore,
+                                 result=PushResult.UNCHANGED)
 
     # A voided label of this order may still hold these items in Genstore: its cancel goes first. The mirror's
     # quantities predate that cancel, so the fresh read below judges them.
@@ -437,16 +461,26 @@ def _execute(
     # Read before create: the fresh order (statuses, quantities, its fulfillments), into the mirror as well.
     fresh = genstore.client.get_order(order.order_id)
     order = _refresh_order(store=store, order=order, record=fresh)
-    records = list(fresh.fulfillments) if fresh.has_fulfillments else genstore.client.list_fulfillments(order.order_id)
+    records = (
+        list(fresh.fulfillments) if fresh.has_fulfillments
+        else _list_fulfillments(genstore=genstore, store=store, order=order)
+    )
     plan = _load_plan(store=store, order=order, shipment=shipment, push=push)
     ours = find_ours(records, shipment.tracking_number)
     if ours is not None:
-        return _adopt(push=push, store=store, order=order, plan=plan, record=ours, genstore=genstore)
+        return _adopt(push=push, store=store, order=order, shipment=shipment, plan=plan, record=ours,
+                      genstore=genstore)
 
     if plan.skip_reason or plan.create_skip_reason:
         raise _Refused(PushResult.SKIPPED, plan.skip_reason or plan.create_skip_reason)
     if plan.create_fail_reason:
         raise _Refused(PushResult.FAILED, plan.create_fail_reason)
+    if shipment.source == GENSTORE:
+        raise _Refused(
+            PushResult.SKIPPED,
+            "no live Genstore fulfillment carries this number: the shipment was tracked from a fulfillment made in "
+            "Genstore, and OMA never creates one for it",
+        )
 
     # The intent, as sent, is on the row before the request leaves.
     push.create_sent_at = timezone.now()
@@ -474,24 +508,26 @@ def _execute(
         # It may have happened: read before writing again.
         _log(push, f"create unanswered ({exc}); reading the order's fulfillments")
         try:
-            listed = genstore.client.list_fulfillments(order.order_id)
+            listed = _list_fulfillments(genstore=genstore, store=store, order=order)
         except GenstoreError:
             raise exc from None
         ours = find_ours(listed, shipment.tracking_number)
         if ours is None:
             raise
-        return _adopt(push=push, store=store, order=order, plan=plan, record=ours, genstore=genstore, after_error=True)
+        return _adopt(push=push, store=store, order=order, shipment=shipment, plan=plan, record=ours,
+                      genstore=genstore, after_error=True)
     push.fulfill_id = created.fulfill_id
     _log(push, f"created fulfillment {created.fulfill_id}")
     _save(push, "fulfill_id")
     return _keep_current(
-        push=push, plan=plan, record=created, genstore=genstore, result=PushResult.CREATED, mirror_record=True
+        push=push, plan=plan, shipment=shipment, record=created, genstore=genstore, result=PushResult.CREATED,
+        mirror_record=True,
     )
 
 
 def _adopt(
-    *, push: FulfillmentPush, store: Store, order: Order, plan: PushPlan, record: FulfillmentRecord,
-    genstore: _Genstore, after_error: bool = False,
+    *, push: FulfillmentPush, store: Store, order: Order, shipment: Shipment, plan: PushPlan,
+    record: FulfillmentRecord, genstore: _Genstore, after_error: bool = False,
 ) -> PushResult:
     if (record.status or "") in DEAD_FULFILLMENT_STATUSES:
         raise _Refused(
@@ -515,15 +551,16 @@ def _adopt(
     if plan.skip_reason:
         raise _Refused(PushResult.SKIPPED, f"Genstore not updated: {plan.skip_reason}")
     result = PushResult.ADOPTED if push.adopted else PushResult.CREATED
-    return _keep_current(push=push, plan=plan, record=record, genstore=genstore, result=result)
+    return _keep_current(push=push, plan=plan, shipment=shipment, record=record, genstore=genstore, result=result)
 
 
 def _keep_current(
-    *, push: FulfillmentPush, plan: PushPlan, record: FulfillmentRecord | None, genstore: _Genstore,
-    result: PushResult, mirror_record: bool = False,
+    *, push: FulfillmentPush, plan: PushPlan, shipment: Shipment, record: FulfillmentRecord | None,
+    genstore: _Genstore, result: PushResult, mirror_record: bool = False,
 ) -> PushResult:
     """update_tracking if Genstore differs from the plan (never backwards); mark the push succeeded.
-    `mirror_record`: `record` is not in the order mirror yet (a fresh create): mirror whichever version is last."""
+    `mirror_record`: `record` is not in the order mirror yet (a fresh create): mirror whichever version is last.
+    A `genstore` shipment's fulfillment is the merchant's: only its shipmentStatus is moved (`_keep_status_current`)."""
     current = _current_of(push, record)
     if current["status"] in DEAD_FULFILLMENT_STATUSES:
         raise _Refused(
@@ -538,6 +575,9 @@ def _keep_current(
         else:
             push.held_back_shipment_status = plan.shipment_status
             _log(push, f"{plan.shipment_status} not pushed: Genstore is already at {baseline}")
+    if shipment.source == GENSTORE:
+        return _keep_status_current(push=push, shipment=shipment, current=current, target=target, record=record,
+                                    genstore=genstore, result=result, mirror_record=mirror_record)
     wanted = {
         "tracking_number": plan.tracking_number,
         "tracking_company": plan.tracking_company,
@@ -567,7 +607,59 @@ def _keep_current(
     push.tracking_number, push.tracking_company, push.tracking_url = (
         plan.tracking_number, plan.tracking_company, plan.tracking_url,
     )
-    push.shipment_status = target
+    return _succeeded(push, shipment_status=target, result=result)
+
+
+def _keep_status_current(
+    *, push: FulfillmentPush, shipment: Shipment, current: dict[str, str], target: str,
+    record: FulfillmentRecord | None, genstore: _Genstore, result: PushResult, mirror_record: bool,
+) -> PushResult:
+    """The merchant's own fulfillment (a `genstore` shipment): its number, company and link are theirs, as they
+    spell them ("DHL Express"); OMA moves only its shipmentStatus, forward, with an update_tracking that names
+    nothing else. So a push that runs after the merchant changed the number in Genstore, and before OMA read the
+    order again, cannot write the old number back. Nor is the old parcel's status written onto another number:
+    not when the mirror shows the change already, and an answer showing it (the change came in between) ends
+    the push, the fulfillment mirrored, for the tracker to retire this shipment."""
+    if not _carries(current["tracking_number"], shipment):
+        raise _Refused(PushResult.SKIPPED, _number_moved(push, current["tracking_number"], shipment))
+    if target and target != (current["shipment_status"] or ""):
+        record, mirror_record = genstore.client.update_shipment_status(push.fulfill_id, shipment_status=target), True
+        _log(push, f"update_tracking (shipmentStatus only): {current['shipment_status'] or '-'} -> {target}")
+        if result == PushResult.UNCHANGED:
+            result = PushResult.UPDATED
+        if not _carries(record.tracking_number or "", shipment):
+            _mirror(store=push.store, order=push.order, record=record)
+            push.shipment_status = record.shipment_status or ""
+            _save(push, "shipment_status")
+            raise _Refused(PushResult.SKIPPED, _number_moved(push, record.tracking_number or "", shipment))
+    if mirror_record and record is not None:
+        _mirror(store=push.store, order=push.order, record=record)
+    # What Genstore holds is what this row says was pushed: the merchant's values, as Genstore answered them.
+    held = _current_of(push, record) if record is not None else current
+    push.tracking_number, push.tracking_company, push.tracking_url = (
+        held["tracking_number"], held["tracking_company"], held["tracking_url"],
+    )
+    return _succeeded(push, shipment_status=target, result=result)
+
+
+def _carries(genstore_number: str, shipment: Shipment) -> bool:
+    """Whether the number Genstore holds (as spelled there) is the shipment's (normalized, maybe canonical)."""
+    number = normalize(genstore_number)
+    if not number:
+        return False
+    return number == shipment.tracking_number or canonical(number, carrier=shipment.carrier) == shipment.tracking_number
+
+
+def _number_moved(push: FulfillmentPush, number: str, shipment: Shipment) -> str:
+    return (
+        f"Genstore fulfillment {push.fulfill_id} now carries {number.strip() or 'no tracking number'}, not "
+        f"{shipment.tracking_number}: its status is not pushed (the merchant changed it in Genstore; this shipment "
+        "is retired when OMA reads the order again)"
+    )
+
+
+def _succeeded(push: FulfillmentPush, *, shipment_status: str, result: PushResult) -> PushResult:
+    push.shipment_status = shipment_status
     push.state = State.SUCCEEDED
     push.state_reason = ""
     push.last_error = ""
@@ -624,8 +716,8 @@ def _cancels_first(*, push: FulfillmentPush, order: Order, genstore: _Genstore) 
     return bool(owed)
 
 
-def _read_fulfillment(genstore: _Genstore, order: Order, fulfill_id: str) -> FulfillmentRecord | None:
-    listed = genstore.client.list_fulfillments(order.order_id)
+def _read_fulfillment(genstore: _Genstore, store: Store, order: Order, fulfill_id: str) -> FulfillmentRecord | None:
+    listed = _list_fulfillments(genstore=genstore, store=store, order=order)
     return next((record for record in listed if record.fulfill_id == fulfill_id), None)
 
 
@@ -646,7 +738,7 @@ def _cancel_voided(
         # Never pushed: nothing to undo, unless a create may have reached Genstore (or someone asks to check).
         if not (push.create_sent_at or verify):
             raise _Refused(PushResult.SKIPPED, skip_reason)
-        record = find_ours(genstore.client.list_fulfillments(order.order_id), shipment.tracking_number)
+        record = find_ours(_list_fulfillments(genstore=genstore, store=store, order=order), shipment.tracking_number)
         if record is None or _dead(record):
             raise _Refused(PushResult.SKIPPED, f"{skip_reason}; no live Genstore fulfillment carries its number")
         push.fulfill_id = record.fulfill_id
@@ -654,7 +746,7 @@ def _cancel_voided(
         _save(push, "fulfill_id")
     elif push.cancel_sent_at or verify:
         # An earlier cancel may have been applied without our hearing of it: read before writing again.
-        record = _read_fulfillment(genstore, order, push.fulfill_id)
+        record = _read_fulfillment(genstore, store, order, push.fulfill_id)
         if record is None:
             return done(record=None, message=f"fulfillment {push.fulfill_id} is gone from Genstore")
     else:
@@ -675,7 +767,7 @@ def _cancel_voided(
         # A refusal may be Genstore saying it is cancelled already (our earlier PUT did land): look.
         _log(push, f"cancel refused ({exc}); reading the fulfillment back")
         try:
-            record = _read_fulfillment(genstore, order, push.fulfill_id)
+            record = _read_fulfillment(genstore, store, order, push.fulfill_id)
         except GenstoreError:
             raise exc from None
         if record is None:

@@ -14,8 +14,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from django.db import OperationalError, connection
+from django.db.models import F
 
-from oma.core.bulk import rows_update
+from oma.core.bulk import AnyOf, rows_update
 from oma.core.locking import lost_a_lock_race
 from oma.core.retry import RetryPolicy
 from oma.fulfillment.status import (
@@ -97,31 +98,31 @@ def _unified_status_changes(chunk: Sequence[int]) -> dict[tuple[str, str], list[
     orders = {
         pk: (financial, fulfillment, cancelled_at, cancel_reason, current, current_reason)
         for pk, financial, fulfillment, cancelled_at, cancel_reason, current, current_reason
-        in Order.objects.filter(pk__in=chunk).values_list(
+        in Order.objects.filter(AnyOf(F("pk"), list(chunk))).values_list(
             "pk", "financial_status", "fulfillment_status", "cancelled_at", "cancel_reason", "unified_status",
             "unified_status_reason",
         )
     }
     lines: dict[int, list[LineFacts]] = defaultdict(list)
     for order_id, line_item_id, quantity, fulfillable, requires_shipping in LineItem.objects.filter(
-        order_id__in=chunk
+        AnyOf(F("order_id"), list(chunk))
     ).order_by("pk").values_list("order_id", "line_item_id", "quantity", "fulfillable_quantity", "requires_shipping"):
         lines[order_id].append(LineFacts(line_item_id, quantity, fulfillable, requires_shipping))
     fulfillments: dict[int, list[FulfillmentFacts]] = defaultdict(list)
     for order_id, number, status, shipment_status, items in GenstoreFulfillment.objects.filter(
-        order_id__in=chunk
+        AnyOf(F("order_id"), list(chunk))
     ).values_list("order_id", "tracking_number", "status", "shipment_status", "line_items"):
         fulfillments[order_id].append(
             FulfillmentFacts(number, status, shipment_status, _fulfillment_lines(items))
         )
     shipment_rows = list(
-        Shipment.objects.filter(order_id__in=chunk).values_list(
+        Shipment.objects.filter(AnyOf(F("order_id"), list(chunk))).values_list(
             "pk", "order_id", "tracking_number", "status", "substatus", "carrier"
         )
     )
     shipment_lines: dict[int, list[tuple[str, int]]] = defaultdict(list)
     for shipment_id, line_item_id, quantity in ShipmentLine.objects.filter(
-        shipment_id__in=[row[0] for row in shipment_rows]
+        AnyOf(F("shipment_id"), [row[0] for row in shipment_rows])
     ).order_by("pk").values_list("shipment_id", "line_item__line_item_id", "quantity"):
         shipment_lines[shipment_id].append((line_item_id, quantity))
     shipments: dict[int, list[ShipmentFacts]] = defaultdict(list)
