@@ -169,10 +169,11 @@ def _metrics(web: Web) -> dict[str, float]:
 
 
 def _other_backends() -> int:
-    """Connections to the test database besides this test's own."""
+    """Client connections to the test database besides this test's own (not autovacuum's workers)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend'"
         )
         return int(cursor.fetchone()[0])
 
