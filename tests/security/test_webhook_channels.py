@@ -73,7 +73,9 @@ def answer(response: Any) -> tuple[int, bytes, list[tuple[str, str]]]:
         ("leading plus", "+" + str(int(time.time()))),
         ("underscores", f"{int(time.time()):_}"),
     ],
-    ids=lambda value: value if len(value) < 20 and value.isascii() else "",
+    # Named by the case alone: a timestamp in the id would differ between pytest-xdist workers collecting a second
+    # apart, and xdist refuses to run when its workers collect different tests.
+    ids=lambda value: value if value.isalpha() or " " in value else "",
 )
 def test_channel_webhook_answers_401_to_a_timestamp_that_is_not_1_to_12_ascii_digits(http, channel, case, timestamp):
     body = json.dumps(PAYLOAD).encode()
