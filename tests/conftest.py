@@ -1,20 +1,28 @@
 """The whole suite's hooks and fixtures: which services the run has, and how pytest-xdist shares the tests out.
 
 `make test` runs the suite in several xdist workers (`--dist loadgroup`). Each worker has its own test database and
-Redis database (tests/services.py, tests/settings.py), and every server a test starts listens on a free port, so
-tests need not know about the others. Two things are ordered here: heavy tests (real workers, servers, faults,
-acceptance volumes) start first, so that the run does not end waiting for one long test, and tests that share one
-expensive session fixture (Chromium) run in one worker.
+Redis database (tests/services.py, tests/settings.py; the databases are copies of one migrated once:
+tests/dbtemplate.py), and every server a test starts listens on a free port, so tests need not know about the
+others. Two things are ordered here: heavy tests (real workers, servers, faults, acceptance volumes) start first,
+so that the run does not end waiting for one long test, and tests that share one expensive session fixture
+(Chromium) run in one worker.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
-from tests.services import HAVE_POSTGRES, HAVE_REDIS
+from tests import dbtemplate
+from tests.services import HAVE_POSTGRES, HAVE_REDIS, XDIST_WORKER
+
+# `--cpu-report`: CPU per test file (tests/cpu_report.py).
+pytest_plugins = ("tests.cpu_report",)
 
 # Tests that start processes or push volumes: markers and the fixtures that start real servers.
 HEAVY_MARKERS = ("slow", "faults")
@@ -34,6 +42,37 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"oma services: PostgreSQL {'yes' if HAVE_POSTGRES else 'NO (SQLite; postgres tests skipped)'}, "
         f"Redis {'yes' if HAVE_REDIS else 'NO (redis tests skipped)'}"
     ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The xdist controller names the template database its workers copy theirs from (tests/dbtemplate.py).
+    if HAVE_POSTGRES and _starts_xdist_workers(config):
+        os.environ[dbtemplate.ENV] = dbtemplate.template_name()
+        config.stash[_template_key] = os.environ[dbtemplate.ENV]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _template_key in config.stash:
+        dbtemplate.drop(config.stash[_template_key])
+
+
+_template_key = pytest.StashKey[str]()
+
+
+def _starts_xdist_workers(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", 0)) and getattr(
+        config.option, "dist", "no") != "no"
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None,
+                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    """pytest-django's hook before it creates the test database: an xdist worker's is a copy of the template."""
+    name = os.environ.get(dbtemplate.ENV)
+    if XDIST_WORKER and name and connection.vendor == "postgresql":
+        shared = Path(tmp_path_factory.getbasetemp()).parent  # the controller's: every worker's basetemp is in it
+        if dbtemplate.prepare(name, lock_dir=shared):
+            settings.DATABASES["default"]["TEST"]["TEMPLATE"] = name
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-django's own ordering

@@ -30,6 +30,8 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     # data is thrown away, and a clean stop of the server (the fault battery's private one too) still writes every
     # commit. Per connection, so the shared server's settings are untouched; subprocesses load this file too.
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c synchronous_commit=off"
+    # Django's PostgreSQL backend with a cheaper flush after each transactional test (tests/pgbackend/base.py).
+    DATABASES["default"]["ENGINE"] = "tests.pgbackend"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {}
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("OMA_TEST_SQLITE_FILE", "")} if os.environ.get(

@@ -50,13 +50,16 @@ def test_full_sweep_of_every_order_then_nothing_then_exactly_the_100_changed(red
 
 
 @pytest.mark.slow
-def test_small_bucket_sweep_paces_itself(redis_client):
-    sandbox = start_sandbox(orders=3000, rate_limit=(5, 1.0))
+def test_small_bucket_sweep_paces_itself(redis_client, settings):
+    # The bucket counts requests, not orders: 12 pages of 100 against a bucket of 5 (7 pages must wait for it) prove
+    # what 3,000 orders at 250 a page did, for two fifths of the orders to generate, parse and store.
+    settings.OMA_SWEEP_PAGE_SIZE = 100
+    sandbox = start_sandbox(orders=1200, rate_limit=(5, 1.0))
     try:
         store = connect(sandbox, rate_limit=(5, 1.0))
         run = orders_sweep(store=store, kind=SyncRun.Kind.FULL)
         assert run.state == SyncRun.State.SUCCEEDED, run.error_message
-        assert run.created == 3000
+        assert (run.created, run.pages) == (1200, 12)
         assert sandbox.stats("shop1")["rate_limited"] <= 3
         assert mirror_differences(sandbox, store) == []
     finally:
