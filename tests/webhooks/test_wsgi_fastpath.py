@@ -180,6 +180,8 @@ def _other_backends() -> int:
 
 @pytest.mark.postgres
 def test_deliveries_through_gunicorn_take_the_fast_path_and_get_every_answer_of_the_view(web: Web) -> None:
+    # Connections this xdist worker's earlier tests left in their own threads count before the first request too.
+    before_requests = _other_backends()
     body = encode(order_json("5001"))
     accepted = web.deliver(body, **{"X-Request-ID": "req-accepted-1"})
     assert (accepted.status, accepted.json(), accepted.handler) == (200, {"status": "accepted"}, "fast")
@@ -215,7 +217,7 @@ def test_deliveries_through_gunicorn_take_the_fast_path_and_get_every_answer_of_
     assert (wrong_host.status, wrong_host.handler) == (400, "fast")
     # CONN_MAX_AGE=0: Django's request_finished closed each request's database connection (checked before any
     # request takes the full stack, whose signals would close them too).
-    wait_until(lambda: _other_backends() == 0, timeout=10, what="the web server's connections closed")
+    wait_until(lambda: _other_backends() <= before_requests, timeout=10, what="the web server's connections closed")
     # Any other method gets the full stack, and the view's 405.
     for method in ("GET", "PUT"):
         refused = web.request(method, URL, body)
