@@ -21,7 +21,6 @@ from django.core.management import call_command
 from django.db.models import Count
 from django.utils import timezone
 
-from oma.celery import app
 from oma.fulfillment.models import FulfillmentPush
 from oma.fulfillment.pushed_status import shipment_status_for
 from oma.fulfillment.reconciliation import Finding, store_reconcile
@@ -31,6 +30,7 @@ from oma.genstore.carriers import tracking_company_for
 from oma.orders.models import SyncRun
 from oma.orders.services import orders_sweep
 from oma.orders.tasks import sweep_store
+from tests.faults.processes import celery_app_publishing_to
 from tests.fixtures_celery import (  # noqa: F401 (fixtures)
     CeleryWorker,
     celery_worker_factory,
@@ -63,15 +63,8 @@ WORKER_SETTINGS = {
 @pytest.fixture
 def broker(private_redis) -> Iterator[str]:  # noqa: F811
     """This process publishes to the test's own Redis, where the workers listen."""
-    url = private_redis.url()
-    saved = {name: app.conf[name] for name in ("broker_url", "broker_write_url", "broker_read_url")}
-    app.conf.update(broker_url=url, broker_write_url=url, broker_read_url=url)
-    app._pool = None
-    app.amqp._producer_pool = None
-    yield url
-    app.conf.update(saved)
-    app._pool = None
-    app.amqp._producer_pool = None
+    with celery_app_publishing_to(private_redis.url()):
+        yield private_redis.url()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from oma.fulfillment.reconciliation import FINDING_TITLES, Finding, reconcile_ru
 from oma.fulfillment.services.push import PushResult, shipment_push
 from oma.fulfillment.tasks import reconcile_all_stores
 from oma.stores.models import Store
+from tests.faults.processes import celery_app_publishing_to
 from tests.fixtures_celery import (  # noqa: F401 (fixtures)
     celery_worker_factory,
     private_redis,
@@ -65,15 +66,8 @@ def test_the_nightly_entry_runs_once_a_day_on_the_sweeps_queue(db):
 @pytest.fixture
 def broker(private_redis) -> Iterator[str]:  # noqa: F811
     """This process publishes to the test's own Redis, where the worker listens."""
-    url = private_redis.url()
-    saved = {name: app.conf[name] for name in ("broker_url", "broker_write_url", "broker_read_url")}
-    app.conf.update(broker_url=url, broker_write_url=url, broker_read_url=url)
-    app._pool = None
-    app.amqp._producer_pool = None
-    yield url
-    app.conf.update(saved)
-    app._pool = None
-    app.amqp._producer_pool = None
+    with celery_app_publishing_to(private_redis.url()):
+        yield private_redis.url()
 
 
 @pytest.mark.slow

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from oma.celery import app
 from oma.channels.models import Channel, ExternalShipment
 from oma.channels.sandbox.server import ShipStationSandbox, demo_tracking_number
 from oma.channels.services import channel_create, channel_poll
@@ -22,6 +21,7 @@ from oma.fulfillment.reconciliation import Finding, store_reconcile
 from oma.fulfillment.services.push import pushes_pending
 from oma.fulfillment.tasks import push_pending
 from oma.orders.models import Order
+from tests.faults.processes import celery_app_publishing_to
 from tests.fixtures_celery import (  # noqa: F401 (fixtures)
     CeleryWorker,
     celery_worker_factory,
@@ -42,15 +42,8 @@ State = FulfillmentPush.State
 @pytest.fixture
 def broker(private_redis) -> Iterator[str]:  # noqa: F811
     """This process publishes to the test's own Redis, where the worker listens."""
-    url = private_redis.url()
-    saved = {name: app.conf[name] for name in ("broker_url", "broker_write_url", "broker_read_url")}
-    app.conf.update(broker_url=url, broker_write_url=url, broker_read_url=url)
-    app._pool = None
-    app.amqp._producer_pool = None
-    yield url
-    app.conf.update(saved)
-    app._pool = None
-    app.amqp._producer_pool = None
+    with celery_app_publishing_to(private_redis.url()):
+        yield private_redis.url()
 
 
 @pytest.fixture
