@@ -205,14 +205,14 @@ def test_learning_converges_on_the_sandboxs_200_at_20_and_a_second_process_reads
     handle = f"learn{uuid.uuid4().hex[:6]}"
     with GenstoreSandbox(orders=1, seed=1, shops=(handle,), rate_limit=(200, 20.0), access_token=SANDBOX_TOKEN,
                          client_secret=SANDBOX_SECRET) as sandbox:
-        started = time.monotonic()
-        deadline = started + 8
+        deadline = time.monotonic() + 30  # a safety valve only: how fast it learns is bench/push.py's figure
         answers = _hammer(sandbox, handle, bucket, threads=6,
                           until=lambda: bucket.learned(KEY) == (200, 20.0) or time.monotonic() > deadline)
-        seconds = time.monotonic() - started
         assert bucket.learned(KEY) == (200, 20.0), bucket.learned(KEY)
-        # The first 200 answers spend the full bucket; a window of ~30 regained tokens (1.5 s at 20/s) measures it.
-        assert answers <= 200 + 80 and seconds < 4, (answers, seconds)
+        # Counted in answers, not seconds, so a loaded machine cannot fail it: the first 200 spend the full bucket and
+        # a window of ~30 regained tokens measures the refill. Learning within the first 10 s of the store's own
+        # refill (200 more) is the bound bench/push.py's "after the first 10 s" relies on.
+        assert answers <= 200 + 20 * 10, answers
         assert sandbox.stats(handle)["rate_limited"] == 0
 
     # Another process (a Celery worker elsewhere) reads the same figures from Redis, and paces by them.
