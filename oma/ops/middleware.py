@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 GENSTORE_WEBHOOK_VIEW = "webhooks:genstore"
 CHANNEL_WEBHOOK_VIEW = "channels:webhook"
+_SHOP_DOMAIN_META = "HTTP_" + HEADER_SHOP_DOMAIN.upper().replace("-", "_")
 _STORE_CACHE_SECONDS = 60.0
 _store_ids: dict[str, tuple[float, int | None]] = {}
 _store_ids_lock = threading.Lock()
@@ -77,8 +78,11 @@ class OpsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = (request.headers.get("X-Request-ID") or "")[:64] or uuid.uuid4().hex[:12]
-        domain = request.headers.get(HEADER_SHOP_DOMAIN, "")
+        # request.META, not request.headers: the first read of request.headers parses every header of the request,
+        # which on the webhook path (nothing else reads them) was about a tenth of a delivery's CPU.
+        meta = request.META
+        request_id = (meta.get("HTTP_X_REQUEST_ID") or "")[:64] or uuid.uuid4().hex[:12]
+        domain = meta.get(_SHOP_DOMAIN_META, "")
         store_id = store_id_for_domain(domain) if domain and request.method == "POST" else None
         token = bind_log_context(request_id=request_id, store_id=store_id)
         try:
