@@ -36,6 +36,7 @@ import csv
 import io
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -231,8 +232,24 @@ class ChildRun:
     rss_before_mb: float = 0.0
     rss_peak_mb: float = 0.0
     queries: int = 0
+    query_wait: dict[str, float] = field(default_factory=dict)  # database wait per statement kind (`_statement_kind`)
     batch_queries: list[int] = field(default_factory=list)
     outcome: dict[str, Any] = field(default_factory=dict)
+
+
+_STATEMENT = re.compile(r'^\s*(SELECT|INSERT INTO|UPDATE|DELETE FROM|WITH|COPY|SAVEPOINT|RELEASE|BEGIN|COMMIT)\b'
+                        r'(?:.*?\b(?:FROM|INTO|UPDATE)\s+"?(\w+)"?)?', re.IGNORECASE | re.DOTALL)
+
+
+def _statement_kind(sql: str) -> str:
+    """`INSERT INTO tracking_shipment`, `SELECT orders_order`...: the verb and the first table it names."""
+    match = _STATEMENT.match(sql[:2000])
+    if match is None:
+        return sql.split(None, 1)[0].upper() if sql.strip() else "?"
+    verb, table = match.group(1).upper(), match.group(2)
+    if verb.startswith(("INSERT", "UPDATE", "DELETE")):
+        table = re.match(r'^\s*\w+(?:\s+\w+)?\s+"?(\w+)"?', sql).group(1)  # type: ignore[union-attr]
+    return f"{verb} {table}" if table else verb
 
 
 def run_child(kind: str, *, path: Path, store_id: int, channel_id: int, profile: Path | None) -> ChildRun:
@@ -278,7 +295,10 @@ def child_main(kind: str, *, path: Path, store_id: int, channel_id: int, profile
         try:
             return execute(sql, params, many, context)
         finally:
-            run.database_wait_seconds += time.perf_counter() - started
+            waited = time.perf_counter() - started
+            run.database_wait_seconds += waited
+            kind = _statement_kind(sql)
+            run.query_wait[kind] = run.query_wait.get(kind, 0.0) + waited
 
     def progress(done: int, total: int) -> None:
         nonlocal since_batch
@@ -491,6 +511,8 @@ def report(kind: str, label: str, runs: list[tuple[Floor, ChildRun]], sizes: dic
               f"import process {run.cpu_seconds:.2f} s ({1e6 * run.cpu_seconds / count:.0f} us per {unit[:-1]}), "
               f"its PostgreSQL backend {run.database_cpu_seconds:.2f} s; floor {1000 * floor.seconds:.0f} ms "
               f"({1000 * floor.cpu_seconds:.0f} ms CPU); {run.queries} queries")
+        heaviest = sorted(run.query_wait.items(), key=lambda item: -item[1])[:8]
+        print("  database wait by statement: " + ", ".join(f"{kind} {seconds:.2f} s" for kind, seconds in heaviest))
     figure(f"{label}: import", median(seconds), "s")
     figure(f"{label}: import {unit}/s", count / median(seconds), f"{unit}/s")
     figure(f"{label}: floor (csv read + COPY)", 1000 * median(floor.seconds for floor, _ in runs), "ms")

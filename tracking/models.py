@@ -97,7 +97,9 @@ class Shipment(models.Model):
         MANUAL = "manual", "manual"
         GENSTORE = "genstore", "Genstore fulfillment"
 
-    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="shipments")
+    # Indexes are what an import pays for on every row, so none is kept twice: the store's lookups use the unique
+    # (store, tracking_number) and the (store, status) index, whose first column is the store.
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="shipments", db_index=False)
     order = models.ForeignKey(
         "orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="shipments"
     )
@@ -107,7 +109,7 @@ class Shipment(models.Model):
     carrier_valid = models.BooleanField(null=True, blank=True, help_text="Check digit valid (None: no check digit)")
     carrier_candidates = models.JSONField(default=list, blank=True, help_text="Every candidate detection found")
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
-    status = models.CharField(max_length=32, default="pending", db_index=True)
+    status = models.CharField(max_length=32, default="pending")  # indexed with the store (shipment_store_status)
     substatus = models.CharField(max_length=32, blank=True)
     raw_code = models.CharField(max_length=64, blank=True)
     raw_text = models.CharField(max_length=512, blank=True)
@@ -157,7 +159,8 @@ class Shipment(models.Model):
 class ShipmentLine(models.Model):
     """Which order lines (and how many of each) travel in a shipment: what a fulfillment push sends."""
 
-    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="lines")
+    # No index of its own: shipment_line_unique starts with it.
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="lines", db_index=False)
     line_item = models.ForeignKey("orders.LineItem", on_delete=models.CASCADE, related_name="shipment_lines")
     quantity = models.PositiveIntegerField()
 

@@ -70,7 +70,10 @@ class ExternalShipment(models.Model):
         WITHDRAWN = "withdrawn", "withdrawn (voided)"
 
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="external_shipments")
-    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="external_shipments")
+    # No index of its own: external_shipment_unique_per_channel starts with it (every index is paid for on every
+    # row an import writes).
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="external_shipments",
+                                db_index=False)
     external_order_id = models.CharField(max_length=128, help_text="The order as the platform names it")
     external_id = models.CharField(max_length=128, blank=True, help_text="The platform's id for the shipment")
     tracking_number = models.CharField(max_length=64)
@@ -119,7 +122,6 @@ class ExternalShipment(models.Model):
                 name="external_shipment_waiting",
             ),
             models.Index(fields=["channel", "external_id"], name="external_shipment_ext_id"),
-            models.Index(fields=["order"], name="external_shipment_order"),
         ]
 
     def __str__(self) -> str:

@@ -311,6 +311,13 @@ class AnyOf(Lookup):
         if not values:
             return "1 = 0", tuple(lhs_params)  # an empty `__in` matches nothing, as Django's does
         if connection.vendor == "postgresql":
-            return f"{lhs} = ANY(%s)", (*lhs_params, values)
+            # Ids are cast to the column's integer type: psycopg sends small ints as smallint[], and only an array
+            # of the column's type gets PostgreSQL's hashed `= ANY` (PostgreSQL 14+). Without it, a sequential scan
+            # (the plan whenever statistics lag behind a table an import is filling) compares every row with every
+            # value: 39 ms instead of 4 ms for 500 orders' shipments among 20,000. Strings go as text[], hashed
+            # already (never cast to varchar(n)[]: that would cut longer values down to a length that matches).
+            db_type = self.lhs.output_field.db_type(connection)
+            ids = db_type and all(type(value) is int for value in values)
+            return f"{lhs} = ANY(%s{f'::{db_type}[]' if ids else ''})", (*lhs_params, values)
         # The column comes from the compiler; every value is in the one parameter.
         return f"{lhs} IN (SELECT value FROM json_each(%s))", (*lhs_params, json.dumps(values))  # noqa: S608

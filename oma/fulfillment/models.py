@@ -39,8 +39,11 @@ class FulfillmentPush(models.Model):
         SKIPPED = "skipped", "skipped"
         CANCELLED = "cancelled", "cancelled (label voided)"
 
-    key = models.CharField(max_length=64, unique=True, help_text="sha256(store | orderId | shipment)")
-    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="fulfillment_pushes")
+    # Unique through fpush_key_unique rather than unique=True: on PostgreSQL unique=True adds a second index for
+    # LIKE queries nobody makes, and every push intent an import writes pays for each index.
+    key = models.CharField(max_length=64, help_text="sha256(store | orderId | shipment)")
+    # No index of its own: fpush_store_state starts with it.
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="fulfillment_pushes", db_index=False)
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="fulfillment_pushes")
     shipment = models.ForeignKey(
         "tracking.Shipment", null=True, blank=True, on_delete=models.SET_NULL, related_name="fulfillment_pushes"
@@ -61,7 +64,7 @@ class FulfillmentPush(models.Model):
     cancelled_at = models.DateTimeField(
         null=True, blank=True, help_text="When Genstore confirmed the fulfillment cancelled (the label was voided)"
     )
-    fulfill_id = models.CharField(max_length=64, blank=True, db_index=True, help_text="Genstore fulfillId")
+    fulfill_id = models.CharField(max_length=64, blank=True, help_text="Genstore fulfillId")  # fpush_fulfill_id
     adopted = models.BooleanField(
         default=False, help_text="The fulfillment already existed in Genstore with this tracking number"
     )
@@ -91,9 +94,10 @@ class FulfillmentPush(models.Model):
         indexes = [
             models.Index(fields=["state", "next_attempt_at"], name="fpush_due"),
             models.Index(fields=["store", "state"], name="fpush_store_state"),
-            models.Index(fields=["shipment"], name="fpush_shipment", condition=Q(shipment__isnull=False)),
+            models.Index(fields=["fulfill_id"], name="fpush_fulfill_id"),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["key"], name="fpush_key_unique"),
             models.CheckConstraint(condition=~Q(key=""), name="fpush_key_not_blank"),
             models.CheckConstraint(
                 condition=~Q(state="succeeded") | ~Q(fulfill_id=""), name="fpush_succeeded_has_fulfillment"

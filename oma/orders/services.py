@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
-from django.db import DataError, IntegrityError, OperationalError, connection, models, transaction
+from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from oma.core.bulk import JsonText, rows_insert
 from oma.core.locking import lost_a_lock_race
+from oma.core.planner import PlannerStatistics
 from oma.genstore.errors import GenstoreError
 from oma.genstore.records import FulfillmentRecord, OrderRecord
 from oma.orders.compliance import order_raw_without_personal_data
@@ -543,7 +544,12 @@ class _PageWriter:
 
     def __init__(self, *, store: Store, run: SyncRun, defer_hooks: bool) -> None:
         self._store, self._run, self._defer_hooks = store, run, defer_hooks
-        self._statistics = _PlannerStatistics()
+        # A store's first full sweep fills the mirror's tables: their lookups need fresh statistics.
+        self._statistics = PlannerStatistics({
+            Order: ("store", "order_id"),
+            LineItem: ("order", "line_item_id"),
+            GenstoreFulfillment: ("store", "fulfill_id"),
+        })
         pipelined = connection.vendor == "postgresql" and not connection.in_atomic_block
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep-writer") if pipelined else None
         self._pending: Future[None] | None = None
@@ -575,42 +581,11 @@ class _PageWriter:
 
     def _write(self, page: OrderPage) -> None:
         _sweep_page(store=self._store, run=self._run, page=page, defer_hooks=self._defer_hooks)
-        self._statistics.after_page(created=self._run.created)
+        self._statistics.after_batch(written=self._run.created)
 
 
 def _close_this_threads_connection() -> None:
     connection.close()  # looked up in the calling thread: each thread has its own connection
-
-
-class _PlannerStatistics:
-    """Refreshes PostgreSQL's statistics of the mirror's tables while a sweep grows them.
-
-    A store's first full sweep fills tables the planner still takes for empty (autovacuum analyzes them only a
-    minute or more later). It then looks up each page's orders by scanning every order of the store, a cost that
-    grows with each page: the last pages of a 100,000-order sweep took ten times the first. So the sweep runs a
-    narrow ANALYZE (the lookup columns only; a few hundred ms at most) each time it has doubled what it created,
-    starting at a thousand orders: about seven times in a 100,000-order sweep, never in an incremental one.
-    """
-
-    _FIRST = 1000
-    _COLUMNS: ClassVar[dict[type[models.Model], tuple[str, ...]]] = {
-        Order: ("store", "order_id"),
-        LineItem: ("order", "line_item_id"),
-        GenstoreFulfillment: ("store", "fulfill_id"),
-    }
-
-    def __init__(self) -> None:
-        self._next_at = self._FIRST
-
-    def after_page(self, *, created: int) -> None:
-        if created < self._next_at or connection.vendor != "postgresql":
-            return
-        self._next_at = created * 2
-        quote = connection.ops.quote_name
-        with connection.cursor() as cursor:
-            for model, names in self._COLUMNS.items():
-                columns = ", ".join(quote(model._meta.get_field(name).column) for name in names)
-                cursor.execute(f"ANALYZE {quote(model._meta.db_table)} ({columns})")
 
 
 def _sweep_page(*, store: Store, run: SyncRun, page: OrderPage, defer_hooks: bool) -> None:

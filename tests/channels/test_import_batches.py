@@ -3,6 +3,7 @@ included), the same outcomes as one row at a time, hooks once per batch, and the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -227,3 +228,24 @@ def test_any_of_filters_like_in_with_one_parameter(store, django_assert_num_quer
     assert sorted(by_join) == sorted([orders[1].pk, orders[3].pk])
     assert list(Order.objects.filter(AnyOf(F("pk"), []))) == []
     assert Order.objects.exclude(AnyOf(F("pk"), [orders[0].pk])).count() == 4
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's plans")
+def test_any_of_sends_an_array_of_the_columns_type_so_postgresql_can_hash_it(store):
+    """psycopg would send these small ids as smallint[]; PostgreSQL hashes `= ANY` (instead of comparing each row
+    with every value) only for an array of the column's own type, which matters when an import outgrows the
+    table's statistics and the plan is a sequential scan."""
+    orders = sync_orders(store, [order_record(f"H{i}") for i in range(12)])
+    for queryset, array_type in (
+        (Shipment.objects.filter(AnyOf(F("order_id"), [order.pk for order in orders])), "bigint[]"),
+        (Order.objects.filter(AnyOf(F("pk"), [order.pk for order in orders])), "bigint[]"),
+        (Order.objects.filter(AnyOf(F("order_id"), [order.order_id for order in orders])), "text[]"),
+    ):
+        sql, params = queryset.values_list("pk").query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+            plan = json.dumps(cursor.fetchone()[0])
+        assert f"::{array_type}" in plan, plan
+    assert Shipment.objects.filter(AnyOf(F("order_id"), [order.pk for order in orders])).count() == 0
+    # A value longer than the column is compared whole, never cut down to the column's length.
+    assert not Order.objects.filter(AnyOf(F("order_id"), [orders[0].order_id + "x" * 300])).exists()
