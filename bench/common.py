@@ -12,6 +12,8 @@ next to nothing (the generator's ceiling).
 from __future__ import annotations
 
 import atexit
+import csv
+import io
 import os
 import resource
 import select
@@ -23,6 +25,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -445,3 +448,26 @@ def canned_http_server() -> Iterator[int]:
     finally:
         process.kill()
         process.wait(timeout=10)
+
+
+# The external orders' generic order CSV (bench/imports.py, bench/external_orders.py): one or two lines per order.
+GENERIC_HEADER = ("order", "created_at", "currency", "email", "sku", "title", "quantity", "price", "shipping_price",
+                  "name", "address1", "city", "province_code", "zip", "country_code", "line_item_id")
+SKUS = ("MUG-1", "POT-2", "TEA-3", "NAP-4")
+
+
+def generic_order_file(count: int, *, prefix: str) -> tuple[bytes, int]:
+    """A generic order CSV of `count` orders (one or two lines each); the file and its data rows."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(GENERIC_HEADER)
+    ordered_at = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0).isoformat()
+    rows = 0
+    for i in range(count):
+        for k in range(1 + i % 2):
+            sku = SKUS[(i + k) % 4]
+            writer.writerow((f"{prefix}-{i:07d}", ordered_at, "USD", f"buyer{i}@example.com", sku, f"Item {sku}",
+                             1 + k, f"{9.5 + k:.2f}", "4.99", "Ana Souza", "1200 Pine St", "Seattle", "WA", "98101",
+                             "US", f"{i}-{k}"))
+            rows += 1
+    return out.getvalue().encode(), rows

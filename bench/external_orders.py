@@ -28,8 +28,6 @@ oma.channels.order_intake.BATCH_SIZE) costs, new and unchanged: a constant, what
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import multiprocessing
 import os
 import socket
@@ -42,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from bench.common import figure, setup_django
+from bench.common import SKUS, figure, generic_order_file, setup_django
 from oma.sandbox.control import SandboxControl, SandboxProcess  # no Django in it
 
 if TYPE_CHECKING:
@@ -51,9 +49,6 @@ if TYPE_CHECKING:
 
 HANDLE = "eo"
 SOURCE_NAME = "amazon"
-SKUS = ("MUG-1", "POT-2", "TEA-3", "NAP-4")
-GENERIC_HEADER = ("order", "created_at", "currency", "email", "sku", "title", "quantity", "price", "shipping_price",
-                  "name", "address1", "city", "province_code", "zip", "country_code", "line_item_id")
 
 
 def redis_reachable() -> bool:
@@ -288,23 +283,6 @@ def duplicates_and_missing(control: SandboxControl, identifiers: list[str]) -> t
 # --- intake -------------------------------------------------------------------------------------------------------
 
 
-def generic_file(count: int, *, prefix: str) -> tuple[bytes, int]:
-    """A generic order CSV of `count` orders (one or two lines each); the file and its data rows."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(GENERIC_HEADER)
-    ordered_at = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0).isoformat()
-    rows = 0
-    for i in range(count):
-        for k in range(1 + i % 2):
-            sku = SKUS[(i + k) % 4]
-            writer.writerow((f"{prefix}-{i:07d}", ordered_at, "USD", f"buyer{i}@example.com", sku, f"Item {sku}",
-                             1 + k, f"{9.5 + k:.2f}", "4.99", "Ana Souza", "1200 Pine St", "Seattle", "WA", "98101",
-                             "US", f"{i}-{k}"))
-            rows += 1
-    return out.getvalue().encode(), rows
-
-
 def intake_run(count: int) -> IntakeRun:
     # why: after django.setup()
     from oma.channels.order_import import external_orders_import
@@ -313,7 +291,7 @@ def intake_run(count: int) -> IntakeRun:
 
     store = Store.objects.create(domain="intake.genmystore.com", access_token="token", client_secret="secret")
     channel = channel_create(store=store, kind="csv", name="Amazon", source_names=[SOURCE_NAME])
-    data, rows = generic_file(count, prefix="115")
+    data, rows = generic_order_file(count, prefix="115")
     run = IntakeRun(orders=count, rows=rows)
 
     for attempt in ("new", "again"):

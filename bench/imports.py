@@ -48,12 +48,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, figure, process_cpu_seconds, setup_django
+from bench.common import GENERIC_HEADER, ROOT, SKUS, figure, generic_order_file, process_cpu_seconds, setup_django
 
 TRACKING_HEADER = ("order", "tracking_number", "carrier", "sku", "quantity")
-GENERIC_HEADER = ("order", "created_at", "currency", "email", "sku", "title", "quantity", "price", "shipping_price",
-                  "name", "address1", "city", "province_code", "zip", "country_code", "line_item_id")
-SKUS = ("MUG-1", "POT-2", "TEA-3", "NAP-4")
 CARRIERS = ("ups", "fedex", "usps", "dhl")
 STORE_DOMAIN = "imports.genmystore.com"
 SOURCE_NAME = "amazon"
@@ -85,23 +82,6 @@ def tracking_file(rows: int, *, first: int = 0) -> bytes:
 
 def order_id(i: int) -> str:
     return f"{5_000_000 + i}"
-
-
-def generic_order_file(count: int, *, prefix: str) -> tuple[bytes, int]:
-    """A generic order CSV of `count` orders (one or two lines each); the file and its data rows."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(GENERIC_HEADER)
-    ordered_at = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0).isoformat()
-    rows = 0
-    for i in range(count):
-        for k in range(1 + i % 2):
-            sku = SKUS[(i + k) % 4]
-            writer.writerow((f"{prefix}-{i:07d}", ordered_at, "USD", f"buyer{i}@example.com", sku, f"Item {sku}",
-                             1 + k, f"{9.5 + k:.2f}", "4.99", "Ana Souza", "1200 Pine St", "Seattle", "WA", "98101",
-                             "US", f"{i}-{k}"))
-            rows += 1
-    return out.getvalue().encode(), rows
 
 
 # --- seeding ------------------------------------------------------------------------------------------------------
