@@ -14,22 +14,23 @@ Rows are matched in batches (ROWS_PER_BATCH, in file order), each batch one tran
 an import never races a webhook or a poll for the last items of an order, and never holds an order for long. A batch
 costs the same few queries whatever its size: its orders, their lines and the shipments its numbers name are read
 once, every row is matched in memory (channels.services.MatchBatch), and shipments, their lines and the records are
-written in bulk; the hooks (unified status, push intents, e-mails, events) run once per batch, after its commit. A
-failure half-way leaves complete batches only (no row half-written); importing the file again finishes the rest. A
-dry run is one transaction, rolled back.
+written in bulk; the hooks (unified status, push intents, e-mails, events) run once per batch, after its commit, in a
+thread of their own while the next batch is written (_OrdersInFlight says why that is safe); the import returns once
+they all ran. A failure half-way leaves complete batches only (no row half-written); importing the file again
+finishes the rest. A dry run is one transaction, rolled back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -47,8 +48,10 @@ from oma.channels.services import (
     external_shipments_void,
 )
 from oma.core.bulk import AnyOf, rows_insert
+from oma.core.planner import PlannerStatistics
 from oma.stores.models import Store
-from tracking.signals import shipments_changed_batch
+from tracking.models import Shipment, ShipmentLine
+from tracking.signals import ShipmentsChangedHooks, shipments_changed_batch, shipments_changed_in_background
 
 logger = logging.getLogger(__name__)
 
@@ -395,20 +398,77 @@ def _import_rows(
             progress(len(results.by_line), len(rows))
     first_line_of_number: dict[str, int] = {}  # canonical number -> the line that created its shipment
     # Batches of rows in file order, each in its own transaction holding its orders locked: a long file never
-    # holds an order for long, and a webhook or poll for the same order waits for one batch at most.
-    for start in range(0, len(good), ROWS_PER_BATCH):
-        _import_batch(store=store, channel=channel, csv_import=csv_import, rows=good[start:start + ROWS_PER_BATCH],
-                      results=results, first_line_of_number=first_line_of_number, now=now)
-        if progress:
-            progress(len(results.by_line), len(rows))
+    # holds an order for long, and a webhook or poll for the same order waits for one batch at most. Each batch's
+    # hooks run in the background while the next one is matched and written (the voids above stay inline: they are
+    # rare, and their hooks lock the orders whose replacement labels come next, which would have to wait anyway).
+    # A big file fills tables faster than autovacuum analyzes them: their lookups need fresh statistics.
+    statistics = PlannerStatistics(_IMPORT_LOOKUPS)
+    with shipments_changed_in_background() as hooks:
+        in_flight = _OrdersInFlight(hooks)
+        for start in range(0, len(good), ROWS_PER_BATCH):
+            _import_batch(store=store, channel=channel, csv_import=csv_import,
+                          rows=good[start:start + ROWS_PER_BATCH], results=results,
+                          first_line_of_number=first_line_of_number, now=now, in_flight=in_flight)
+            statistics.after_batch(written=min(start + ROWS_PER_BATCH, len(good)))
+            if progress:
+                progress(len(results.by_line), len(rows))
     if progress and not good:
         progress(len(results.by_line), len(rows))
     report.results = [results.by_line[row.line] for row in rows]
 
 
+# The columns an import's batches and hooks look rows up by, in the tables it fills.
+_IMPORT_LOOKUPS: dict[type[models.Model], tuple[str, ...]] = {
+    Shipment: ("store", "tracking_number", "order"),
+    ShipmentLine: ("shipment",),
+    ExternalShipment: ("channel", "dedupe_key", "order"),
+}
+
 # Rows per batch: a batch costs the same few queries whatever its size (one lookup of its orders, one lock, one read
 # each of lines, shipments and known records, one write each of shipments, lines and records, then the hooks).
 ROWS_PER_BATCH = 1000
+
+
+class _OrdersInFlight:
+    """The orders of the batches whose hooks may still be running in the background. A batch that shares one of
+    them waits for those hooks before it locks its orders; one that shares none goes ahead.
+
+    Why a batch may run beside the hooks of the batches before it:
+    * It reads nothing they write. Matching reads the orders' keys and cancellation (order lookup, lock_orders),
+      their line items, the shipments of the store by number and their lines, the orders' Genstore fulfillments
+      (channels.matching.OrderLedger, channels.services.existing_shipments) and the channel's records
+      (_known_states). The hooks write orders' unified status only (not read here), push intents (FulfillmentPush)
+      and the store's drain stamp, e-mails due and event snapshots. Genstore fulfillments change by a push, which
+      runs in a worker, as it may during any import. Everything a batch wrote committed before its hooks were
+      handed over, so the next batch's ledgers see it: a parcel split across two batches is completed exactly, as
+      when the hooks ran inline.
+    * It never waits for them while they wait for it, because they share no order. The hooks lock the orders of
+      their batch's shipments, which are that batch's orders: the unified status UPDATE FOR UPDATE in (store,
+      orderId) order, and inserting push intents, e-mails and snapshots takes the KEY SHARE of their order and
+      shipment rows in row order. A batch locks its orders FOR UPDATE in pk order (lock_orders), then FOR UPDATE
+      the existing shipments it completes, all of its own orders (a number found on another order is rejected in
+      memory, unlocked). Two orders shared, or one order and one of its shipments, could lock in opposite orders
+      and deadlock, and PostgreSQL would abort one of them: possibly this import. Sharing none, neither locks a
+      row the other holds (the store's row: KEY SHARE here, the drain stamp's UPDATE there, which do not conflict).
+    Also, the unified status of a shared order is right either way: the hooks of its later batch compute it again,
+    after the earlier ones (they run in the order handed over)."""
+
+    def __init__(self, hooks: ShipmentsChangedHooks) -> None:
+        self.hooks = hooks
+        self.orders: set[int] = set()
+
+    def keep_clear_of(self, order_pks: Collection[int]) -> None:
+        """Before a batch locks these orders: wait for the hooks running on any of them."""
+        if self.orders and self.hooks.idle():
+            self.orders.clear()
+        if not self.orders.isdisjoint(order_pks):
+            self.hooks.wait()
+            self.orders.clear()
+
+    def add(self, order_pks: Collection[int]) -> None:
+        """A batch committed: its hooks run on these orders."""
+        if self.hooks.background:
+            self.orders.update(order_pks)
 
 
 def _known_states(channel: Channel, keys: Sequence[str]) -> dict[str, str]:
@@ -485,11 +545,12 @@ def _import_batch(
     results: _Results,
     first_line_of_number: dict[str, int],
     now: datetime,
+    in_flight: _OrdersInFlight,
 ) -> None:
     """One batch of good rows: their orders looked up, then one transaction that locks them, matches every row in
     memory and writes shipments, lines and records in bulk; shipments_changed (unified status, push intents and the
-    store's push drain) is sent once, after its commit. Rows whose order is not mirrored are kept as unmatched
-    records, matched when the order arrives."""
+    store's push drain) is sent once, after its commit (in the background: `in_flight`). Rows whose order is not
+    mirrored are kept as unmatched records, matched when the order arrives."""
     keys = {row.line: dedupe_key(row.record) for row in rows if row.record is not None}
     lookups = order_keys_for_external_ids(
         store=store,
@@ -507,8 +568,10 @@ def _import_batch(
             results.done(row, REJECTED, lookup.problem)
         else:
             matched.append((row, lookup.order.pk))
+    order_pks = {order_pk for _, order_pk in matched}
+    in_flight.keep_clear_of(order_pks)
     with transaction.atomic(), shipments_changed_batch():
-        batch = MatchBatch(store=store, channel=channel, order_pks=[order_pk for _, order_pk in matched])
+        batch = MatchBatch(store=store, channel=channel, order_pks=order_pks)
         # Read under the locks: a concurrent import of the same rows committed before we got them, or waits for us.
         known = _known_states(channel, [keys[row.line] for row in [*waiting, *(row for row, _ in matched)]])
         kept = []
@@ -539,3 +602,4 @@ def _import_batch(
                 results.done(row, WAITING, _waiting_reason(row))
             else:
                 results.done(row, ALREADY, "the shipment already holds these items")
+    in_flight.add(order_pks)

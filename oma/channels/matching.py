@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, TypeVar
 
+from django.db import connection
 from django.db.models import F, QuerySet
+from django.db.models.functions import Collate
 
 from oma.channels.connectors.base import LineRef
 from oma.core.bulk import AnyOf
@@ -427,11 +429,17 @@ class LockedOrder(NamedTuple):
 
 
 def lock_orders(order_pks: Iterable[int]) -> list[LockedOrder]:
-    """Lock these orders' rows for the rest of the transaction, in pk order (no deadlock between two importers)."""
+    """Lock these orders' rows for the rest of the transaction, in the order every writer of orders locks them
+    (store, then orderId in code-point order: the order upsert and the unified status' oma.core.bulk.rows_update),
+    so an import waits for a sweep page or a status refresh sharing its orders instead of deadlocking with it.
+    FOR NO KEY UPDATE: nothing here changes an order's key, and rows inserted meanwhile that refer to these orders
+    (push intents, e-mails, event snapshots: a KEY SHARE each) need not wait for the batch."""
     pks = sorted(set(order_pks))
     if not pks:
         return []
+    order_id = Collate("order_id", "C") if connection.vendor == "postgresql" else F("order_id")
     return list(map(LockedOrder._make, (
-        Order.objects.select_for_update(of=("self",)).filter(AnyOf(F("pk"), pks)).order_by("pk")
+        Order.objects.select_for_update(of=("self",), no_key=True).filter(AnyOf(F("pk"), pks))
+        .order_by("store_id", order_id)
         .values_list(*LockedOrder._fields)
     )))
