@@ -7,7 +7,9 @@ the same client (HTTP, JSON, lenient parsing) without storing anything; the rati
 Targets: ratio <= 2.0, peak RSS < 300 MB, queries per page bounded by a constant.
 
 `--hooks deferred` (the default) sweeps as a Celery worker does (beat's sweeps): each page's orders-changed hooks
-(unified status, channel matching) are handed to a task, here on an in-memory broker that nothing consumes.
+(unified status, channel matching, tracking the merchant's own fulfillments) are handed to a task, here on an
+in-memory broker that nothing consumes, and so is the catch-up of Genstore's own fulfillments queued at the end
+(`fulfillment.catch_up_genstore_fulfillments`, which on a first sweep adopts every fulfilled order's parcel).
 `--hooks inline` sweeps as `sync_orders` does, the hooks run after each page.
 
 The sweep stores each page in a writer thread while it reads the next (as in production), so its wall time is less

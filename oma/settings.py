@@ -203,7 +203,7 @@ _TASKS_BY_QUEUE: dict[str, tuple[str, ...]] = {
     "sweeps": (
         "orders.sweep_all_stores", "orders.sweep_store", "orders.changed_run_hooks", "merchant.resync_orders",
         "merchant.send_alert_digests", "merchant.learn_transit_times", "channels.enqueue_stalled_csv_imports",
-        "fulfillment.reconcile_all_stores", "fulfillment.reconcile_store",
+        "fulfillment.reconcile_all_stores", "fulfillment.reconcile_store", "fulfillment.catch_up_genstore_fulfillments",
     ),
     # Files imported by a worker: tracking CSVs (up to 100,000 rows), order files.
     "imports": ("channels.import_queued_csv", "channels.import_queued_orders"),

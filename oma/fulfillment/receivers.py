@@ -4,26 +4,26 @@ lower apps send (connected in FulfillmentConfig.ready; orders and tracking never
 * `oma.orders.signals.orders_changed`: after every order upsert commits (once per page).
 * `tracking.signals.shipments_changed`: after commit when shipments are added, linked to an order, or change
   status (once per batch: a poll, a CSV import batch).
-* `post_save` of a succeeded `SyncRun` (a sweep's end): Genstore's own fulfillments the changed orders did not bring
-  (services/genstore_shipments.py, the catch-up). Connected here, by the decorator, when `ready` imports this module.
+* `post_save` of a succeeded `SyncRun` (a sweep's end): queues the catch-up of Genstore's own fulfillments the
+  changed orders did not bring (tasks.catch_up_genstore_fulfillments). Connected here, by the decorator, when
+  `ready` imports this module.
 Whatever a lost signal misses, the beat's `fulfillment.push_pending` finds within a minute.
 """
 
 from __future__ import annotations
 
 import logging
-from functools import partial
 
-from django.db import transaction
 from django.db.models import F
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from oma.core.bulk import AnyOf
+from oma.core.outbox import enqueue_on_commit
 from oma.fulfillment.models import FulfillmentPush
-from oma.fulfillment.services.genstore_shipments import genstore_fulfillments_catch_up, genstore_fulfillments_track
+from oma.fulfillment.services.genstore_shipments import genstore_fulfillments_track
 from oma.fulfillment.services.unified_status import orders_unified_status_refresh
-from oma.fulfillment.tasks import shipments_push_enqueue
+from oma.fulfillment.tasks import catch_up_genstore_fulfillments, shipments_push_enqueue
 from oma.orders.models import SyncRun
 from oma.stores.models import Store
 from tracking.models import Shipment
@@ -81,18 +81,9 @@ def on_shipments_changed(sender: object, *, shipment_ids: list[int], **kwargs: o
 
 @receiver(post_save, sender=SyncRun, dispatch_uid="fulfillment.on_sync_run_saved")
 def on_sync_run_saved(sender: object, *, instance: SyncRun, **kwargs: object) -> None:
-    """A sweep succeeded: after its commit, track the live fulfillments it did not change (all of them, for a store
-    mirrored before OMA tracked Genstore's own fulfillments: an unchanged order sends no orders_changed)."""
+    """A sweep succeeded: after its commit, queue the tracking of the live fulfillments it did not change (all of
+    them, for a store mirrored before OMA tracked Genstore's own fulfillments: an unchanged order sends no
+    orders_changed). A broker that is down loses it until the next sweep queues it again."""
     if instance.state != SyncRun.State.SUCCEEDED or instance.finished_at is None:
         return
-    transaction.on_commit(partial(_sweep_catch_up, store_id=instance.store_id), robust=True)
-
-
-def _sweep_catch_up(*, store_id: int) -> None:
-    store = Store.objects.filter(pk=store_id, is_active=True).first()
-    if store is None:
-        return
-    try:
-        genstore_fulfillments_catch_up(store=store)
-    except Exception:  # never fails the sweep; the next one tries again
-        logger.exception("catching up Genstore fulfillments of %s failed", store.domain)
+    enqueue_on_commit(catch_up_genstore_fulfillments, instance.store_id)

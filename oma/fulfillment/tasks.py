@@ -32,6 +32,7 @@ from oma.core.leases import lease_take
 from oma.core.outbox import after_commit, enqueue_each_on_commit, publish_each
 from oma.fulfillment.models import FulfillmentPush, ReconcileRun
 from oma.fulfillment.reconciliation import Disagreement, reconcile_run
+from oma.fulfillment.services.genstore_shipments import genstore_fulfillments_catch_up
 from oma.fulfillment.services.push import (
     REQUEUE_AFTER,
     PushResult,
@@ -135,6 +136,20 @@ def reconcile_store(store_id: int) -> int:
         return 0
     run, _ = reconcile_run(store=store, trigger=ReconcileRun.Trigger.NIGHTLY, refresh=True)
     return run.findings
+
+
+@shared_task(name="fulfillment.catch_up_genstore_fulfillments", ignore_result=True, soft_time_limit=3000,
+             time_limit=3100)
+def catch_up_genstore_fulfillments(store_id: int) -> int:
+    """Queued when a sweep succeeds: the store's live Genstore fulfillments that no changed order brought
+    (services/genstore_shipments.py, the catch-up); the shipments it added or linked. A task of its own, not a part
+    of the sweep: on a store's first sweep it adopts every fulfillment the merchant ever made, which would more than
+    double the sweep's time, and the sweep's changed-order hooks are a task of their own too. Run twice, the second
+    finds nothing to do."""
+    store = Store.objects.filter(pk=store_id, is_active=True).first()
+    if store is None:
+        return 0
+    return len(genstore_fulfillments_catch_up(store=store).shipment_ids)
 
 
 # --- queueing -----------------------------------------------------------------------------------------------
