@@ -1,4 +1,5 @@
-"""Fixtures for fulfillment tests: a Genstore sandbox over real HTTP, a store mirrored from it, shipments."""
+"""Fixtures for fulfillment tests: a Genstore sandbox over real HTTP, a store mirrored from it, shipments; for the
+worker-backed acceptance tests, the test's own broker and the carrier sandbox with accounts on it."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ from oma.orders.models import LineItem, Order, SyncRun
 from oma.orders.services import orders_sweep
 from oma.sandbox.server import GenstoreSandbox
 from oma.stores.models import Store
+from tests.faults.processes import celery_app_publishing_to
+from tests.fixtures_celery import RedisServer, private_redis  # noqa: F401 (a fixture, for `broker`)
 from tests.genstore_sandbox import connect, start_sandbox
+from tests.tracking.conftest import EPOCH, FAST_LIMITS, add_sandbox_account
 from tracking.carriers.base import TrackingEventRecord, TrackingResult
 from tracking.models import Shipment
+from tracking.polling import forget_transports
+from tracking.sandbox import CARRIERS, CarrierSandbox
 from tracking.services import shipment_add, shipment_apply_result
 
 _numbers = itertools.count(1)
@@ -33,6 +39,29 @@ def store(sandbox: GenstoreSandbox, redis_client) -> Store:
     run = orders_sweep(store=store, kind=SyncRun.Kind.FULL)
     assert run.state == SyncRun.State.SUCCEEDED, run.error_message
     return store
+
+
+@pytest.fixture
+def broker(private_redis: RedisServer) -> Iterator[str]:  # noqa: F811
+    """This process publishes to the test's own Redis, where the test's workers listen (also imported by
+    tests/notifications/test_acceptance.py)."""
+    with celery_app_publishing_to(private_redis.url()):
+        yield private_redis.url()
+
+
+@pytest.fixture
+def carriers(transactional_db: None) -> Iterator[CarrierSandbox]:
+    """The carrier sandbox over HTTP, mid-journey for many parcels (in transit, out for delivery, delivered,
+    exceptions, pickups, returns), with a global account on it for each of its carriers."""
+    sandbox = CarrierSandbox(port=0, epoch=EPOCH, rate_limits=FAST_LIMITS).start()
+    sandbox.set_clock(EPOCH + timedelta(days=3, hours=6))
+    try:
+        for carrier in CARRIERS:
+            add_sandbox_account(sandbox, carrier)
+        yield sandbox
+    finally:
+        sandbox.stop()
+        forget_transports()  # the polls' sessions point at this server's port
 
 
 def open_orders(store: Store, *, lines_at_least: int = 1) -> list[Order]:

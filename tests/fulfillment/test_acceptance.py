@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import signal
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from oma.celery import app
 from oma.channels.csv_import import tracking_csv_import
 from oma.channels.services import channel_create
 from oma.fulfillment.models import FulfillmentPush
@@ -33,70 +28,31 @@ from oma.fulfillment.tasks import push_pending
 from oma.genstore.carriers import tracking_company_for
 from oma.orders.models import Order, SyncRun
 from oma.orders.services import orders_sweep
+from tests.faults.processes import sigkill_tree
 from tests.fixtures_celery import (  # noqa: F401 (fixtures)
     CeleryWorker,
     celery_worker_factory,
-    private_redis,
     subprocess_env,
     wait_until,
 )
 from tests.genstore_sandbox import connect, start_sandbox
-from tests.tracking.conftest import EPOCH, FAST_LIMITS, add_sandbox_account
 from tracking.models import Shipment
-from tracking.polling import forget_transports, poll_due_shipments
-from tracking.sandbox import CARRIERS, CarrierSandbox, numbers_for
+from tracking.polling import poll_due_shipments
+from tracking.sandbox import CARRIERS, numbers_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 CHANNELS = ("amazon feed", "walmart feed", "tiktok feed", "shipbob feed")
 CARRIER_COLUMN = {"ups": "ups", "fedex": "fedex", "usps": "usps", "dhl": "dhl", "17track": ""}  # S10: detected
 State = FulfillmentPush.State
-
-
-@pytest.fixture
-def broker(private_redis) -> Iterator[str]:  # noqa: F811
-    """This process publishes to the test's own Redis, where the worker listens."""
-    url = private_redis.url()
-    saved = {name: app.conf[name] for name in ("broker_url", "broker_write_url", "broker_read_url")}
-    app.conf.update(broker_url=url, broker_write_url=url, broker_read_url=url)
-    app._pool = None
-    app.amqp._producer_pool = None
-    yield url
-    app.conf.update(saved)
-    app._pool = None
-    app.amqp._producer_pool = None
-
-
-@pytest.fixture
-def carriers() -> Iterator[CarrierSandbox]:
-    sandbox = CarrierSandbox(port=0, epoch=EPOCH, rate_limits=FAST_LIMITS).start()
-    # Mid-journey for many parcels: in transit, out for delivery, delivered, exceptions, pickups, returns.
-    sandbox.set_clock(EPOCH + timedelta(days=3, hours=6))
-    yield sandbox
-    sandbox.stop()
-    forget_transports()
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
+# Fixtures from tests/fulfillment/conftest.py: `broker` (this process publishes to the test's own Redis) and
+# `carriers` (the carrier sandbox, mid-journey, with an account for each carrier).
 
 
 def sigkill(worker: CeleryWorker) -> None:
     """SIGKILL the worker and its pool processes at once: nothing gets to finish, ack or clean up."""
     assert worker.process is not None
-    pids = [worker.process.pid, *children_of(worker.process.pid)]
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    worker.process.wait(timeout=10)
+    sigkill_tree(worker.process)
     worker.process = None
 
 
@@ -119,19 +75,17 @@ def test_exactly_one_fulfillment_per_shipment_with_faults_and_a_killed_worker(
 ):
     genstore = start_sandbox(orders=100, seed=11, rate_limit=(2000, 1000.0))
     try:
-        _run(genstore, broker, private_redis, celery_worker_factory, carriers)
+        _run(genstore, broker, private_redis, celery_worker_factory)
     finally:
         genstore.stop()
 
 
-def _run(genstore, broker, private_redis, celery_worker_factory, carriers) -> None:  # noqa: F811
-    # --- 500 orders mirrored; carrier accounts on the carrier sandbox --------------------------------------
+def _run(genstore, broker, private_redis, celery_worker_factory) -> None:  # noqa: F811
+    # --- 500 orders mirrored (the carrier accounts are the `carriers` fixture's) ---------------------------
     new_order_ids = genstore.add_orders("shop1", 400)
     store = connect(genstore, rate_limit=(2000, 1000.0))
     assert orders_sweep(store=store, kind=SyncRun.Kind.FULL).state == SyncRun.State.SUCCEEDED
     assert Order.objects.filter(store=store).count() == 500
-    for carrier in CARRIERS:
-        add_sandbox_account(carriers, carrier)
 
     # Twenty orders are cancelled in Genstore after the sweep: OMA's mirror still thinks they are open.
     cancelled = set(new_order_ids[::20])

@@ -30,7 +30,6 @@ from oma.genstore.carriers import tracking_company_for
 from oma.orders.models import SyncRun
 from oma.orders.services import orders_sweep
 from oma.orders.tasks import sweep_store
-from tests.faults.processes import celery_app_publishing_to
 from tests.fixtures_celery import (  # noqa: F401 (fixtures)
     CeleryWorker,
     celery_worker_factory,
@@ -58,13 +57,6 @@ WORKER_SETTINGS = {
     "TRACKING_BACKOFF_MAX_SECONDS": "2",
     "TRACKING_CLAIM_LEASE_SECONDS": "5",
 }
-
-
-@pytest.fixture
-def broker(private_redis) -> Iterator[str]:  # noqa: F811
-    """This process publishes to the test's own Redis, where the workers listen."""
-    with celery_app_publishing_to(private_redis.url()):
-        yield private_redis.url()
 
 
 @pytest.fixture

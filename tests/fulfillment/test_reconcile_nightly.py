@@ -5,7 +5,6 @@ the `reconcile` command keeps its result too."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -24,7 +23,6 @@ from oma.fulfillment.reconciliation import FINDING_TITLES, Finding, reconcile_ru
 from oma.fulfillment.services.push import PushResult, shipment_push
 from oma.fulfillment.tasks import reconcile_all_stores
 from oma.stores.models import Store
-from tests.faults.processes import celery_app_publishing_to
 from tests.fixtures_celery import (  # noqa: F401 (fixtures)
     celery_worker_factory,
     private_redis,
@@ -61,13 +59,6 @@ def test_the_nightly_entry_runs_once_a_day_on_the_sweeps_queue(db):
     beat_schedule_sync()
     task = PeriodicTask.objects.get(task=NIGHTLY)
     assert task.enabled and task.crontab is not None and (task.crontab.hour, task.crontab.minute) == ("4", "23")
-
-
-@pytest.fixture
-def broker(private_redis) -> Iterator[str]:  # noqa: F811
-    """This process publishes to the test's own Redis, where the worker listens."""
-    with celery_app_publishing_to(private_redis.url()):
-        yield private_redis.url()
 
 
 @pytest.mark.slow

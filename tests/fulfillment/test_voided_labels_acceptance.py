@@ -21,7 +21,6 @@ from oma.fulfillment.reconciliation import Finding, store_reconcile
 from oma.fulfillment.services.push import pushes_pending
 from oma.fulfillment.tasks import push_pending
 from oma.orders.models import Order
-from tests.faults.processes import celery_app_publishing_to
 from tests.fixtures_celery import (  # noqa: F401 (fixtures)
     CeleryWorker,
     celery_worker_factory,
@@ -37,13 +36,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 KEY, SECRET = "ss-key", "ss-secret"
 CANCEL = "PUT /fulfillments/{id}/cancel"
 State = FulfillmentPush.State
-
-
-@pytest.fixture
-def broker(private_redis) -> Iterator[str]:  # noqa: F811
-    """This process publishes to the test's own Redis, where the worker listens."""
-    with celery_app_publishing_to(private_redis.url()):
-        yield private_redis.url()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import email
 import email.policy
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
@@ -28,7 +27,6 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
-from oma.celery import app
 from oma.merchant.tokens import tracking_path_for
 from oma.notifications.models import OrderUnsubscribe, ShipmentNotification
 from oma.notifications.services import (
@@ -45,6 +43,7 @@ from tests.fixtures_celery import (  # noqa: F401 (fixtures)
     subprocess_env,
     wait_until,
 )
+from tests.fulfillment.conftest import broker  # noqa: F401 (a fixture: this process publishes to the test's Redis)
 from tests.genstore_sandbox import connect, start_sandbox
 from tests.notifications.conftest import carrier_says
 from tracking.models import Shipment
@@ -68,20 +67,6 @@ PATHS: dict[str, tuple[str, ...]] = {
     "late": ("out_for_delivery", "delivered"),
 }
 GROUP_SIZES = {"plain": 100, "bumpy": 40, "pickup": 30, "idle": 10, "late": 20}
-
-
-@pytest.fixture
-def broker(private_redis) -> Iterator[str]:  # noqa: F811
-    """This process publishes to the test's own Redis, where the worker listens."""
-    url = private_redis.url()
-    saved = {name: app.conf[name] for name in ("broker_url", "broker_write_url", "broker_read_url")}
-    app.conf.update(broker_url=url, broker_write_url=url, broker_read_url=url)
-    app._pool = None
-    app.amqp._producer_pool = None
-    yield url
-    app.conf.update(saved)
-    app._pool = None
-    app.amqp._producer_pool = None
 
 
 def read_mailbox(directory: Path) -> list[EmailMessage]:
