@@ -6,7 +6,6 @@ Genstore sandbox answers over HTTP; pushes run eagerly after the commit, as a wo
 from __future__ import annotations
 
 import pytest
-from django.test import TestCase
 
 from oma.fulfillment.models import FulfillmentPush
 from oma.fulfillment.services.push import PushResult, shipment_push
@@ -16,25 +15,12 @@ from oma.orders.services import orders_sweep
 from oma.sandbox.server import GenstoreSandbox
 from oma.sandbox.shop import recompute_fulfillment_status
 from tests.fulfillment.conftest import add_shipment, carrier_says, open_orders
+from tests.fulfillment.test_genstore_shipments import GENSTORE, State, after_commit, sweep
 from tracking.models import Shipment
 from tracking.numbers import normalize
 from tracking.sandbox import numbers_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
-
-GENSTORE = Shipment.Source.GENSTORE
-State = FulfillmentPush.State
-
-
-def after_commit():
-    return TestCase.captureOnCommitCallbacks(execute=True)
-
-
-def sweep(store) -> None:
-    with after_commit():
-        run = orders_sweep(store=store, kind=SyncRun.Kind.INCREMENTAL)
-    assert run.state == SyncRun.State.SUCCEEDED, run.error_message
-
 
 def fulfil(sandbox: GenstoreSandbox, order: Order, number: str, company: str, **fields) -> dict:
     return sandbox.fulfil_as_merchant("shop1", order.order_id, tracking_number=number, tracking_company=company,
